@@ -1,0 +1,227 @@
+// The command line: OpenBSD's flags, defaults, ranges, messages and exit status, plus our long options.
+// Pure: argv in, Config or (exit status, text) out; src/cli.ts does the printing and exiting.
+import yargs from 'yargs';
+import { getopt, strtonum } from './getopt.js';
+import type { Level } from './levels.js';
+import type { LogFormat } from './log.js';
+import { familyOf } from './net/address.js';
+
+export const OPTSTRING = '6Aa:b:D:dm:P:p:q:R:rT:t:v';
+
+export const USAGE =
+  'usage: ftp-proxy [-6Adrv] [-a sourceaddr] [-b address] [-D level] [-m maxsessions]\n' +
+  '                 [-P port] [-p port] [-q queue] [-R address] [-T tag]\n' +
+  '                 [-t timeout]\n';
+
+export const BACKENDS = ['auto', 'nftables', 'iptables', 'pf'] as const;
+export type BackendChoice = (typeof BACKENDS)[number];
+
+export interface Config {
+  /** -6: IPv6 mode (listen on ::1 by default, EPSV/EPRT only). */
+  ipv6: boolean;
+  /** -A: anonymous users only. */
+  anonymousOnly: boolean;
+  /** -a: source address of the connections to servers. */
+  sourceAddress?: string;
+  /** -b: listen addresses (the last one given, as on OpenBSD). */
+  listenAddress: string;
+  /** -D: log priority threshold. */
+  logLevel: Level;
+  /** -d: stay in the foreground, log to stderr. */
+  foreground: boolean;
+  /** -m: concurrent session limit. */
+  maxSessions: number;
+  /** -P: port of the fixed server (-R). */
+  fixedServerPort: string;
+  /** -p: listen port. */
+  listenPort: string;
+  /** -q: queue (pf) / tc class (Linux). */
+  queue?: string;
+  /** -R: reverse mode, the fixed server. */
+  fixedServer?: string;
+  /** -r: active-mode PORT data connections come from port 20. */
+  port20: boolean;
+  /** -T: tag (pf) / conntrack mark (Linux). */
+  tag?: string;
+  /** -t: idle timeout, seconds; 0 = none. */
+  timeout: number;
+  /** -v count: pinholes log their first (1) or every (2) packet. */
+  verbose: 0 | 1 | 2;
+  backend: BackendChoice;
+  pidfile?: string;
+  logFormat: LogFormat;
+  /** Seconds an unused pinhole waits for its data connection. */
+  pinholeTimeout: number;
+}
+
+export type ParseOutcome = { config: Config } | { exit: number; stdout?: string; stderr?: string };
+
+/** Long options that take a value; everything else starting with "--" is a switch. */
+const LONG_WITH_VALUE = new Set(['backend', 'pidfile', 'log-format', 'pinhole-timeout']);
+
+export const LONG_HELP = `${USAGE}
+OpenBSD ftp-proxy(8) flags:
+  -6              IPv6 mode: listen on ::1, only EPSV and EPRT
+  -A              only anonymous logins (USER ftp, USER anonymous)
+  -a sourceaddr   source address of the connections to servers
+  -b address      listen address (default 127.0.0.1, or ::1 with -6)
+  -D level        log priority threshold 0-7 (default 5)
+  -d              stay in the foreground and log to stderr
+  -m maxsessions  concurrent sessions, 1-500 (default 100)
+  -P port         port of the fixed server given with -R (default 21)
+  -p port         listen port (default 8021)
+  -q queue        pf: queue for data connections; Linux: tc class major:minor
+  -R address      reverse mode: every session goes to this server
+  -r              active mode: PORT data connections come from port 20
+  -T tag          pf: tag data-connection rules (match, not pass);
+                  Linux: conntrack mark to set (the ruleset accepts "ct mark <tag>")
+  -t timeout      idle timeout in seconds, 0-86400 (default 86400, 0 = none)
+  -v              pinholes log the first packet; -vv every packet
+
+Our options:
+  --backend NAME          auto, nftables, iptables or pf (default auto)
+  --pidfile PATH          pid file (default /run/ftp-proxy.pid when daemonized)
+  --log-format text|json  OpenBSD's text lines (default) or JSON lines
+  --pinhole-timeout SEC   how long an unused pinhole waits, 1-3600 (default 30)
+  --help                  this text
+  --version               the version
+
+See ftp-proxy(8).
+`;
+
+export function parseCommandLine(argv: string[], version = '0.0.0'): ParseOutcome {
+  // Long options go to yargs, the rest to getopt (OpenBSD's exact short-option grammar).
+  const long: string[] = [];
+  const short: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a.startsWith('--') && a.length > 2) {
+      long.push(a);
+      const name = a.slice(2).split('=')[0]!;
+      if (!a.includes('=') && LONG_WITH_VALUE.has(name) && i + 1 < argv.length) long.push(argv[++i]!);
+    } else {
+      short.push(a);
+    }
+  }
+
+  let longError: string | null = null;
+  const parsedLong = yargs(long)
+    .scriptName('ftp-proxy')
+    .help(false)
+    .version(false)
+    .parserConfiguration({ 'camel-case-expansion': false, 'parse-numbers': false, 'duplicate-arguments-array': false })
+    .option('backend', { type: 'string', default: 'auto' })
+    .option('pidfile', { type: 'string' })
+    .option('log-format', { type: 'string', default: 'text' })
+    .option('pinhole-timeout', { type: 'string', default: '30' })
+    .option('help', { type: 'boolean', default: false })
+    .option('version', { type: 'boolean', default: false })
+    .strict()
+    .exitProcess(false)
+    .fail((msg) => {
+      longError = msg;
+    })
+    .parseSync();
+  if (longError) return { exit: 1, stderr: `ftp-proxy: ${longError}\n${USAGE}` };
+  if (parsedLong.help) return { exit: 0, stdout: LONG_HELP };
+  if (parsedLong.version) return { exit: 0, stdout: `ftp-proxy ${version}\n` };
+  const choice = (name: string, value: string, allowed: readonly string[]): ParseOutcome | null =>
+    allowed.includes(value) ? null : { exit: 1, stderr: `ftp-proxy: --${name} ${value}: must be one of ${allowed.join(', ')}\n` };
+  const bad = choice('backend', parsedLong.backend, BACKENDS) ?? choice('log-format', parsedLong['log-format'], ['text', 'json']);
+  if (bad) return bad;
+
+  const g = getopt(short, OPTSTRING);
+  if (g.error) return { exit: 1, stderr: `ftp-proxy: ${g.error}\n${USAGE}` };
+  if (g.rest.length) return { exit: 1, stderr: USAGE };
+
+  const c: Config = {
+    ipv6: false,
+    anonymousOnly: false,
+    listenAddress: '',
+    logLevel: 5,
+    foreground: false,
+    maxSessions: 100,
+    fixedServerPort: '21',
+    listenPort: '8021',
+    port20: false,
+    timeout: 86400,
+    verbose: 0,
+    backend: parsedLong.backend as BackendChoice,
+    logFormat: parsedLong['log-format'] as LogFormat,
+    pinholeTimeout: 30,
+  };
+  if (parsedLong.pidfile) c.pidfile = parsedLong.pidfile;
+  const pt = strtonum(String(parsedLong['pinhole-timeout']), 1, 3600);
+  if ('error' in pt) return { exit: 1, stderr: `ftp-proxy: pinhole timeout ${pt.error}\n` };
+  c.pinholeTimeout = pt.value;
+
+  const err = (text: string): ParseOutcome => ({ exit: 1, stderr: `ftp-proxy: ${text}\n` });
+  for (const { opt, arg = '' } of g.options) {
+    switch (opt) {
+      case '6':
+        c.ipv6 = true;
+        break;
+      case 'A':
+        c.anonymousOnly = true;
+        break;
+      case 'a':
+        c.sourceAddress = arg;
+        break;
+      case 'b':
+        c.listenAddress = arg;
+        break;
+      case 'D': {
+        const r = strtonum(arg, 0, 7);
+        if ('error' in r) return err(`loglevel ${r.error}`);
+        c.logLevel = r.value as Level;
+        break;
+      }
+      case 'd':
+        c.foreground = true;
+        break;
+      case 'm': {
+        const r = strtonum(arg, 1, 500);
+        if ('error' in r) return err(`max sessions ${r.error}`);
+        c.maxSessions = r.value;
+        break;
+      }
+      case 'P':
+        c.fixedServerPort = arg;
+        break;
+      case 'p':
+        c.listenPort = arg;
+        break;
+      case 'q':
+        if (arg.length >= 64) return err('queuename too long');
+        c.queue = arg;
+        break;
+      case 'R':
+        c.fixedServer = arg;
+        break;
+      case 'r':
+        c.port20 = true;
+        break;
+      case 'T':
+        if (arg.length >= 64) return err('tagname too long');
+        c.tag = arg;
+        break;
+      case 't': {
+        const r = strtonum(arg, 0, 86400);
+        if ('error' in r) return err(`timeout ${r.error}`);
+        c.timeout = r.value;
+        break;
+      }
+      case 'v':
+        if (c.verbose === 2) return { exit: 1, stderr: USAGE };
+        c.verbose = (c.verbose + 1) as 1 | 2;
+        break;
+    }
+  }
+  if (!c.listenAddress) c.listenAddress = c.ipv6 ? '::1' : '127.0.0.1';
+  return { config: c };
+}
+
+/** -a, -b: numeric addresses of the mode's family (AI_NUMERICHOST, as OpenBSD). */
+export function checkNumeric(address: string, ipv6: boolean): boolean {
+  return familyOf(address) === (ipv6 ? 6 : 4);
+}

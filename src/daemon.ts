@@ -1,0 +1,194 @@
+// The daemon: start-up in OpenBSD's order, the listener, the session table and its limit, signals, the
+// pidfile. Sessions do the rest.
+import { lookup } from 'node:dns/promises';
+import { readFileSync, unlinkSync, writeFileSync } from 'node:fs';
+import { createServer, type Server, type Socket } from 'node:net';
+import { networkInterfaces } from 'node:os';
+import { checkNumeric, type Config } from './config.js';
+import { StartupError } from './errors.js';
+import type { FirewallBackend } from './firewall/backend.js';
+import { createBackend } from './firewall/choose.js';
+import { LOG_DEBUG, LOG_ERR, LOG_INFO, LOG_NOTICE } from './levels.js';
+import type { Log } from './log.js';
+import { canonical } from './net/address.js';
+import { type Endpoint, originalDestination, setTransparent } from './net/original-dst.js';
+import { resolvePort } from './net/services.js';
+import { Session } from './session.js';
+
+
+
+export interface DaemonOptions {
+  config: Config;
+  log: Log;
+  /** Replace the firewall (tests). */
+  firewall?: FirewallBackend;
+  /** Called once listening (daemonizing: tell the parent). */
+  onReady?: () => void;
+  /** Skip the privilege check (tests with the fake firewall). */
+  unprivileged?: boolean;
+}
+
+/** Effective capabilities include CAP_NET_ADMIN (bit 12)? Root normally has it. */
+export function hasNetAdmin(status = (): string => readFileSync('/proc/self/status', 'utf8')): boolean {
+  try {
+    const m = /^CapEff:\s*([0-9a-f]+)$/m.exec(status());
+    return m ? (BigInt(`0x${m[1]}`) & (1n << 12n)) !== 0n : process.getuid?.() === 0;
+  } catch {
+    return process.getuid?.() === 0;
+  }
+}
+
+/** Is this one of the host's own addresses (for the self-loop check)? */
+function isLocalAddress(address: string): boolean {
+  if (/^127\./.test(address) || address === '::1' || address === '0.0.0.0' || address === '::') return true;
+  return Object.values(networkInterfaces())
+    .flat()
+    .some((i) => i && canonical(i.address) === address);
+}
+
+export class Daemon {
+  private server: Server | null = null;
+  private readonly sessions = new Set<Session>();
+  private nextId = 1;
+  private firewall: FirewallBackend | null = null;
+  private fixedServer: Endpoint | undefined;
+  private listenPort = 0;
+  private stopping = false;
+
+  constructor(private readonly o: DaemonOptions) {}
+
+  get sessionCount(): number {
+    return this.sessions.size;
+  }
+
+  get address(): { address: string; port: number } | null {
+    const a = this.server?.address();
+    return a && typeof a === 'object' ? { address: a.address, port: a.port } : null;
+  }
+
+  /** OpenBSD's start-up order; any failure is a StartupError (exit status 1). */
+  async start(): Promise<void> {
+    const c = this.o.config;
+    const { log } = this.o;
+    if (!this.o.unprivileged && !hasNetAdmin()) throw new StartupError('needs to start as root (or with CAP_NET_ADMIN)');
+
+    if (c.sourceAddress !== undefined) {
+      if (!checkNumeric(c.sourceAddress, c.ipv6)) throw new StartupError(`getaddrinfo: fixed proxy address ${c.sourceAddress}: not a numeric ${c.ipv6 ? 'IPv6' : 'IPv4'} address`);
+      log.log(LOG_INFO, `using ${c.sourceAddress} to connect to servers`);
+    }
+    if (c.fixedServer !== undefined) {
+      const port = resolvePort(c.fixedServerPort);
+      if (port === null) throw new StartupError(`getaddrinfo: fixed server port ${c.fixedServerPort}: unknown service`);
+      try {
+        const r = await lookup(c.fixedServer, { family: c.ipv6 ? 6 : 4 });
+        this.fixedServer = { address: canonical(r.address), port };
+      } catch (e) {
+        throw new StartupError(`getaddrinfo: fixed server address ${c.fixedServer}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
+      }
+      log.log(LOG_INFO, `using fixed server ${this.fixedServer.address}`);
+    }
+
+    if (!checkNumeric(c.listenAddress, c.ipv6)) throw new StartupError(`getaddrinfo listen address/port: ${c.listenAddress}: not a numeric ${c.ipv6 ? 'IPv6' : 'IPv4'} address`);
+    const port = resolvePort(c.listenPort);
+    if (port === null) throw new StartupError(`getaddrinfo listen address/port: ${c.listenPort}: unknown service`);
+    this.listenPort = port;
+    this.server = await this.listen(c.listenAddress, port);
+    if (!setTransparent(this.server, c.ipv6)) log.log(LOG_DEBUG, 'IP_TRANSPARENT not set on the listener: tproxy interception will not reach it');
+
+    this.firewall = this.o.firewall ?? (await createBackend(c, log));
+    try {
+      await this.firewall.init();
+    } catch (e) {
+      throw new StartupError(`cannot initialize ${this.firewall.name}: ${e instanceof Error ? e.message : String(e)}`);
+    }
+    log.log(LOG_NOTICE, `listening on ${c.listenAddress} port ${c.listenPort}`);
+    this.o.onReady?.();
+  }
+
+  private listen(host: string, port: number): Promise<Server> {
+    return new Promise((resolve, reject) => {
+      const server = createServer({ pauseOnConnect: true }, (s) => this.accept(s));
+      server.once('error', (e: NodeJS.ErrnoException) => reject(new StartupError(`bind: ${host} port ${port}: ${e.code ?? e.message}`)));
+      server.listen({ host, port, backlog: 511 }, () => {
+        server.removeAllListeners('error');
+        server.on('error', (e) => this.o.log.log(2, `accept() failed: ${e.message}`));
+        resolve(server);
+      });
+    });
+  }
+
+  private accept(socket: Socket): void {
+    const { log, config: c } = this.o;
+    const client = canonical(socket.remoteAddress ?? '');
+    if (this.stopping) {
+      socket.destroy();
+      return;
+    }
+    if (this.sessions.size >= c.maxSessions) {
+      log.log(LOG_ERR, `client limit (${c.maxSessions}) reached, refusing connection from ${client}`);
+      socket.on('error', () => undefined);
+      socket.end(`421 Too many connections (client limit ${c.maxSessions} reached), try again later.\r\n`);
+      setTimeout(() => socket.destroy(), 2000).unref();
+      return;
+    }
+    const id = this.nextId++;
+    log.log(LOG_DEBUG, `#${id} accepted connection from ${client}`);
+    const original = originalDestination(socket);
+    if (!original) {
+      log.log(2, `#${id} getsockname failed: no local address`);
+      socket.destroy();
+      return;
+    }
+    // A client that dialled the proxy itself (not intercepted) would make it connect to itself, again and
+    // again (OpenBSD's XXX). In reverse mode a direct connection is the normal case.
+    if (!this.fixedServer && original.port === this.listenPort && isLocalAddress(original.address)) {
+      log.log(LOG_ERR, `#${id} refusing connection from ${client} to the proxy itself (${original.address} port ${original.port}): not intercepted`);
+      socket.on('error', () => undefined);
+      socket.end('421 This is a transparent FTP proxy; connect to an FTP server, not to the proxy.\r\n');
+      setTimeout(() => socket.destroy(), 2000).unref();
+      return;
+    }
+    const firewall = this.firewall!;
+    const session = new Session(socket, {
+      id,
+      pid: process.pid,
+      firewall,
+      log,
+      idleTimeout: c.timeout,
+      anonymousOnly: c.anonymousOnly,
+      port20: c.port20,
+      ...(c.sourceAddress ? { sourceAddress: c.sourceAddress } : {}),
+      original,
+      server: this.fixedServer ?? original,
+      counts: () => ({ count: this.sessions.size, max: c.maxSessions }),
+      onEnd: (s) => this.sessions.delete(s),
+    });
+    this.sessions.add(session);
+    session.start();
+  }
+
+  /** End every session (their pinholes go), then the firewall's objects; for SIGTERM and friends. */
+  async stop(): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    this.server?.close();
+    await Promise.all([...this.sessions].map((s) => s.end('daemon exiting')));
+    try {
+      await this.firewall?.close();
+    } catch (e) {
+      this.o.log.log(LOG_ERR, `${this.firewall?.name} cleanup failed: ${e instanceof Error ? e.message : String(e)}`);
+    }
+  }
+}
+
+export function writePidfile(path: string): void {
+  writeFileSync(path, `${process.pid}\n`);
+}
+
+export function removePidfile(path: string): void {
+  try {
+    if (readFileSync(path, 'utf8').trim() === String(process.pid)) unlinkSync(path);
+  } catch {
+    // already gone
+  }
+}

@@ -1,0 +1,124 @@
+// The firewall behind one small interface, as OpenBSD's filter.c: the daemon says which single data
+// connection to admit and NAT; a backend (nftables, iptables, pf, or the in-memory fake) makes it so.
+import type { Family } from '../net/address.js';
+
+/**
+ * One data connection, described once for every firewall:
+ * the SYN `from -> to:toPort` (as it reaches the firewall) is sent on to `rdrTo:rdrPort` and appears to
+ * come from `natFrom` (port `natPort` when set: -r gives 20).
+ *
+ *   passive: C -> OS:pp  =>  S:p   from P
+ *   active:  S -> P:pp   =>  C:p   from OS
+ */
+export interface Pinhole {
+  family: Family;
+  kind: 'passive' | 'active';
+  from: string;
+  to: string;
+  toPort: number;
+  rdrTo: string;
+  rdrPort: number;
+  natFrom: string;
+  natPort?: number;
+}
+
+/** Whose objects these are: `<pid>.<session id>`, written into every firewall object. */
+export interface Owner {
+  pid: number;
+  session: number;
+}
+
+export const ownerTag = (o: Owner): string => `${o.pid}.${o.session}`;
+
+/** Flags that change the rules themselves (the same for every session of an instance). */
+export interface RuleOptions {
+  /** -v: 1 logs the first packet of each data connection, 2 ("log (all)") every packet. */
+  log: 0 | 1 | 2;
+  /** -T: pf tag; on Linux a conntrack mark (a number) the admin's ruleset accepts instead. */
+  tag?: string;
+  /** -q: pf queue; on Linux a tc class ("major:minor") set as the packets' priority. */
+  queue?: string;
+  /** Seconds an unused pinhole lives before the kernel drops it by itself (nftables). */
+  timeout: number;
+}
+
+/** The pinhole's key is taken by another (EEXIST): choose another proxy port and try again. */
+export class PinholeConflict extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'PinholeConflict';
+  }
+}
+
+export class FirewallError extends Error {
+  constructor(
+    message: string,
+    /** The command or script that failed, for the log. */
+    readonly command?: string,
+  ) {
+    super(message);
+    this.name = 'FirewallError';
+  }
+}
+
+export interface FirewallBackend {
+  /** "nftables", "iptables", "pf", "fake": used in log lines ("#3 nftables operation failed: ..."). */
+  readonly name: string;
+  /** Check we may change the firewall, create or repair what the proxy owns, sweep dead instances' objects. */
+  init(): Promise<void>;
+  /** Atomically replace the session's pinholes with these (one transaction). */
+  replace(owner: Owner, pinholes: Pinhole[]): Promise<void>;
+  /** Remove the session's pinholes. */
+  clear(owner: Owner): Promise<void>;
+  /** Remove everything of this instance. */
+  close(): Promise<void>;
+}
+
+/** The proxy's data ports: 49152..65534, as OpenBSD (65535 is never chosen). */
+export const PROXY_PORT_MIN = 49152;
+export const PROXY_PORT_MAX = 65534;
+
+export function randomProxyPort(random: () => number = Math.random): number {
+  return PROXY_PORT_MIN + Math.floor(random() * (PROXY_PORT_MAX - PROXY_PORT_MIN + 1));
+}
+
+export interface SessionEnds {
+  family: Family;
+  client: string;
+  originalServer: string;
+  server: string;
+  proxy: string;
+}
+
+/** The pinhole for a 227/229 reply: the client connects to OS:pp, the kernel sends it to S:p from P. */
+export function passivePinhole(s: SessionEnds, serverPort: number, proxyPort: number): Pinhole {
+  return {
+    family: s.family,
+    kind: 'passive',
+    from: s.client,
+    to: s.originalServer,
+    toPort: proxyPort,
+    rdrTo: s.server,
+    rdrPort: serverPort,
+    natFrom: s.proxy,
+  };
+}
+
+/**
+ * The pinhole for PORT/EPRT: the server connects to P:pp, the kernel sends it to C:p from OS (so the
+ * client sees the server it dialled). With -r and PORT the source port becomes 20.
+ */
+export function activePinhole(s: SessionEnds, clientPort: number, proxyPort: number, port20: boolean): Pinhole {
+  const p: Pinhole = {
+    family: s.family,
+    kind: 'active',
+    from: s.server,
+    to: s.proxy,
+    toPort: proxyPort,
+    rdrTo: s.client,
+    rdrPort: clientPort,
+    natFrom: s.originalServer,
+  };
+  if (port20) p.natPort = 20;
+  return p;
+}

@@ -1,0 +1,163 @@
+// Ways to hand nft scripts to the kernel. The fast one is libnftables in-process (through koffi, run on
+// koffi's worker thread so the event loop never waits on netlink); the fallback spawns `nft -f -`.
+// Both take one script per call; the kernel applies a script as one transaction.
+import { createRequire } from 'node:module';
+import { execa } from 'execa';
+import { FirewallError } from './backend.js';
+
+export interface NftRunner {
+  readonly kind: 'libnftables' | 'nft';
+  /** Apply a script; resolves with what nft printed. Rejects with FirewallError (nft's own message). */
+  run(script: string): Promise<string>;
+  /** Run a listing command with JSON output. */
+  json(command: string): Promise<unknown>;
+  close(): void;
+}
+
+// koffi's types are loose (it hands back opaque pointers); keep them inside this module.
+interface Koffi {
+  load(name: string): KoffiLib;
+}
+interface KoffiLib {
+  func(signature: string): KoffiFn;
+}
+type KoffiFn = ((...args: unknown[]) => unknown) & {
+  async: (...args: unknown[]) => void;
+};
+
+const NFT_CTX_OUTPUT_JSON = 1 << 4;
+
+interface LibNft {
+  ctxNew: KoffiFn;
+  ctxFree: KoffiFn;
+  bufferOutput: KoffiFn;
+  bufferError: KoffiFn;
+  getOutput: KoffiFn;
+  getError: KoffiFn;
+  setOutputFlags: KoffiFn;
+  run: KoffiFn;
+}
+
+let lib: LibNft | null = null;
+
+function loadLib(): LibNft {
+  if (lib) return lib;
+  const require = createRequire(import.meta.url);
+  const koffi = require('koffi') as Koffi;
+  const l = koffi.load('libnftables.so.1');
+  lib = {
+    ctxNew: l.func('void *nft_ctx_new(uint32_t flags)'),
+    ctxFree: l.func('void nft_ctx_free(void *ctx)'),
+    bufferOutput: l.func('int nft_ctx_buffer_output(void *ctx)'),
+    bufferError: l.func('int nft_ctx_buffer_error(void *ctx)'),
+    getOutput: l.func('const char *nft_ctx_get_output_buffer(void *ctx)'),
+    getError: l.func('const char *nft_ctx_get_error_buffer(void *ctx)'),
+    setOutputFlags: l.func('void nft_ctx_output_set_flags(void *ctx, uint32_t flags)'),
+    run: l.func('int nft_run_cmd_from_buffer(void *ctx, const char *buf)'),
+  };
+  return lib;
+}
+
+class LibnftablesRunner implements NftRunner {
+  readonly kind = 'libnftables' as const;
+  private readonly ctx: unknown;
+  private readonly jsonCtx: unknown;
+  /** One context is not thread-safe: calls go through this chain one at a time. */
+  private chain: Promise<unknown> = Promise.resolve();
+
+  constructor(private readonly l: LibNft) {
+    this.ctx = this.newCtx(0);
+    this.jsonCtx = this.newCtx(NFT_CTX_OUTPUT_JSON);
+  }
+
+  private newCtx(outputFlags: number): unknown {
+    const ctx = this.l.ctxNew(0);
+    if (!ctx) throw new FirewallError('nft_ctx_new failed');
+    this.l.bufferOutput(ctx);
+    this.l.bufferError(ctx);
+    if (outputFlags) this.l.setOutputFlags(ctx, outputFlags);
+    return ctx;
+  }
+
+  run(script: string): Promise<string> {
+    return this.enqueue(this.ctx, script);
+  }
+
+  async json(command: string): Promise<unknown> {
+    const out = await this.enqueue(this.jsonCtx, command);
+    return JSON.parse(out) as unknown;
+  }
+
+  private enqueue(ctx: unknown, script: string): Promise<string> {
+    const next = this.chain.then(
+      () =>
+        new Promise<string>((resolve, reject) => {
+          this.l.run.async(ctx, script, (err: unknown, rc: unknown) => {
+            // Read both buffers every time: reading is what resets them for the next call.
+            const output = String(this.l.getOutput(ctx) ?? '');
+            const error = String(this.l.getError(ctx) ?? '');
+            if (err) reject(new FirewallError(`libnftables call failed: ${String(err)}`, script));
+            else if (rc !== 0) reject(new FirewallError(cleanNftError(error) || `nft returned ${String(rc)}`, script));
+            else resolve(output);
+          });
+        }),
+    );
+    this.chain = next.catch(() => undefined);
+    return next;
+  }
+
+  close(): void {
+    // Contexts are freed after the queue drains; a call still on the worker thread must finish first.
+    void this.chain.then(() => {
+      this.l.ctxFree(this.ctx);
+      this.l.ctxFree(this.jsonCtx);
+    });
+  }
+}
+
+class NftCliRunner implements NftRunner {
+  readonly kind = 'nft' as const;
+  constructor(private readonly nft = 'nft') {}
+
+  async run(script: string): Promise<string> {
+    const r = await execa(this.nft, ['-f', '-'], { input: script, reject: false });
+    if (r.failed) throw new FirewallError(cleanNftError(String(r.stderr ?? '')) || String(r.shortMessage ?? "nft failed"), script);
+    return r.stdout;
+  }
+
+  async json(command: string): Promise<unknown> {
+    const r = await execa(this.nft, ['-j', '-f', '-'], { input: command, reject: false });
+    if (r.failed) throw new FirewallError(cleanNftError(String(r.stderr ?? '')) || String(r.shortMessage ?? "nft failed"), command);
+    return JSON.parse(r.stdout) as unknown;
+  }
+
+  close(): void {}
+}
+
+/**
+ * nft's first error, with the command it names: "Could not process rule: File exists (add element ...)".
+ * nft also echoes caret lines under the command; those are dropped.
+ */
+export function cleanNftError(stderr: string): string {
+  const lines = stderr.split('\n').filter((l) => l.trim() !== '' && !/^\s*[~^]+[~^\s]*$/.test(l));
+  const i = lines.findIndex((l) => l.includes('Error:'));
+  if (i < 0) return (lines[0] ?? '').trim();
+  const message = lines[i]!.replace(/^.*?Error:\s*/, '').trim();
+  const command = lines[i + 1];
+  return command && !command.includes('Error:') ? `${message} (${command.trim()})` : message;
+}
+
+/**
+ * libnftables when it loads (the normal case on any host with nftables installed), else the nft command.
+ * FTP_PROXY_NFT=nft forces the command (for hosts where the library misbehaves, and for tests).
+ */
+export function createNftRunner(prefer: string | undefined = process.env.FTP_PROXY_NFT): NftRunner {
+  if (prefer !== 'nft') {
+    try {
+      return new LibnftablesRunner(loadLib());
+    } catch (e) {
+      if (prefer === 'libnftables') throw e;
+    }
+  }
+  return new NftCliRunner();
+}

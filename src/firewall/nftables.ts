@@ -1,0 +1,350 @@
+// nftables backend. The proxy owns `table inet ftp-proxy`: static rules written once, and per data
+// connection only set/map *elements*, each with a timeout and the comment "<pid>.<session>".
+//
+//   dstnat (nat prerouting, before the admin's dstnat):
+//     a SYN whose (saddr . daddr . dport) is in @onceN consumes that element and jumps, through the
+//     verdict map @pinN, to the instance's pinhole chain, which logs/marks as the flags say and DNATs
+//     through @dnatN. NAT chains see only a connection's first packet, so a retransmitted SYN keeps its
+//     binding while any second connection finds the pinhole gone: pf's `keep state (max 1)`.
+//   srcnat (nat postrouting): a connection we DNATed gets its source from @snatN (or @snatportN, -r),
+//     keyed on the post-DNAT tuple.
+//
+// The admin's ruleset adds only the interception of port 21 and `ct status dnat accept` in forward
+// (or `ct mark <tag> accept` with -T). See nftables-examples/.
+import { createHash } from 'node:crypto';
+import {
+  type FirewallBackend,
+  FirewallError,
+  type Owner,
+  ownerTag,
+  type Pinhole,
+  PinholeConflict,
+  type RuleOptions,
+} from './backend.js';
+import type { NftRunner } from './nft-runner.js';
+
+export const NFT_TABLE = 'ftp-proxy';
+const T = `inet ${NFT_TABLE}`;
+
+type Fam = 4 | 6;
+const FAMILIES: Fam[] = [4, 6];
+const addrType = (f: Fam): string => (f === 4 ? 'ipv4_addr' : 'ipv6_addr');
+const ipKw = (f: Fam): string => (f === 4 ? 'ip' : 'ip6');
+const tuple = (f: Fam): string => `${ipKw(f)} saddr . ${ipKw(f)} daddr . tcp dport`;
+
+/** Sets and maps the elements go into, per family. */
+export const OBJECTS = ['once', 'pin', 'dnat', 'snat', 'snatport'] as const;
+
+/** The pinhole chain for a combination of -v/-T/-q: instances with the same flags share it. */
+export function variantChain(o: RuleOptions): string {
+  if (!o.log && !o.tag && !o.queue) return 'pinhole';
+  const h = createHash('sha256').update(JSON.stringify([o.log, o.tag ?? '', o.queue ?? ''])).digest('hex');
+  return `pinhole-${h.slice(0, 8)}`;
+}
+
+/** Whether this variant needs a rule on every packet (-vv logs all, -q sets every packet's priority). */
+export const needsPerPacket = (o: RuleOptions): boolean => o.log === 2 || o.queue !== undefined;
+
+const LOG_PREFIX = '"ftp-proxy: "';
+
+/** On Linux a -T tag is a conntrack mark: a number, decimal or 0x-hex, 1..0xffffffff. */
+export function parseMark(tag: string): number | null {
+  if (!/^(0x[0-9a-fA-F]{1,8}|[1-9]\d{0,9})$/.test(tag)) return null;
+  const n = Number(tag);
+  return n >= 1 && n <= 0xffffffff ? n : null;
+}
+
+/** On Linux a -q queue is a tc class id "major:minor" (hex, as tc writes it). */
+export function parseTcClass(queue: string): string | null {
+  return /^[0-9a-fA-F]{1,4}:[0-9a-fA-F]{1,4}$/.test(queue) ? queue.toLowerCase() : null;
+}
+
+/**
+ * The whole static part, as one idempotent transaction: `add` for the table and its objects (a no-op
+ * when they exist), flush-and-refill for our chains (rules are the same for every instance), so
+ * running it again repairs what an admin reload removed without touching live elements.
+ */
+export function tableScript(o: RuleOptions, perPacket: { label: number; present: boolean } | null): string {
+  const L: string[] = [`add table ${T}`];
+  for (const f of FAMILIES) {
+    const k = `${addrType(f)} . ${addrType(f)} . inet_service`;
+    // Declared as the kernel stores it (a set the packet path deletes from is dynamic, sized 64k),
+    // so that re-adding it is a no-op rather than EEXIST.
+    L.push(`add set ${T} once${f} { type ${k}; size 65535; flags dynamic,timeout; }`);
+    L.push(`add map ${T} pin${f} { type ${k} : verdict; flags timeout; }`);
+    L.push(`add map ${T} dnat${f} { type ${k} : ${addrType(f)} . inet_service; flags timeout; }`);
+    L.push(`add map ${T} snat${f} { type ${k} : ${addrType(f)}; flags timeout; }`);
+    L.push(`add map ${T} snatport${f} { type ${k} : ${addrType(f)} . inet_service; flags timeout; }`);
+  }
+  L.push(`add chain ${T} dstnat { type nat hook prerouting priority dstnat - 10; policy accept; }`);
+  L.push(`add chain ${T} srcnat { type nat hook postrouting priority srcnat - 10; policy accept; }`);
+  L.push(`flush chain ${T} dstnat`, `flush chain ${T} srcnat`);
+  for (const f of FAMILIES) {
+    L.push(
+      `add rule ${T} dstnat tcp flags & (syn | ack) == syn ${tuple(f)} @once${f} delete @once${f} { ${tuple(f)} } ${tuple(f)} vmap @pin${f}`,
+    );
+  }
+  for (const f of FAMILIES) {
+    L.push(`add rule ${T} srcnat ct status dnat snat ${ipKw(f)} to ${tuple(f)} map @snat${f}`);
+    L.push(`add rule ${T} srcnat ct status dnat snat ${ipKw(f)} to ${tuple(f)} map @snatport${f}`);
+  }
+  const chain = variantChain(o);
+  L.push(`add chain ${T} ${chain}`, `flush chain ${T} ${chain}`);
+  const first: string[] = [];
+  if (o.log === 1) first.push(`log prefix ${LOG_PREFIX}`);
+  if (o.tag !== undefined) first.push(`ct mark set 0x${parseMark(o.tag)!.toString(16).padStart(8, '0')}`);
+  if (perPacket) first.push(`ct label set ${perPacket.label}`);
+  if (first.length) L.push(`add rule ${T} ${chain} ${first.join(' ')}`);
+  for (const f of FAMILIES) L.push(`add rule ${T} ${chain} dnat ${ipKw(f)} to ${tuple(f)} map @dnat${f}`);
+  if (perPacket) {
+    L.push(`add chain ${T} perpacket { type filter hook forward priority mangle; policy accept; }`);
+    if (!perPacket.present) {
+      const st: string[] = [`ct label ${perPacket.label}`];
+      if (o.log === 2) st.push(`log prefix ${LOG_PREFIX}`);
+      if (o.queue !== undefined) st.push(`meta priority set ${parseTcClass(o.queue)!}`);
+      L.push(`add rule ${T} perpacket ${st.join(' ')} comment "${chain}"`);
+    }
+  }
+  return L.join('\n') + '\n';
+}
+
+const key = (p: Pinhole): string => `${p.from} . ${p.to} . ${p.toPort}`;
+const snatKey = (p: Pinhole): string => `${p.from} . ${p.rdrTo} . ${p.rdrPort}`;
+
+interface Element {
+  object: string;
+  key: string;
+  value?: string;
+}
+
+function elements(p: Pinhole, chain: string): Element[] {
+  const f = p.family;
+  return [
+    { object: `once${f}`, key: key(p) },
+    { object: `pin${f}`, key: key(p), value: `goto ${chain}` },
+    { object: `dnat${f}`, key: key(p), value: `${p.rdrTo} . ${p.rdrPort}` },
+    p.natPort === undefined
+      ? { object: `snat${f}`, key: snatKey(p), value: p.natFrom }
+      : { object: `snatport${f}`, key: snatKey(p), value: `${p.natFrom} . ${p.natPort}` },
+  ];
+}
+
+/** `create` (fails with EEXIST when the key is taken: a proxy-port collision) with timeout and owner. */
+export function addScript(pinholes: Pinhole[], owner: string, chain: string, timeout: number): string[] {
+  return pinholes.flatMap((p) =>
+    elements(p, chain).map(
+      (e) =>
+        `create element ${T} ${e.object} { ${e.key} timeout ${timeout}s comment "${owner}"${e.value ? ` : ${e.value}` : ''} }`,
+    ),
+  );
+}
+
+/**
+ * Removal that cannot fail on an element that is already gone (expired, or the once-element a data
+ * connection consumed): add it (a no-op when present), then delete it, in the same transaction.
+ * nft 1.0.6 has no `destroy element`.
+ */
+export function removeScript(pinholes: Pinhole[], chain: string): string[] {
+  return pinholes.flatMap((p) =>
+    elements(p, chain).flatMap((e) => [
+      `add element ${T} ${e.object} { ${e.key} timeout 1s${e.value ? ` : ${e.value}` : ''} }`,
+      `delete element ${T} ${e.object} { ${e.key} }`,
+    ]),
+  );
+}
+
+export interface NftablesOptions {
+  rules: RuleOptions;
+  runner: NftRunner;
+  pid?: number;
+  /** Is a process alive? (for the start-up sweep) */
+  isAlive?: (pid: number) => boolean;
+  warn?: (message: string) => void;
+}
+
+const isEnoent = (e: unknown): boolean => e instanceof Error && /No such file or directory/.test(e.message);
+const isEexist = (e: unknown): boolean => e instanceof Error && /File exists/.test(e.message);
+
+export function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+export class NftablesBackend implements FirewallBackend {
+  readonly name = 'nftables';
+  private readonly chain: string;
+  private readonly pid: number;
+  private readonly live = new Map<string, Pinhole[]>();
+  private perPacketLabel: number | null = null;
+
+  constructor(private readonly o: NftablesOptions) {
+    this.chain = variantChain(o.rules);
+    this.pid = o.pid ?? process.pid;
+  }
+
+  get runnerKind(): string {
+    return this.o.runner.kind;
+  }
+
+  async init(): Promise<void> {
+    const listing = await this.listTable();
+    let perPacket: { label: number; present: boolean } | null = null;
+    if (needsPerPacket(this.o.rules)) perPacket = this.pickLabel(listing);
+    await this.o.runner.run(tableScript(this.o.rules, perPacket));
+    this.perPacketLabel = perPacket?.label ?? null;
+    await this.sweep(listing);
+  }
+
+  async replace(owner: Owner, pinholes: Pinhole[]): Promise<void> {
+    const tag = ownerTag(owner);
+    const old = this.live.get(tag) ?? [];
+    const script = [...removeScript(old, this.chain), ...addScript(pinholes, tag, this.chain, this.o.rules.timeout)];
+    await this.apply(script, pinholes);
+    this.live.set(tag, pinholes);
+  }
+
+  async clear(owner: Owner): Promise<void> {
+    const tag = ownerTag(owner);
+    const old = this.live.get(tag);
+    if (!old) return;
+    this.live.delete(tag);
+    await this.apply(removeScript(old, this.chain), []);
+  }
+
+  async close(): Promise<void> {
+    const all = [...this.live.values()].flat();
+    this.live.clear();
+    try {
+      if (all.length) await this.o.runner.run(removeScript(all, this.chain).join('\n') + '\n');
+      // Drop the table when no other live instance has anything in it.
+      const listing = await this.listTable();
+      const others = ownedElements(listing).filter((e) => e.pid !== this.pid && (this.o.isAlive ?? processAlive)(e.pid));
+      if (listing && others.length === 0) await this.o.runner.run(`delete table ${T}\n`);
+    } finally {
+      this.o.runner.close();
+    }
+  }
+
+  /**
+   * One transaction; when the table is gone (an admin's `flush ruleset`), recreate it and try once more.
+   * EEXIST on a new element means its proxy port is taken: the caller picks another.
+   */
+  private async apply(lines: string[], added: Pinhole[]): Promise<void> {
+    if (!lines.length) return;
+    const script = lines.join('\n') + '\n';
+    try {
+      await this.o.runner.run(script);
+    } catch (e) {
+      if (isEexist(e) && added.length) throw new PinholeConflict((e as Error).message);
+      if (!isEnoent(e)) throw e;
+      this.o.warn?.(`nftables: table ${T} is missing or damaged (a ruleset reload?), recreating it`);
+      await this.init();
+      // Old elements went with the table; only the additions are still wanted.
+      const retry = lines.filter((l) => l.startsWith('create '));
+      if (retry.length) {
+        try {
+          await this.o.runner.run(retry.join('\n') + '\n');
+        } catch (e2) {
+          if (isEexist(e2)) throw new PinholeConflict((e2 as Error).message);
+          throw e2;
+        }
+      }
+    }
+  }
+
+  private async listTable(): Promise<NftJson | null> {
+    try {
+      return (await this.o.runner.json(`list table ${T}`)) as NftJson;
+    } catch (e) {
+      if (isEnoent(e)) return null;
+      throw e;
+    }
+  }
+
+  private pickLabel(listing: NftJson | null): { label: number; present: boolean } {
+    const used = new Map<string, number>();
+    for (const item of listing?.nftables ?? []) {
+      const rule = item.rule;
+      if (!rule || rule.chain !== 'perpacket') continue;
+      const label = findLabel(rule.expr);
+      if (label !== null && rule.comment) used.set(rule.comment, label);
+    }
+    const mine = used.get(this.chain);
+    if (mine !== undefined) return { label: mine, present: true };
+    const taken = new Set(used.values());
+    for (let b = 127; b >= 0; b--) if (!taken.has(b)) return { label: b, present: false };
+    throw new FirewallError('nftables: no free conntrack label for -vv/-q');
+  }
+
+  /** Remove elements whose owner process is gone (a crash or SIGKILL), and our own pid's (pid reuse). */
+  private async sweep(listing: NftJson | null): Promise<void> {
+    const alive = this.o.isAlive ?? processAlive;
+    const stale = ownedElements(listing).filter((e) => e.pid === this.pid || !alive(e.pid));
+    if (!stale.length) return;
+    const del = stale.map((e) => `delete element ${T} ${e.object} { ${e.key} }`);
+    try {
+      await this.o.runner.run(del.join('\n') + '\n');
+    } catch {
+      // Some expired between listing and deleting: take them one at a time.
+      for (const d of del) await this.o.runner.run(d + '\n').catch(() => undefined);
+    }
+    this.o.warn?.(`nftables: removed ${stale.length} stale element(s) left by ${new Set(stale.map((e) => e.pid)).size} dead instance(s)`);
+  }
+}
+
+// ---- reading `nft -j list table` ----
+
+interface NftJsonItem {
+  set?: { name: string; elem?: unknown[] };
+  map?: { name: string; elem?: unknown[] };
+  rule?: { chain: string; comment?: string; expr?: unknown[] };
+}
+export interface NftJson {
+  nftables?: NftJsonItem[];
+}
+
+export interface OwnedElement {
+  object: string;
+  key: string;
+  pid: number;
+  session: number;
+}
+
+/** Every element of our sets and maps that carries an owner comment. */
+export function ownedElements(listing: NftJson | null): OwnedElement[] {
+  const out: OwnedElement[] = [];
+  for (const item of listing?.nftables ?? []) {
+    const obj = item.set ?? item.map;
+    if (!obj?.elem) continue;
+    for (const raw of obj.elem) {
+      // map elements are [key, value]; set elements are the key alone
+      const keyPart = Array.isArray(raw) ? raw[0] : raw;
+      const elem = (keyPart as { elem?: { val: unknown; comment?: string } }).elem;
+      const m = /^(\d+)\.(\d+)$/.exec(elem?.comment ?? '');
+      if (!elem || !m) continue;
+      out.push({ object: obj.name, key: jsonKey(elem.val), pid: Number(m[1]), session: Number(m[2]) });
+    }
+  }
+  return out;
+}
+
+function jsonKey(val: unknown): string {
+  const c = (val as { concat?: unknown[] }).concat;
+  return c ? c.map(String).join(' . ') : String(val);
+}
+
+function findLabel(expr: unknown[] | undefined): number | null {
+  for (const e of expr ?? []) {
+    const m = (e as { match?: { left?: { ct?: { key?: string } }; right?: unknown } }).match;
+    if (m?.left?.ct?.key === 'label') {
+      const r = m.right;
+      if (typeof r === 'number') return r;
+      if (typeof r === 'string' && /^\d+$/.test(r)) return Number(r);
+    }
+  }
+  return null;
+}

@@ -1,0 +1,60 @@
+// Control-channel line framing, as OpenBSD's ftp-proxy does it: a line is everything up to and including
+// "\n" (a "\r" before it stays in the line, so CRLF is forwarded byte for byte), at most MAX_LINE bytes.
+// 500 buffered bytes without a "\n" is an error; so is a NUL byte anywhere in a line.
+
+export const MAX_LINE = 500;
+
+export type LineEvent = { kind: 'line'; line: Buffer } | { kind: 'error'; error: 'too-long' | 'nul' };
+
+export class LineSplitter {
+  private pending: Buffer[] = [];
+  private pendingBytes = 0;
+  private failed = false;
+
+  constructor(private readonly maxLine: number = MAX_LINE) {}
+
+  /** Bytes buffered that do not yet form a whole line. */
+  get buffered(): number {
+    return this.pendingBytes;
+  }
+
+  /**
+   * Feed bytes; returns the complete lines they finish, in order. After an error nothing more is
+   * returned: the session is over.
+   */
+  push(chunk: Buffer): LineEvent[] {
+    if (this.failed) return [];
+    const out: LineEvent[] = [];
+    let start = 0;
+    while (start < chunk.length) {
+      const nl = chunk.indexOf(0x0a, start);
+      const end = nl === -1 ? chunk.length : nl + 1;
+      const piece = chunk.subarray(start, end);
+      if (this.pendingBytes + piece.length > this.maxLine || (nl === -1 && this.pendingBytes + piece.length >= this.maxLine)) {
+        // OpenBSD: a full 500-byte buffer without "\n" is "too long"; a line of exactly 500 bytes
+        // including its "\n" is accepted.
+        return this.fail(out, 'too-long');
+      }
+      if (nl === -1) {
+        this.pending.push(piece);
+        this.pendingBytes += piece.length;
+        break;
+      }
+      const line = this.pendingBytes === 0 ? Buffer.from(piece) : Buffer.concat([...this.pending, piece]);
+      this.pending = [];
+      this.pendingBytes = 0;
+      if (line.includes(0)) return this.fail(out, 'nul');
+      out.push({ kind: 'line', line });
+      start = end;
+    }
+    return out;
+  }
+
+  private fail(out: LineEvent[], error: 'too-long' | 'nul'): LineEvent[] {
+    this.failed = true;
+    this.pending = [];
+    this.pendingBytes = 0;
+    out.push({ kind: 'error', error });
+    return out;
+  }
+}

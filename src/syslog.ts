@@ -1,0 +1,95 @@
+// syslog(3) for Node: datagrams to /dev/log (RFC 3164 format, as glibc's syslog() writes them), so
+// rsyslog and journald file each message under facility daemon with its own priority. Node has no
+// AF_UNIX datagram sockets, hence the few libc calls through koffi.
+import { createRequire } from 'node:module';
+
+const AF_UNIX = 1;
+const SOCK_DGRAM = 2;
+const SOCK_CLOEXEC = 0o2000000;
+const MSG_DONTWAIT = 0x40;
+const MSG_NOSIGNAL = 0x4000;
+export const LOG_DAEMON = 3 << 3;
+
+type Fn = (...args: unknown[]) => number;
+
+interface Calls {
+  socket: Fn;
+  connect: Fn;
+  send: Fn;
+  close: Fn;
+}
+
+let calls: Calls | null = null;
+function load(): Calls {
+  if (calls) return calls;
+  const require = createRequire(import.meta.url);
+  // koffi's module type is loose; these four signatures are all we use.
+  const koffi = require('koffi') as { load(n: string): { func(s: string): Fn } };
+  const l = koffi.load('libc.so.6');
+  calls = {
+    socket: l.func('int socket(int domain, int type, int protocol)'),
+    connect: l.func('int connect(int fd, const uint8_t *addr, uint32_t len)'),
+    send: l.func('intptr_t send(int fd, const uint8_t *buf, size_t len, int flags)'),
+    close: l.func('int close(int fd)'),
+  };
+  return calls;
+}
+
+const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
+
+/** "<PRI>Mmm dd hh:mm:ss ident[pid]: message", the line glibc's syslog() sends. */
+export function formatSyslog(pri: number, ident: string, pid: number, message: string, now = new Date()): string {
+  const dd = String(now.getDate()).padStart(2, ' ');
+  const t = [now.getHours(), now.getMinutes(), now.getSeconds()].map((n) => String(n).padStart(2, '0')).join(':');
+  return `<${pri}>${MONTHS[now.getMonth()]} ${dd} ${t} ${ident}[${pid}]: ${message}`;
+}
+
+export class Syslog {
+  private fd = -1;
+  /** Messages lost because the socket was full or absent (never block the daemon on logging). */
+  dropped = 0;
+
+  constructor(
+    private readonly ident: string,
+    private readonly facility = LOG_DAEMON,
+    private readonly path = '/dev/log',
+  ) {}
+
+  send(level: number, message: string): void {
+    const line = Buffer.from(formatSyslog(this.facility | level, this.ident, process.pid, message));
+    if (this.fd < 0 && !this.open()) {
+      this.dropped++;
+      return;
+    }
+    const c = load();
+    if (c.send(this.fd, line, line.length, MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
+      // The syslog daemon may have restarted: reconnect once, then give up on this message.
+      this.closeFd();
+      if (!this.open() || c.send(this.fd, line, line.length, MSG_DONTWAIT | MSG_NOSIGNAL) < 0) this.dropped++;
+    }
+  }
+
+  private open(): boolean {
+    const c = load();
+    const fd = c.socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return false;
+    const addr = Buffer.alloc(110); // struct sockaddr_un: sa_family_t + 108 bytes of path
+    addr.writeUInt16LE(AF_UNIX, 0);
+    addr.write(this.path, 2, 'utf8');
+    if (c.connect(fd, addr, 2 + Buffer.byteLength(this.path) + 1) !== 0) {
+      c.close(fd);
+      return false;
+    }
+    this.fd = fd;
+    return true;
+  }
+
+  private closeFd(): void {
+    if (this.fd >= 0) load().close(this.fd);
+    this.fd = -1;
+  }
+
+  close(): void {
+    this.closeFd();
+  }
+}
