@@ -26,6 +26,10 @@ export interface DaemonOptions {
   onReady?: () => void;
   /** Skip the privilege check (tests with the fake firewall). */
   unprivileged?: boolean;
+  /** Seconds the server has to connect and greet (tests shorten OpenBSD's 30). */
+  bannerTimeout?: number;
+  /** Source of randomness for proxy ports (tests). */
+  random?: () => number;
 }
 
 /** Effective capabilities include CAP_NET_ADMIN (bit 12)? Root normally has it. */
@@ -162,6 +166,8 @@ export class Daemon {
       server: this.fixedServer ?? original,
       counts: () => ({ count: this.sessions.size, max: c.maxSessions }),
       onEnd: (s) => this.sessions.delete(s),
+      ...(this.o.bannerTimeout !== undefined ? { bannerTimeout: this.o.bannerTimeout } : {}),
+      ...(this.o.random ? { random: this.o.random } : {}),
     });
     this.sessions.add(session);
     session.start();

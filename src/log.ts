@@ -55,9 +55,12 @@ export class Log {
     else this.write(`${message}\n`);
   }
 
-  /** From now on, messages go to syslog (after daemonizing). */
+  /**
+   * From now on, messages go to syslog (after daemonizing). FTP_PROXY_SYSLOG names another socket than
+   * /dev/log (a chroot's, or a test's).
+   */
   useSyslog(ident = 'ftp-proxy'): void {
-    this.syslog = new Syslog(ident);
+    this.syslog = new Syslog(ident, undefined, process.env.FTP_PROXY_SYSLOG ?? '/dev/log');
     if (this.pino) this.pino = this.makePino();
   }
 

@@ -1,7 +1,11 @@
 // Ways to hand nft scripts to the kernel. The fast one is libnftables in-process (through koffi, run on
 // koffi's worker thread so the event loop never waits on netlink); the fallback spawns `nft -f -`.
 // Both take one script per call; the kernel applies a script as one transaction.
+import { rmSync } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { execa } from 'execa';
 import { FirewallError } from './backend.js';
 
@@ -117,21 +121,36 @@ class LibnftablesRunner implements NftRunner {
 
 class NftCliRunner implements NftRunner {
   readonly kind = 'nft' as const;
+  private dir: string | null = null;
+  private seq = 0;
+
   constructor(private readonly nft = 'nft') {}
 
+  // `nft -f -` cannot read Node's stdin pipe (a socketpair: opening /dev/stdin fails with ENXIO), so
+  // each script goes through a file in a private directory.
   async run(script: string): Promise<string> {
-    const r = await execa(this.nft, ['-f', '-'], { input: script, reject: false });
-    if (r.failed) throw new FirewallError(cleanNftError(String(r.stderr ?? '')) || String(r.shortMessage ?? "nft failed"), script);
-    return r.stdout;
+    this.dir ??= await mkdtemp(join(tmpdir(), 'ftp-proxy-nft-'));
+    const file = join(this.dir, `${process.pid}-${this.seq++}.nft`);
+    await writeFile(file, script, { mode: 0o600 });
+    try {
+      const r = await execa(this.nft, ['-f', file], { reject: false });
+      if (r.failed) throw new FirewallError(cleanNftError(String(r.stderr ?? '')) || String(r.shortMessage ?? 'nft failed'), script);
+      return r.stdout;
+    } finally {
+      await rm(file, { force: true });
+    }
   }
 
   async json(command: string): Promise<unknown> {
-    const r = await execa(this.nft, ['-j', '-f', '-'], { input: command, reject: false });
-    if (r.failed) throw new FirewallError(cleanNftError(String(r.stderr ?? '')) || String(r.shortMessage ?? "nft failed"), command);
+    const r = await execa(this.nft, ['-j', ...command.split(' ')], { reject: false });
+    if (r.failed) throw new FirewallError(cleanNftError(String(r.stderr ?? '')) || String(r.shortMessage ?? 'nft failed'), command);
     return JSON.parse(r.stdout) as unknown;
   }
 
-  close(): void {}
+  close(): void {
+    if (this.dir) rmSync(this.dir, { recursive: true, force: true });
+    this.dir = null;
+  }
 }
 
 /**

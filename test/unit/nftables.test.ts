@@ -1,0 +1,232 @@
+// The nftables backend without a kernel: the exact scripts it produces (golden files), and its
+// transaction logic against a runner that records scripts and answers like nft would.
+import { readFileSync, writeFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { activePinhole, passivePinhole, PinholeConflict, type RuleOptions, type SessionEnds } from '../../src/firewall/backend.js';
+import { FirewallError } from '../../src/firewall/backend.js';
+import type { NftRunner } from '../../src/firewall/nft-runner.js';
+import { cleanNftError } from '../../src/firewall/nft-runner.js';
+import {
+  addScript,
+  NftablesBackend,
+  type NftJson,
+  ownedElements,
+  parseMark,
+  parseTcClass,
+  removeScript,
+  tableScript,
+  variantChain,
+} from '../../src/firewall/nftables.js';
+
+const golden = (name: string, actual: string): void => {
+  const path = new URL(`../golden/nftables/${name}`, import.meta.url);
+  if (process.env.UPDATE_GOLDEN) writeFileSync(path, actual);
+  expect(actual).toBe(readFileSync(path, 'utf8'));
+};
+
+const ends: SessionEnds = { family: 4, client: '192.168.1.10', originalServer: '198.51.100.21', server: '198.51.100.21', proxy: '198.51.100.1' };
+const plain: RuleOptions = { log: 0, timeout: 30 };
+
+describe('scripts', () => {
+  it('static table, no flags', () => golden('table-plain.nft', tableScript(plain, null)));
+  it('static table with -v -T 0x10', () => golden('table-v-tag.nft', tableScript({ log: 1, tag: '0x10', timeout: 30 }, null)));
+  it('static table with -vv -q 1:10 (per-packet rule with a conntrack label)', () =>
+    golden('table-vv-queue.nft', tableScript({ log: 2, queue: '1:10', timeout: 30 }, { label: 127, present: false })));
+  it('does not add the per-packet rule twice', () => {
+    expect(tableScript({ log: 2, timeout: 30 }, { label: 126, present: true })).not.toMatch(/add rule inet ftp-proxy perpacket/);
+    expect(tableScript({ log: 2, timeout: 30 }, { label: 126, present: false })).toMatch(
+      /add rule inet ftp-proxy perpacket ct label 126 log prefix "ftp-proxy: " comment "pinhole-[0-9a-f]{8}"/,
+    );
+  });
+
+  it('passive, active, active with -r, and IPv6 elements', () => {
+    const v6: SessionEnds = { family: 6, client: '2001:db8::10', originalServer: '2001:db8:ffff::21', server: '2001:db8:ffff::21', proxy: '2001:db8::1' };
+    const pins = [
+      passivePinhole(ends, 50000, 61000),
+      activePinhole(ends, 40123, 55555, false),
+      activePinhole(ends, 40123, 55556, true),
+      passivePinhole(v6, 50000, 61000),
+    ];
+    golden('elements.nft', [...addScript(pins, '4242.7', 'pinhole', 30), ...removeScript(pins, 'pinhole')].join('\n') + '\n');
+  });
+
+  it('keys the DNAT on what the SYN carries and the SNAT on the tuple after DNAT', () => {
+    const [once, pin, dnat, snat] = addScript([passivePinhole(ends, 50000, 61000)], '1.2', 'pinhole', 30);
+    expect(once).toBe('create element inet ftp-proxy once4 { 192.168.1.10 . 198.51.100.21 . 61000 timeout 30s comment "1.2" }');
+    expect(pin).toContain('192.168.1.10 . 198.51.100.21 . 61000 timeout 30s comment "1.2" : goto pinhole');
+    expect(dnat).toContain(': 198.51.100.21 . 50000 }');
+    expect(snat).toBe('create element inet ftp-proxy snat4 { 192.168.1.10 . 198.51.100.21 . 50000 timeout 30s comment "1.2" : 198.51.100.1 }');
+  });
+
+  it('names one chain per flag combination', () => {
+    expect(variantChain(plain)).toBe('pinhole');
+    expect(variantChain({ log: 1, timeout: 30 })).toMatch(/^pinhole-[0-9a-f]{8}$/);
+    expect(variantChain({ log: 1, timeout: 30 })).not.toBe(variantChain({ log: 2, timeout: 30 }));
+    expect(variantChain({ log: 0, tag: '1', timeout: 30 })).not.toBe(variantChain({ log: 0, tag: '2', timeout: 30 }));
+    expect(variantChain({ log: 0, timeout: 99 })).toBe('pinhole'); // the timeout is per element, not a rule
+  });
+
+  it.each([
+    ['1', 1],
+    ['4294967295', 0xffffffff],
+    ['0x10', 16],
+    ['0xFFFFFFFF', 0xffffffff],
+    ['0', null],
+    ['4294967296', null],
+    ['0x100000000', null],
+    ['tagname', null],
+    ['-1', null],
+    ['010', null],
+  ])('-T %s as a conntrack mark -> %s', (tag, mark) => expect(parseMark(tag)).toBe(mark));
+
+  it.each([
+    ['1:10', '1:10'],
+    ['FFFF:a', 'ffff:a'],
+    ['1', null],
+    ['1:2:3', null],
+    ['queue0', null],
+    ['12345:1', null],
+  ])('-q %s as a tc class -> %s', (q, cls) => expect(parseTcClass(q)).toBe(cls));
+});
+
+describe('cleanNftError', () => {
+  it('keeps the first error and its command, drops the carets', () => {
+    const stderr =
+      '/dev/stdin:3:1-30: Error: Could not process rule: File exists\n' +
+      'create element inet ftp-proxy dnat4 { 1.2.3.4 . 5.6.7.8 . 50000 : 9.9.9.9 . 2000 }\n' +
+      '                                      ^^^^^^^^^^^^^^^^^^^^^^^^^\n';
+    expect(cleanNftError(stderr)).toBe(
+      'Could not process rule: File exists (create element inet ftp-proxy dnat4 { 1.2.3.4 . 5.6.7.8 . 50000 : 9.9.9.9 . 2000 })',
+    );
+    expect(cleanNftError('Error: No such file or directory\n')).toBe('No such file or directory');
+  });
+});
+
+/** Answers like nft: fails scripts that match a rule, records the rest. */
+class RecordingRunner implements NftRunner {
+  readonly kind = 'nft' as const;
+  readonly scripts: string[] = [];
+  listing: NftJson | null = { nftables: [] };
+  failNext: { match: RegExp; message: string }[] = [];
+  closed = false;
+
+  async run(script: string): Promise<string> {
+    const i = this.failNext.findIndex((f) => f.match.test(script));
+    if (i >= 0) {
+      const [f] = this.failNext.splice(i, 1);
+      throw new FirewallError(f!.message, script);
+    }
+    this.scripts.push(script);
+    if (script.startsWith('delete table')) this.listing = null;
+    return '';
+  }
+
+  async json(): Promise<unknown> {
+    if (!this.listing) throw new FirewallError('No such file or directory');
+    return this.listing;
+  }
+
+  close(): void {
+    this.closed = true;
+  }
+}
+
+function backend(runner: RecordingRunner, alive: (pid: number) => boolean = () => true, warn: string[] = []) {
+  return new NftablesBackend({ rules: plain, runner, pid: 4242, isAlive: alive, warn: (m) => warn.push(m) });
+}
+
+const owner = { pid: 4242, session: 7 };
+
+describe('NftablesBackend', () => {
+  it('init applies the table script', async () => {
+    const r = new RecordingRunner();
+    await backend(r).init();
+    expect(r.scripts[0]).toBe(tableScript(plain, null));
+  });
+
+  it('replace removes the previous negotiation and creates the new one in one transaction', async () => {
+    const r = new RecordingRunner();
+    const b = backend(r);
+    await b.replace(owner, [passivePinhole(ends, 50000, 61000)]);
+    await b.replace(owner, [activePinhole(ends, 40123, 55555, false)]);
+    expect(r.scripts).toHaveLength(2);
+    const second = r.scripts[1]!.trim().split('\n');
+    expect(second.slice(0, 8)).toEqual(removeScript([passivePinhole(ends, 50000, 61000)], 'pinhole'));
+    expect(second.slice(8)).toEqual(addScript([activePinhole(ends, 40123, 55555, false)], '4242.7', 'pinhole', 30));
+    await b.clear(owner);
+    expect(r.scripts[2]!.trim().split('\n')).toEqual(removeScript([activePinhole(ends, 40123, 55555, false)], 'pinhole'));
+    await b.clear(owner); // nothing left: no transaction
+    expect(r.scripts).toHaveLength(3);
+  });
+
+  it('turns EEXIST into PinholeConflict and keeps the old pinholes on record', async () => {
+    const r = new RecordingRunner();
+    const b = backend(r);
+    await b.replace(owner, [passivePinhole(ends, 50000, 61000)]);
+    r.failNext.push({ match: /61001/, message: 'Could not process rule: File exists (create element ...)' });
+    await expect(b.replace(owner, [passivePinhole(ends, 50000, 61001)])).rejects.toBeInstanceOf(PinholeConflict);
+    await b.clear(owner);
+    expect(r.scripts.at(-1)).toContain('61000');
+  });
+
+  it('recreates the table when an admin reload removed it, then retries the additions', async () => {
+    const r = new RecordingRunner();
+    const warn: string[] = [];
+    const b = backend(r, () => true, warn);
+    await b.replace(owner, [passivePinhole(ends, 50000, 61000)]);
+    r.failNext.push({ match: /create element/, message: 'Could not process rule: No such file or directory' });
+    await b.replace(owner, [passivePinhole(ends, 50000, 61001)]);
+    expect(warn[0]).toMatch(/missing or damaged/);
+    expect(r.scripts.some((s) => s === tableScript(plain, null))).toBe(true);
+    const last = r.scripts.at(-1)!;
+    expect(last).toMatch(/^create element/);
+    expect(last).not.toMatch(/delete element/);
+    expect(last).toContain('61001');
+  });
+
+  it('passes other failures on as they are', async () => {
+    const r = new RecordingRunner();
+    r.failNext.push({ match: /create/, message: 'Could not process rule: Operation not permitted' });
+    await expect(backend(r).replace(owner, [passivePinhole(ends, 50000, 61000)])).rejects.toThrow(/Operation not permitted/);
+  });
+
+  const listing = (comments: string[]): NftJson => ({
+    nftables: [
+      { map: { name: 'dnat4', elem: comments.map((c, i) => [{ elem: { val: { concat: ['10.0.0.1', '10.0.0.2', 50000 + i] }, comment: c } }, { concat: ['10.0.0.3', 21] }]) } },
+      { set: { name: 'once4', elem: comments.map((c, i) => ({ elem: { val: { concat: ['10.0.0.1', '10.0.0.2', 50000 + i] }, comment: c } })) } },
+      { set: { name: 'once6', elem: [{ elem: { val: { concat: ['::1', '::2', 1] } } }] } },
+    ],
+  });
+
+  it('reads the owners of elements from a JSON listing', () => {
+    expect(ownedElements(listing(['100.1', 'junk', '200.3']))).toEqual([
+      { object: 'dnat4', key: '10.0.0.1 . 10.0.0.2 . 50000', pid: 100, session: 1 },
+      { object: 'dnat4', key: '10.0.0.1 . 10.0.0.2 . 50002', pid: 200, session: 3 },
+      { object: 'once4', key: '10.0.0.1 . 10.0.0.2 . 50000', pid: 100, session: 1 },
+      { object: 'once4', key: '10.0.0.1 . 10.0.0.2 . 50002', pid: 200, session: 3 },
+    ]);
+  });
+
+  it('sweeps at start what dead instances (and an earlier process with our pid) left, not the living', async () => {
+    const r = new RecordingRunner();
+    r.listing = listing(['100.1', '200.2', '4242.9']);
+    const warn: string[] = [];
+    await backend(r, (pid) => pid === 200, warn).init();
+    const sweep = r.scripts[1]!;
+    expect(sweep).toContain('delete element inet ftp-proxy dnat4 { 10.0.0.1 . 10.0.0.2 . 50000 }');
+    expect(sweep).toContain('delete element inet ftp-proxy once4 { 10.0.0.1 . 10.0.0.2 . 50002 }');
+    expect(sweep).not.toContain('50001');
+    expect(warn.at(-1)).toMatch(/removed 4 stale element\(s\) left by 2 dead instance\(s\)/);
+  });
+
+  it('close drops the table when no other live instance has elements, and keeps it otherwise', async () => {
+    const r = new RecordingRunner();
+    await backend(r).close();
+    expect(r.scripts.at(-1)).toBe('delete table inet ftp-proxy\n');
+    expect(r.closed).toBe(true);
+    const r2 = new RecordingRunner();
+    r2.listing = listing(['300.1']);
+    await backend(r2, () => true).close();
+    expect(r2.scripts).not.toContain('delete table inet ftp-proxy\n');
+  });
+});
