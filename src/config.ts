@@ -95,12 +95,19 @@ export function parseCommandLine(argv: string[], version = '0.0.0'): ParseOutcom
   const short: string[] = [];
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
-    if (a.startsWith('--') && a.length > 2) {
-      long.push(a);
+    if (a === '--') {
+      short.push(...argv.slice(i));
+      break;
+    }
+    if (a.startsWith('--')) {
       const name = a.slice(2).split('=')[0]!;
-      if (!a.includes('=') && LONG_WITH_VALUE.has(name) && i + 1 < argv.length) long.push(argv[++i]!);
+      if (a.includes('=') || !LONG_WITH_VALUE.has(name)) long.push(a);
+      else if (i + 1 < argv.length) long.push(`${a}=${argv[++i]!}`); // "=" so yargs never reads the value as an option
+      else return { exit: 1, stderr: `ftp-proxy: option requires an argument -- ${name}\n${USAGE}` };
     } else {
       short.push(a);
+      // "-T --x": a separate option argument is getopt's, whatever it looks like.
+      if (shortTakesNext(a) && i + 1 < argv.length) short.push(argv[++i]!);
     }
   }
 
@@ -131,8 +138,6 @@ export function parseCommandLine(argv: string[], version = '0.0.0'): ParseOutcom
   if (bad) return bad;
 
   const g = getopt(short, OPTSTRING);
-  if (g.error) return { exit: 1, stderr: `ftp-proxy: ${g.error}\n${USAGE}` };
-  if (g.rest.length) return { exit: 1, stderr: USAGE };
 
   const c: Config = {
     ipv6: false,
@@ -217,8 +222,22 @@ export function parseCommandLine(argv: string[], version = '0.0.0'): ParseOutcom
         break;
     }
   }
+  // After the options before them, as OpenBSD's getopt loop meets them: "-D 8 -x" is "loglevel too large".
+  if (g.error) return { exit: 1, stderr: `ftp-proxy: ${g.error}\n${USAGE}` };
+  if (g.rest.length) return { exit: 1, stderr: USAGE };
   if (!c.listenAddress) c.listenAddress = c.ipv6 ? '::1' : '127.0.0.1';
   return { config: c };
+}
+
+/** Whether a short-option word ("-dT") ends with an option whose argument is the next word. */
+function shortTakesNext(word: string): boolean {
+  if (!word.startsWith('-') || word === '-') return false;
+  for (let j = 1; j < word.length; j++) {
+    const k = OPTSTRING.indexOf(word[j]!);
+    if (word[j] === ':' || k < 0) return false;
+    if (OPTSTRING[k + 1] === ':') return j === word.length - 1;
+  }
+  return false;
 }
 
 /** -a, -b: numeric addresses of the mode's family (AI_NUMERICHOST, as OpenBSD). */

@@ -50,7 +50,7 @@ export function getopt(argv: string[], optstring: string): GetoptResult {
  * OpenBSD puts after the option's name: "loglevel too large").
  */
 export function strtonum(text: string, min: number, max: number): { value: number } | { error: string } {
-  const m = /^\s*([+-]?)(\d+)$/.exec(text);
+  const m = /^[ \t\n\v\f\r]*([+-]?)(\d+)$/.exec(text); // isspace(3) in the C locale, not Unicode's \s
   if (!m) return { error: 'invalid' };
   const n = BigInt(`${m[1]}${m[2]}`);
   if (n < BigInt(min)) return { error: 'too small' };

@@ -30,6 +30,8 @@ export class LineSplitter {
       const nl = chunk.indexOf(0x0a, start);
       const end = nl === -1 ? chunk.length : nl + 1;
       const piece = chunk.subarray(start, end);
+      // OpenBSD checks each byte as it is buffered, so a NUL ends the session before its line is complete.
+      if (piece.subarray(0, this.maxLine - this.pendingBytes).includes(0)) return this.fail(out, 'nul');
       if (this.pendingBytes + piece.length > this.maxLine || (nl === -1 && this.pendingBytes + piece.length >= this.maxLine)) {
         // OpenBSD: a full 500-byte buffer without "\n" is "too long"; a line of exactly 500 bytes
         // including its "\n" is accepted.
@@ -43,7 +45,6 @@ export class LineSplitter {
       const line = this.pendingBytes === 0 ? Buffer.from(piece) : Buffer.concat([...this.pending, piece]);
       this.pending = [];
       this.pendingBytes = 0;
-      if (line.includes(0)) return this.fail(out, 'nul');
       out.push({ kind: 'line', line });
       start = end;
     }

@@ -28,15 +28,20 @@ export function isIPv6(address: string): boolean {
 
 /** Canonical text: IPv4-mapped IPv6 becomes IPv4; IPv6 is lower-case and compressed (RFC 5952). */
 export function canonical(address: string): string {
-  const mapped = /^::ffff:(\d{1,3}(?:\.\d{1,3}){3})$/i.exec(address);
-  if (mapped?.[1] && isIPv4(mapped[1])) return mapped[1];
   if (isIPv4(address)) return address;
-  if (isIPv6(address)) return compressIPv6(IPv6.fromString(address));
-  return address;
+  if (!isIPv6(address)) return address;
+  const words = IPv6.fromString(address)
+    .toString()
+    .split(':')
+    .map((h) => parseInt(h, 16));
+  // Every spelling of ::ffff:a.b.c.d ("0:0:0:0:0:ffff:a00:1" too, as a raw sockaddr_in6 gives it).
+  if (words.slice(0, 5).every((w) => w === 0) && words[5] === 0xffff) {
+    return [words[6]! >> 8, words[6]! & 255, words[7]! >> 8, words[7]! & 255].join('.');
+  }
+  return compressIPv6(words);
 }
 
-function compressIPv6(ip: IPv6): string {
-  const words = ip.toString().split(':').map((h) => parseInt(h, 16));
+function compressIPv6(words: number[]): string {
   // Longest run of zero words (length >= 2) becomes "::", first one on a tie (RFC 5952 4.2).
   let bestStart = -1;
   let bestLen = 0;

@@ -1,0 +1,278 @@
+// The command line (src/config.ts): OpenBSD's flags, defaults, messages and exit status, plus our long
+// options (spec sections 1 and 8, scenarios 1-3).
+import { describe, expect, it } from 'vitest';
+import { BACKENDS, checkNumeric, type Config, OPTSTRING, parseCommandLine, USAGE } from '../../src/config.js';
+
+const INDENT = ' '.repeat(17);
+const USAGE_TEXT =
+  'usage: ftp-proxy [-6Adrv] [-a sourceaddr] [-b address] [-D level] [-m maxsessions]\n' +
+  `${INDENT}[-P port] [-p port] [-q queue] [-R address] [-T tag]\n` +
+  `${INDENT}[-t timeout]\n`;
+
+function config(argv: string[]): Config {
+  const r = parseCommandLine(argv, '1.2.3');
+  if (!('config' in r)) throw new Error(`${JSON.stringify(argv)} exited ${r.exit}: ${r.stderr ?? r.stdout ?? ''}`);
+  return r.config;
+}
+
+const DEFAULTS: Config = {
+  ipv6: false,
+  anonymousOnly: false,
+  listenAddress: '127.0.0.1',
+  logLevel: 5,
+  foreground: false,
+  maxSessions: 100,
+  fixedServerPort: '21',
+  listenPort: '8021',
+  port20: false,
+  timeout: 86400,
+  verbose: 0,
+  backend: 'auto',
+  logFormat: 'text',
+  pinholeTimeout: 30,
+};
+
+describe('usage text', () => {
+  it('is exactly the three OpenBSD lines', () => {
+    expect(USAGE).toBe(USAGE_TEXT);
+  });
+
+  it('has its 2nd and 3rd lines indented by 17 spaces', () => {
+    const lines = USAGE.split('\n');
+    expect(lines).toHaveLength(4);
+    expect(lines[3]).toBe('');
+    expect(lines[0]!.startsWith('usage: ftp-proxy [')).toBe(true);
+    expect(lines[1]!.match(/^ */)![0]).toHaveLength(17);
+    expect(lines[2]!.match(/^ */)![0]).toHaveLength(17);
+    expect(lines[1]![17]).toBe('[');
+    expect(lines[2]![17]).toBe('[');
+  });
+
+  it('uses the OpenBSD getopt string', () => {
+    expect(OPTSTRING).toBe('6Aa:b:D:dm:P:p:q:R:rT:t:v');
+  });
+});
+
+describe('defaults', () => {
+  it('no flags: 127.0.0.1 port 8021, -D 5, -m 100, -t 86400, -P 21, verbose 0', () => {
+    expect(parseCommandLine([])).toEqual({ config: DEFAULTS });
+  });
+
+  it('-6 listens on ::1', () => {
+    expect(config(['-6'])).toEqual({ ...DEFAULTS, ipv6: true, listenAddress: '::1' });
+  });
+});
+
+describe('OpenBSD flags', () => {
+  const q63 = 'q'.repeat(63);
+  const t63 = 't'.repeat(63);
+  it.each<[string[], Partial<Config>]>([
+    [['-6'], { ipv6: true, listenAddress: '::1' }],
+    [['-6', '-b', '::'], { ipv6: true, listenAddress: '::' }],
+    [['-b', '::', '-6'], { ipv6: true, listenAddress: '::' }],
+    [['-b', '10.0.0.1'], { listenAddress: '10.0.0.1' }],
+    [['-b10.0.0.1'], { listenAddress: '10.0.0.1' }],
+    [['-b', '10.0.0.1', '-b', '10.0.0.2'], { listenAddress: '10.0.0.2' }],
+    [['-A'], { anonymousOnly: true }],
+    [['-a', '192.0.2.1'], { sourceAddress: '192.0.2.1' }],
+    [['-D0'], { logLevel: 0 }],
+    [['-D', '7'], { logLevel: 7 }],
+    [['-D7'], { logLevel: 7 }],
+    [['-D', ' 6'], { logLevel: 6 }],
+    [['-D', '+3'], { logLevel: 3 }],
+    [['-D', '07'], { logLevel: 7 }],
+    [['-D', '7', '-D', '1'], { logLevel: 1 }],
+    [['-d'], { foreground: true }],
+    [['-m', '1'], { maxSessions: 1 }],
+    [['-m500'], { maxSessions: 500 }],
+    [['-P', '2121'], { fixedServerPort: '2121' }],
+    [['-P', 'ftp'], { fixedServerPort: 'ftp' }],
+    [['-p', '21'], { listenPort: '21' }],
+    [['-p', 'ftp'], { listenPort: 'ftp' }],
+    [['-q', q63], { queue: q63 }],
+    [['-q', '1:10'], { queue: '1:10' }],
+    [['-R', '10.0.0.21'], { fixedServer: '10.0.0.21' }],
+    [['-R', 'ftp.example.org', '-P', '2121'], { fixedServer: 'ftp.example.org', fixedServerPort: '2121' }],
+    [['-r'], { port20: true }],
+    [['-T', t63], { tag: t63 }],
+    [['-T', '42'], { tag: '42' }],
+    [['-t', '0'], { timeout: 0 }],
+    [['-t86400'], { timeout: 86400 }],
+    [['-t', '30'], { timeout: 30 }],
+    [['-v'], { verbose: 1 }],
+    [['-vv'], { verbose: 2 }],
+    [['-v', '-v'], { verbose: 2 }],
+    [['-6Adrv'], { ipv6: true, anonymousOnly: true, foreground: true, port20: true, verbose: 1, listenAddress: '::1' }],
+    [['-dD7'], { foreground: true, logLevel: 7 }],
+    [['-dD', '7'], { foreground: true, logLevel: 7 }],
+    [['-D', '7', '-d'], { foreground: true, logLevel: 7 }],
+    [['-d', '--'], { foreground: true }],
+  ])('%j', (argv, expected) => {
+    expect(config(argv)).toEqual({ ...DEFAULTS, ...expected });
+  });
+});
+
+describe('OpenBSD errors: exit status 1 and the message', () => {
+  const q64 = 'q'.repeat(64);
+  const t64 = 't'.repeat(64);
+  it.each<[string[], string]>([
+    [['-D', '8'], 'ftp-proxy: loglevel too large\n'],
+    [['-D8'], 'ftp-proxy: loglevel too large\n'],
+    [['-D', '-1'], 'ftp-proxy: loglevel too small\n'],
+    [['-D', 'x'], 'ftp-proxy: loglevel invalid\n'],
+    [['-D', ''], 'ftp-proxy: loglevel invalid\n'],
+    [['-D', '5x'], 'ftp-proxy: loglevel invalid\n'],
+    [['-D', '99999999999999999999'], 'ftp-proxy: loglevel too large\n'],
+    [['-m', '0'], 'ftp-proxy: max sessions too small\n'],
+    [['-m', '501'], 'ftp-proxy: max sessions too large\n'],
+    [['-m', 'many'], 'ftp-proxy: max sessions invalid\n'],
+    [['-t', '86401'], 'ftp-proxy: timeout too large\n'],
+    [['-t', '-1'], 'ftp-proxy: timeout too small\n'],
+    [['-t', '1h'], 'ftp-proxy: timeout invalid\n'],
+    [['-q', q64], 'ftp-proxy: queuename too long\n'],
+    [['-q', 'q'.repeat(200)], 'ftp-proxy: queuename too long\n'],
+    [['-T', t64], 'ftp-proxy: tagname too long\n'],
+    [['-vvv'], USAGE_TEXT],
+    [['-v', '-v', '-v'], USAGE_TEXT],
+    [['-vv', '-v'], USAGE_TEXT],
+    [['-x'], `ftp-proxy: unknown option -- x\n${USAGE_TEXT}`],
+    [['-N'], `ftp-proxy: unknown option -- N\n${USAGE_TEXT}`],
+    [['-dx'], `ftp-proxy: unknown option -- x\n${USAGE_TEXT}`],
+    [['-D'], `ftp-proxy: option requires an argument -- D\n${USAGE_TEXT}`],
+    [['-d', '-T'], `ftp-proxy: option requires an argument -- T\n${USAGE_TEXT}`],
+    [['stray'], USAGE_TEXT],
+    [['-d', 'stray'], USAGE_TEXT],
+    [['-'], USAGE_TEXT],
+    [['--', 'x'], USAGE_TEXT],
+    [['--', '-d'], USAGE_TEXT],
+    // options are taken left to right, as OpenBSD's getopt loop does
+    [['-D', '8', '-x'], 'ftp-proxy: loglevel too large\n'],
+    [['-x', '-D', '8'], `ftp-proxy: unknown option -- x\n${USAGE_TEXT}`],
+    [['-D', '8', 'stray'], 'ftp-proxy: loglevel too large\n'],
+    [['-vvv', '-x'], USAGE_TEXT],
+    [['-m', '0', '-D', '8'], 'ftp-proxy: max sessions too small\n'],
+  ])('%j', (argv, stderr) => {
+    expect(parseCommandLine(argv)).toEqual({ exit: 1, stderr });
+  });
+});
+
+describe('long options', () => {
+  it('--help: exit 0, the usage then the long help on stdout', () => {
+    const r = parseCommandLine(['--help']);
+    expect(r).toMatchObject({ exit: 0 });
+    if (!('exit' in r)) return;
+    expect(r.stderr).toBeUndefined();
+    expect(r.stdout?.startsWith(USAGE_TEXT)).toBe(true);
+    expect(r.stdout!.length).toBeGreaterThan(USAGE_TEXT.length);
+    for (const name of ['--backend', '--pidfile', '--log-format', '--pinhole-timeout', '--help', '--version']) {
+      expect(r.stdout).toContain(name);
+    }
+  });
+
+  it.each([[['--help', '-d']], [['-d', '--help']], [['-D', '7', '--help']]])('%j is help too', (argv) => {
+    expect(parseCommandLine(argv)).toMatchObject({ exit: 0, stdout: expect.stringMatching(/^usage: ftp-proxy /) });
+  });
+
+  it.each([[['--version']], [['-d', '--version']]])('%j: exit 0, "ftp-proxy <version>"', (argv) => {
+    expect(parseCommandLine(argv, '1.2.3')).toEqual({ exit: 0, stdout: 'ftp-proxy 1.2.3\n' });
+  });
+
+  it('lists the backends', () => {
+    expect([...BACKENDS]).toEqual(['auto', 'nftables', 'iptables', 'pf']);
+  });
+
+  it.each<[string[], Partial<Config>]>([
+    [[], { backend: 'auto' }],
+    [['--backend', 'auto'], { backend: 'auto' }],
+    [['--backend', 'nftables'], { backend: 'nftables' }],
+    [['--backend=iptables'], { backend: 'iptables' }],
+    [['--backend', 'pf'], { backend: 'pf' }],
+    [['--backend=pf', '--backend=nftables'], { backend: 'nftables' }],
+    [['--log-format', 'json'], { logFormat: 'json' }],
+    [['--log-format=text'], { logFormat: 'text' }],
+    [['--pinhole-timeout', '1'], { pinholeTimeout: 1 }],
+    [['--pinhole-timeout=3600'], { pinholeTimeout: 3600 }],
+    [['--pinhole-timeout', '0060'], { pinholeTimeout: 60 }],
+    [['--pidfile', '/run/ftp-proxy.pid'], { pidfile: '/run/ftp-proxy.pid' }],
+    [['--pidfile=/tmp/p=1.pid'], { pidfile: '/tmp/p=1.pid' }],
+    [['--pidfile', '-x'], { pidfile: '-x' }],
+    [['--pidfile', '123'], { pidfile: '123' }],
+    // long and short options mixed, in any order
+    [['--backend', 'pf', '-6'], { backend: 'pf', ipv6: true, listenAddress: '::1' }],
+    [['-6', '--backend', 'pf'], { backend: 'pf', ipv6: true, listenAddress: '::1' }],
+    [['-D', '7', '--backend=nftables', '-d'], { logLevel: 7, backend: 'nftables', foreground: true }],
+    [
+      ['-d', '--backend', 'nftables', '-D', '7', '--log-format=json', '-v', '--pidfile', '/tmp/f', '-T', 'mark', '--pinhole-timeout', '5'],
+      {
+        foreground: true,
+        backend: 'nftables',
+        logLevel: 7,
+        logFormat: 'json',
+        verbose: 1,
+        pidfile: '/tmp/f',
+        tag: 'mark',
+        pinholeTimeout: 5,
+      },
+    ],
+    // a separate short-option argument is taken whatever it looks like, as getopt does
+    [['-T', '--mark'], { tag: '--mark' }],
+    [['-dT', '--backend'], { foreground: true, tag: '--backend' }],
+    [['-q', '--x', '--backend', 'pf'], { queue: '--x', backend: 'pf' }],
+  ])('%j', (argv, expected) => {
+    expect(config(argv)).toEqual({ ...DEFAULTS, ...expected });
+  });
+
+  it.each<[string[], RegExp]>([
+    [['--backend', 'nft'], /^ftp-proxy: --backend nft: must be one of auto, nftables, iptables, pf\n$/],
+    [['--backend', 'NFTABLES'], /^ftp-proxy: --backend NFTABLES: /],
+    [['--backend='], /^ftp-proxy: --backend : /],
+    [['--backend', '-d'], /^ftp-proxy: --backend -d: /],
+    [['--log-format', 'xml'], /^ftp-proxy: --log-format xml: must be one of text, json\n$/],
+    [['--log-format', '--backend', 'pf'], /^ftp-proxy: --log-format --backend: /],
+    [['--pinhole-timeout', '0'], /^ftp-proxy: pinhole timeout too small\n$/],
+    [['--pinhole-timeout', '3601'], /^ftp-proxy: pinhole timeout too large\n$/],
+    [['--pinhole-timeout', '30s'], /^ftp-proxy: pinhole timeout invalid\n$/],
+  ])('%j: exit 1 with a one-line message', (argv, message) => {
+    const r = parseCommandLine(argv);
+    expect(r).toEqual({ exit: 1, stderr: expect.stringMatching(message) });
+    if ('exit' in r) expect(r.stderr!.split('\n')).toHaveLength(2);
+  });
+
+  it.each<[string[], string]>([
+    [['--backend'], 'backend'],
+    [['-d', '--pidfile'], 'pidfile'],
+    [['--log-format'], 'log-format'],
+    [['--pinhole-timeout'], 'pinhole-timeout'],
+  ])('%j: a missing value is an error', (argv, name) => {
+    expect(parseCommandLine(argv)).toEqual({ exit: 1, stderr: `ftp-proxy: option requires an argument -- ${name}\n${USAGE_TEXT}` });
+  });
+
+  it.each([[['--bogus']], [['--bogus=1']], [['--Backend=pf']], [['--6']], [['-d', '--nope', '-v']], [['--help', '--bogus']]])(
+    '%j: unknown long option, exit 1 with the usage',
+    (argv) => {
+      const r = parseCommandLine(argv);
+      expect(r).toEqual({ exit: 1, stderr: expect.stringMatching(/^ftp-proxy: .+\n/) });
+      if ('exit' in r) expect(r.stderr!.endsWith(USAGE_TEXT)).toBe(true);
+    },
+  );
+
+  it('after "--" every word is an operand, even one that looks like a long option', () => {
+    expect(parseCommandLine(['--', '--backend', 'pf'])).toEqual({ exit: 1, stderr: USAGE_TEXT });
+  });
+});
+
+describe('checkNumeric (-a, -b)', () => {
+  it.each<[string, boolean, boolean]>([
+    ['10.0.0.1', false, true],
+    ['10.0.0.1', true, false],
+    ['::1', true, true],
+    ['::1', false, false],
+    ['::ffff:10.0.0.1', true, true],
+    ['localhost', false, false],
+    ['localhost', true, false],
+    ['010.0.0.1', false, false],
+    ['', false, false],
+  ])('%j with -6 %s -> %s', (address, ipv6, expected) => {
+    expect(checkNumeric(address, ipv6)).toBe(expected);
+  });
+});
