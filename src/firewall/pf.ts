@@ -1,0 +1,136 @@
+// pf backend (OpenBSD): what OpenBSD's filter.c does through ioctls, done through pfctl, one anchor per
+// session, `ftp-proxy/<pid>.<id>`, so pf.conf needs `anchor "ftp-proxy/*"`. Each negotiation loads the
+// anchor's whole ruleset (pfctl commits it as one transaction, replacing the previous two rules); the end
+// of a session loads it empty, and pf drops the empty anchor. pfctl text rather than raw ioctls, because
+// the ioctl ABI changes between releases (BSDRP#35) and the text is what admins read in `pfctl -sr`.
+import { execa } from 'execa';
+import { type FirewallBackend, FirewallError, type Owner, ownerTag, type Pinhole, type RuleOptions } from './backend.js';
+import { processAlive } from './nftables.js';
+
+export const PF_ANCHOR = 'ftp-proxy';
+
+/** Routing domains: the client socket's (SO_RTABLE) and the proxy's own (getrtable()); 0 unless set. */
+export interface Rdomains {
+  client: number;
+  proxy: number;
+}
+
+/**
+ * The two rules of a pinhole, as pf.conf(5) text (spec section 3):
+ *   rdr: pass in  quick on rdomain R af proto tcp from FROM to TO port PP flags S/SA keep state (max 1) rtable T rdr-to RDR port P
+ *   nat: pass out quick on rdomain R af proto tcp from FROM to RDR port P flags S/SA keep state (max 1) nat-to NAT [port 20]
+ * -v adds `log`, -vv `log (all)`, -q `set queue Q`; -T makes them `match` rules without `quick` or
+ * `keep state` (pfctl refuses keep state on match rules) and adds `tag T`.
+ */
+export function pfRules(p: Pinhole, o: RuleOptions, rd: Rdomains = { client: 0, proxy: 0 }): [string, string] {
+  // Passive: the SYN arrives from the client's rdomain and leaves in the proxy's; active the other way.
+  const [rdrOn, rdrTable, natOn] = p.kind === 'passive' ? [rd.client, rd.proxy, rd.proxy] : [rd.proxy, rd.client, rd.client];
+  const af = p.family === 4 ? 'inet' : 'inet6';
+  const head = (dir: 'in' | 'out', on: number): string => {
+    const w: string[] = [o.tag !== undefined ? 'match' : 'pass', dir];
+    if (o.log === 1) w.push('log');
+    if (o.log === 2) w.push('log (all)');
+    if (o.tag === undefined) w.push('quick');
+    w.push(`on rdomain ${on}`, af, 'proto tcp');
+    return w.join(' ');
+  };
+  const opts = (): string => {
+    const w = ['flags S/SA'];
+    if (o.queue !== undefined) w.push(`set queue ${o.queue}`);
+    if (o.tag === undefined) w.push('keep state (max 1)');
+    else w.push(`tag ${o.tag}`);
+    return w.join(' ');
+  };
+  const rdr = `${head('in', rdrOn)} from ${p.from} to ${p.to} port = ${p.toPort} ${opts()} rtable ${rdrTable} rdr-to ${p.rdrTo} port ${p.rdrPort}`;
+  const nat = `${head('out', natOn)} from ${p.from} to ${p.rdrTo} port = ${p.rdrPort} ${opts()} nat-to ${p.natFrom}${p.natPort !== undefined ? ` port ${p.natPort}` : ''}`;
+  return [rdr, nat];
+}
+
+export type PfctlRun = (args: string[], input?: string) => Promise<{ exitCode: number; stdout: string; stderr: string }>;
+
+export interface PfOptions {
+  rules: RuleOptions;
+  /** The pfctl to run (tests put a fake one on PATH). */
+  pfctl?: string;
+  pid?: number;
+  isAlive?: (pid: number) => boolean;
+  warn?: (message: string) => void;
+  /** Routing domains of the proxy's sockets (OpenBSD); default 0. */
+  rdomains?: (owner: Owner) => Rdomains;
+}
+
+export class PfBackend implements FirewallBackend {
+  readonly name = 'pf';
+  private readonly pid: number;
+  /** Anchors this instance has loaded rules into and not yet emptied. */
+  private readonly loaded = new Set<string>();
+
+  constructor(private readonly o: PfOptions) {
+    this.pid = o.pid ?? process.pid;
+  }
+
+  private anchor(owner: Owner): string {
+    return `${PF_ANCHOR}/${ownerTag(owner)}`;
+  }
+
+  private async pfctl(args: string[], input?: string): Promise<string> {
+    const r = await execa(this.o.pfctl ?? 'pfctl', args, { input: input ?? '', reject: false });
+    if (r.failed) {
+      const msg = String(r.stderr ?? '').trim().split('\n')[0] || String(r.shortMessage ?? 'pfctl failed');
+      throw new FirewallError(`pfctl ${args.join(' ')}: ${msg}`, input);
+    }
+    return String(r.stdout ?? '');
+  }
+
+  /** pf must be enabled (OpenBSD's "pf is disabled"), pf.conf should hold the anchor; sweep dead anchors. */
+  async init(): Promise<void> {
+    const info = await this.pfctl(['-s', 'info']);
+    if (!/Status:\s*Enabled/.test(info)) throw new FirewallError('pf is disabled');
+    const rules = await this.pfctl(['-s', 'rules']);
+    if (!rules.includes(`anchor "${PF_ANCHOR}/*"`)) {
+      this.o.warn?.(`pf: the main ruleset has no anchor "${PF_ANCHOR}/*": data connections will not be passed (see pf-examples/)`);
+    }
+    await this.sweep();
+  }
+
+  async replace(owner: Owner, pinholes: Pinhole[]): Promise<void> {
+    const rd = this.o.rdomains?.(owner) ?? { client: 0, proxy: 0 };
+    const text = pinholes.flatMap((p) => pfRules(p, this.o.rules, rd)).join('\n') + '\n';
+    const anchor = this.anchor(owner);
+    await this.pfctl(['-a', anchor, '-f', '-'], text);
+    this.loaded.add(anchor);
+  }
+
+  async clear(owner: Owner): Promise<void> {
+    const anchor = this.anchor(owner);
+    if (!this.loaded.has(anchor)) return;
+    this.loaded.delete(anchor);
+    await this.empty(anchor);
+  }
+
+  async close(): Promise<void> {
+    const anchors = [...this.loaded];
+    this.loaded.clear();
+    for (const a of anchors) await this.empty(a);
+  }
+
+  /** Load an empty ruleset: pf then removes the anchor (what end_session does on OpenBSD). */
+  private async empty(anchor: string): Promise<void> {
+    await this.pfctl(['-a', anchor, '-f', '-'], '');
+  }
+
+  /** Anchors `ftp-proxy/<pid>.<id>` of processes that are gone (a crash) or of our own pid (reuse). */
+  private async sweep(): Promise<void> {
+    const out = await this.pfctl(['-a', PF_ANCHOR, '-s', 'Anchors']);
+    const alive = this.o.isAlive ?? processAlive;
+    const stale = out
+      .split('\n')
+      .map((l) => l.trim())
+      .filter((a) => {
+        const m = new RegExp(`^${PF_ANCHOR}/(\\d+)\\.\\d+$`).exec(a);
+        return m !== null && (Number(m[1]) === this.pid || !alive(Number(m[1])));
+      });
+    for (const a of stale) await this.empty(a);
+    if (stale.length) this.o.warn?.(`pf: emptied ${stale.length} stale anchor(s) left by dead instances`);
+  }
+}
