@@ -136,7 +136,13 @@ fw_load() {
     # shellcheck disable=SC2086
     nsx "$FW" $cmd
   done < <(sed -n 's/^# setup: //p' "$file")
-  nsx "$FW" nft -f "$file"
+  case $file in
+    *.nft) nsx "$FW" nft -f "$file" ;;
+    # iptables-restore format; IPTABLES picks the variant (iptables, iptables-nft, iptables-legacy)
+    *.v6.rules) ipt=${IPTABLES:-iptables}; nsx "$FW" "ip6${ipt#ip}-restore" "$file" ;;
+    *.rules) nsx "$FW" "${IPTABLES:-iptables}-restore" "$file" ;;
+    *) die "fw-load: $file: expected .nft or .rules" ;;
+  esac
 }
 
 down() {

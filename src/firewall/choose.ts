@@ -1,11 +1,16 @@
 // Which firewall backend, and its rule options from the flags.
+import { execa } from 'execa';
 import type { Config } from '../config.js';
 import { StartupError } from '../errors.js';
 import { LOG_INFO, LOG_WARNING } from '../levels.js';
 import type { Log } from '../log.js';
 import type { FirewallBackend, RuleOptions } from './backend.js';
-import { createNftRunner } from './nft-runner.js';
+import { IptablesBackend } from './iptables.js';
+import { createNftRunner, type NftRunner } from './nft-runner.js';
 import { NftablesBackend, parseMark, parseTcClass } from './nftables.js';
+import { PfBackend } from './pf.js';
+
+export type BackendName = 'nftables' | 'iptables' | 'pf';
 
 export function ruleOptions(c: Config): RuleOptions {
   const o: RuleOptions = { log: c.verbose, timeout: c.pinholeTimeout };
@@ -24,21 +29,77 @@ export function checkLinuxRuleOptions(c: Config): void {
   }
 }
 
-export async function createBackend(c: Config, log: Log): Promise<FirewallBackend> {
-  const choice = c.backend === 'auto' ? 'nftables' : c.backend;
-  switch (choice) {
+/** What auto-detection asks of the host. */
+export interface HostProbe {
+  platform: string;
+  /** libnftables (or the nft command) can list the ruleset. */
+  nftables(): Promise<boolean>;
+  /** iptables can list its rules. */
+  iptables(): Promise<boolean>;
+}
+
+/**
+ * pf on OpenBSD (and the other BSDs); on Linux nftables when it answers, else iptables (a host whose
+ * iptables is iptables-nft also answers to nft: the same kernel, and nft's deletions are far cheaper).
+ */
+export async function detectBackend(p: HostProbe): Promise<{ name: BackendName; why: string }> {
+  if (/bsd$/.test(p.platform)) return { name: 'pf', why: `${p.platform} has pf` };
+  if (p.platform !== 'linux') throw new StartupError(`no firewall backend for ${p.platform}: use --backend`);
+  if (await p.nftables()) return { name: 'nftables', why: 'nftables answered' };
+  if (await p.iptables()) return { name: 'iptables', why: 'nftables did not answer, iptables did' };
+  throw new StartupError(
+    'no usable firewall: neither nftables (libnftables or nft) nor iptables answered; install nftables (apt-get install nftables) or choose one with --backend',
+  );
+}
+
+/** The real host: run a harmless listing with each tool. */
+export function hostProbe(iptablesCmd = process.env.FTP_PROXY_IPTABLES ?? 'iptables'): HostProbe {
+  return {
+    platform: process.platform,
+    async nftables() {
+      let runner: NftRunner | null = null;
+      try {
+        runner = createNftRunner();
+        await runner.run('list tables\n');
+        return true;
+      } catch {
+        return false;
+      } finally {
+        runner?.close();
+      }
+    },
+    async iptables() {
+      const r = await execa(iptablesCmd, ['-w', '-S', 'FORWARD'], { reject: false }).catch(() => null);
+      return r?.exitCode === 0;
+    },
+  };
+}
+
+export async function createBackend(c: Config, log: Log, probe: HostProbe = hostProbe()): Promise<FirewallBackend> {
+  let name: BackendName;
+  if (c.backend === 'auto') {
+    const d = await detectBackend(probe);
+    name = d.name;
+    log.log(LOG_INFO, `firewall: ${name} chosen automatically (${d.why})`);
+  } else {
+    name = c.backend;
+  }
+  const warn = (m: string): void => log.log(LOG_WARNING, m);
+  switch (name) {
     case 'nftables': {
       checkLinuxRuleOptions(c);
       const runner = createNftRunner();
-      const b = new NftablesBackend({
-        rules: ruleOptions(c),
-        runner,
-        warn: (m) => log.log(LOG_WARNING, m),
-      });
       log.log(LOG_INFO, `firewall: nftables (table inet ftp-proxy, through ${runner.kind})`);
-      return b;
+      return new NftablesBackend({ rules: ruleOptions(c), runner, warn });
     }
-    default:
-      throw new StartupError(`--backend ${choice}: not available in this version (nftables only)`);
+    case 'iptables': {
+      checkLinuxRuleOptions(c);
+      const command = process.env.FTP_PROXY_IPTABLES ?? 'iptables';
+      log.log(LOG_INFO, `firewall: iptables (chains FTPPROXY-*, through ${command}-restore)`);
+      return new IptablesBackend({ rules: ruleOptions(c), command, warn });
+    }
+    case 'pf':
+      log.log(LOG_INFO, 'firewall: pf (anchors ftp-proxy/<pid>.<id>, through pfctl)');
+      return new PfBackend({ rules: ruleOptions(c), warn });
   }
 }

@@ -42,6 +42,7 @@ export async function requireLab(): Promise<void> {
 let labCount = 0;
 
 export type Mode = 'forward' | 'reverse';
+export type Backend = 'nftables' | 'iptables';
 
 export class Lab {
   readonly cli: string;
@@ -91,9 +92,46 @@ export class Lab {
     return execa(LAB_SH, args, { env: this.env });
   }
 
+  /** The iptables variant the lab's .rules files are loaded with (and the proxy is told to use). */
+  iptables = 'iptables';
+
   /** Load a ruleset into the firewall, running its "# setup:" lines first (lab.sh fw-load). */
   async loadRuleset(file: string): Promise<void> {
-    await this.sh('fw-load', file);
+    await execa(LAB_SH, ['fw-load', file], { env: { ...this.env, IPTABLES: this.iptables } });
+  }
+
+  /**
+   * Pinholes the firewall holds: nftables elements of table inet ftp-proxy, or iptables session chains
+   * (FTPP-<pid>-<id>-...) of IPv4 and IPv6.
+   */
+  async pinholeObjects(backend: Backend): Promise<number> {
+    if (backend === 'nftables') return this.pinholeElements();
+    let n = 0;
+    for (const save of await this.iptablesSaves()) n += (save.match(/^:FTPP-\d+-\d+-/gm) ?? []).length;
+    return n;
+  }
+
+  /** Anything of the proxy's left in the firewall at all (its table, or its FTPPROXY chains). */
+  async proxyObjects(backend: Backend): Promise<boolean> {
+    if (backend === 'nftables') return this.tableExists();
+    return (await this.iptablesSaves()).some((save) => /FTPP/.test(save));
+  }
+
+  async iptablesSaves(): Promise<string[]> {
+    const v6 = `ip6${this.iptables.slice(2)}`;
+    return Promise.all(
+      [`${this.iptables}-save`, `${v6}-save`].map(async (cmd) => (await this.exec('fw', [cmd], { reject: false })).stdout),
+    );
+  }
+
+  async waitNoPinholeObjects(backend: Backend, ms = 5000): Promise<number> {
+    const end = Date.now() + ms;
+    let n = await this.pinholeObjects(backend);
+    while (n > 0 && Date.now() < end) {
+      await new Promise((r) => setTimeout(r, 50));
+      n = await this.pinholeObjects(backend);
+    }
+    return n;
   }
 
   /** Run a command inside one of the lab's namespaces. */

@@ -3,7 +3,8 @@
 // client. Every transfer is 20 MiB with its sha256 checked, and after every session the firewall must
 // hold no pinhole element.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { EXAMPLES, Lab, type Mode, type ProxyProcess, requireLab } from './lab.js';
+import { existsSync } from 'node:fs';
+import { type Backend, EXAMPLES, Lab, type Mode, type ProxyProcess, requireLab, ROOT } from './lab.js';
 
 type Client = 'lftp' | 'curl' | 'tnftp';
 type DataMode = 'pasv' | 'epsv' | 'port' | 'eprt';
@@ -20,21 +21,43 @@ const TRANSFERS: [Client, DataMode][] = [
   ['tnftp', 'port'],
 ];
 
-const SETUPS: { name: string; mode: Mode; ruleset: string; args: string[] }[] = [
-  { name: 'forward, DNAT interception', mode: 'forward', ruleset: 'forward-redirect.nft', args: [] },
-  { name: 'forward, tproxy interception', mode: 'forward', ruleset: 'forward-tproxy.nft', args: [] },
-  { name: 'reverse (-R -P)', mode: 'reverse', ruleset: 'reverse.nft', args: ['-R', '10.0.0.21', '-P', '21'] },
+interface Setup {
+  name: string;
+  mode: Mode;
+  backend: Backend;
+  /** iptables variant for the ruleset and the proxy (FTP_PROXY_IPTABLES). */
+  iptables?: string;
+  ruleset: string;
+  args: string[];
+}
+
+const NFT = `${EXAMPLES}`;
+const IPT = `${ROOT}iptables-examples/`;
+const SETUPS: Setup[] = [
+  { name: 'nftables, forward, DNAT interception', mode: 'forward', backend: 'nftables', ruleset: `${NFT}forward-redirect.nft`, args: [] },
+  { name: 'nftables, forward, tproxy interception', mode: 'forward', backend: 'nftables', ruleset: `${NFT}forward-tproxy.nft`, args: [] },
+  { name: 'nftables, reverse (-R -P)', mode: 'reverse', backend: 'nftables', ruleset: `${NFT}reverse.nft`, args: ['-R', '10.0.0.21', '-P', '21'] },
 ];
+for (const variant of ['iptables-nft', 'iptables-legacy']) {
+  // iptables-legacy where the machine has it (Debian's iptables package ships both).
+  if (variant === 'iptables-legacy' && !existsSync('/usr/sbin/iptables-legacy')) continue;
+  SETUPS.push(
+    { name: `${variant}, forward, DNAT interception`, mode: 'forward', backend: 'iptables', iptables: variant, ruleset: `${IPT}forward-redirect.rules`, args: ['--backend', 'iptables'] },
+    { name: `${variant}, forward, tproxy interception`, mode: 'forward', backend: 'iptables', iptables: variant, ruleset: `${IPT}forward-tproxy.rules`, args: ['--backend', 'iptables'] },
+    { name: `${variant}, reverse (-R -P)`, mode: 'reverse', backend: 'iptables', iptables: variant, ruleset: `${IPT}reverse.rules`, args: ['--backend', 'iptables', '-R', '10.0.0.21', '-P', '21'] },
+  );
+}
 
 beforeAll(requireLab);
 
-describe.each(SETUPS)('$name', ({ mode, ruleset, args }) => {
+describe.each(SETUPS)('$name', ({ mode, backend, iptables, ruleset, args }) => {
   let lab: Lab;
   let proxy: ProxyProcess;
 
   beforeAll(async () => {
     lab = await Lab.up(mode);
-    await lab.loadRuleset(`${EXAMPLES}${ruleset}`);
+    if (iptables) lab.iptables = iptables;
+    await lab.loadRuleset(ruleset);
   });
   afterAll(async () => {
     await lab?.down();
@@ -46,7 +69,7 @@ describe.each(SETUPS)('$name', ({ mode, ruleset, args }) => {
   });
 
   it('control: a data port the proxy did not open stays closed with the proxy running', async () => {
-    proxy = await lab.proxy(['-D', '7', ...args]);
+    proxy = await lab.proxy(['-D', '7', ...args], iptables ? { FTP_PROXY_IPTABLES: iptables } : {});
     // A listener on the server that no negotiation names: the firewall must drop the SYN.
     const listener = lab.spawn('srv', [process.execPath, '-e', `require('net').createServer(s=>s.end('open\\n')).listen(50999,'${lab.serverAddress}')`]);
     await new Promise((r) => setTimeout(r, 300));
@@ -59,7 +82,7 @@ describe.each(SETUPS)('$name', ({ mode, ruleset, args }) => {
   it.each(TRANSFERS)('%s %s: 20 MiB, sha256 equal, no pinhole left', async (client, dataMode) => {
     const r = await lab.get(client, dataMode);
     expect(r.ok, `${r.output}\n--- proxy log ---\n${proxy.log.split('\n').slice(-30).join('\n')}`).toBe(true);
-    expect(await lab.waitNoPinholes()).toBe(0);
+    expect(await lab.waitNoPinholeObjects(backend)).toBe(0);
   });
 
   it('logged what OpenBSD logs for these sessions', async () => {
@@ -72,9 +95,10 @@ describe.each(SETUPS)('$name', ({ mode, ruleset, args }) => {
     expect(proxy.log).not.toMatch(/operation failed|rule removal failed/);
   });
 
-  it('SIGTERM: "exiting on signal 15", status 0, and the table is gone', async () => {
+  it('SIGTERM: "exiting on signal 15", status 0, and nothing of the proxy is left in the firewall', async () => {
+    expect(await lab.proxyObjects(backend)).toBe(true);
     expect(await proxy.signal('SIGTERM')).toBe(0);
     expect(proxy.log).toMatch(/^exiting on signal 15$/m);
-    expect(await lab.tableExists()).toBe(false);
+    expect(await lab.proxyObjects(backend)).toBe(false);
   });
 });

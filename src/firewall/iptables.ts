@@ -1,0 +1,334 @@
+// iptables backend, for hosts without nftables (iptables-legacy) or whose admins manage iptables
+// (iptables-nft). Static parent chains the proxy creates at start and jumps to them from the builtin
+// chains:
+//   nat    PREROUTING  -> FTPPROXY-PRE   DNAT of each pinhole's first SYN
+//   nat    POSTROUTING -> FTPPROXY-POST  SNAT of the connections we DNATed
+//   filter FORWARD     -> FTPPROXY-FWD   ACCEPT of those connections (pf's "pass quick")
+//   mangle FORWARD     -> FTPPROXY-MGL   (-q only) CLASSIFY into the tc class
+// and per session the chains FTPP-<pid>-<id>-{PRE,POST,FWD,MGL}-<A|B>, applied with
+// `iptables-restore --noflush` (one transaction per table set).
+//
+// Replacing a negotiation writes the *other* chain set (A/B) and only then removes the old one: the
+// reply waits for additions only, because deletions cost 20-50 ms with iptables-nft (netlink commit).
+//
+// Like the nftables backend, a pinhole admits one connection: its DNAT rule records the client in a
+// per-negotiation `recent` list and does not match again (a retransmitted SYN keeps its conntrack NAT
+// binding), and `-m time --datestop` makes an unused pinhole inert after --pinhole-timeout seconds even
+// if the proxy is killed. The SNAT and ACCEPT rules match the connection's original destination
+// (conntrack --ctorigdst/--ctorigdstport), so they can only ever apply to a connection the DNAT made.
+import { execa } from 'execa';
+import { type FirewallBackend, FirewallError, type Owner, ownerTag, type Pinhole, type RuleOptions } from './backend.js';
+import { parseMark, parseTcClass, processAlive } from './nftables.js';
+
+type Fam = 4 | 6;
+type Set_ = 'A' | 'B';
+type Table = 'nat' | 'filter' | 'mangle';
+
+export const PARENTS: { table: Table; chain: string; builtin: string }[] = [
+  { table: 'nat', chain: 'FTPPROXY-PRE', builtin: 'PREROUTING' },
+  { table: 'nat', chain: 'FTPPROXY-POST', builtin: 'POSTROUTING' },
+  { table: 'filter', chain: 'FTPPROXY-FWD', builtin: 'FORWARD' },
+  { table: 'mangle', chain: 'FTPPROXY-MGL', builtin: 'FORWARD' },
+];
+
+const KINDS = [
+  { kind: 'PRE', table: 'nat', parent: 'FTPPROXY-PRE' },
+  { kind: 'POST', table: 'nat', parent: 'FTPPROXY-POST' },
+  { kind: 'FWD', table: 'filter', parent: 'FTPPROXY-FWD' },
+  { kind: 'MGL', table: 'mangle', parent: 'FTPPROXY-MGL' },
+] as const;
+type Kind = (typeof KINDS)[number]['kind'];
+
+/** FTPP-<pid>-<id>-<kind>-<set>: at most 28 characters (xtables' limit) for ids below 10^9. */
+export const chainName = (o: Owner, kind: Kind, set: Set_): string => `FTPP-${o.pid}-${o.session}-${kind}-${set}`;
+
+const host = (a: string, f: Fam): string => `${a}/${f === 4 ? 32 : 128}`;
+const hostPort = (a: string, p: number, f: Fam): string => (f === 4 ? `${a}:${p}` : `[${a}]:${p}`);
+
+/** UTC time `seconds` from `now`, as -m time --datestop takes it. */
+export function datestop(now: Date, seconds: number): string {
+  return new Date(now.getTime() + seconds * 1000).toISOString().slice(0, 19);
+}
+
+export interface IptablesRules {
+  /** Rules per chain kind (without the chain name), in order. */
+  PRE: string[];
+  POST: string[];
+  FWD: string[];
+  MGL: string[];
+}
+
+/**
+ * The rules of one negotiation's pinholes. `seq` names the negotiation's `recent` list (a new list per
+ * negotiation, so a new pinhole never sees an old one's entry).
+ */
+export function pinholeRules(pins: Pinhole[], o: RuleOptions, owner: Owner, seq: number, now: Date): IptablesRules {
+  const r: IptablesRules = { PRE: [], POST: [], FWD: [], MGL: [] };
+  const list = `ftpp-${ownerTag(owner)}-${seq}`;
+  const until = datestop(now, o.timeout);
+  const comment = `-m comment --comment "ftp-proxy ${ownerTag(owner)}"`;
+  for (const p of pins) {
+    const f = p.family;
+    const syn = `-s ${host(p.from, f)} -d ${host(p.to, f)} -p tcp -m tcp --dport ${p.toPort} --tcp-flags SYN,ACK SYN -m time --datestop ${until}`;
+    const unused = `-m recent ! --rcheck --name ${list} --rsource`;
+    if (o.log === 1) r.PRE.push(`${syn} ${unused} ${comment} -j LOG --log-prefix "ftp-proxy: "`);
+    if (o.tag !== undefined) r.PRE.push(`${syn} ${unused} ${comment} -j CONNMARK --set-mark 0x${parseMark(o.tag)!.toString(16)}`);
+    r.PRE.push(`${syn} ${unused} -m recent --set --name ${list} --rsource ${comment} -j DNAT --to-destination ${hostPort(p.rdrTo, p.rdrPort, f)}`);
+    // After DNAT: the tuple the server (or client) sees, and the destination the SYN was sent to.
+    const after = `-s ${host(p.from, f)} -d ${host(p.rdrTo, f)} -p tcp -m tcp --dport ${p.rdrPort} -m conntrack --ctstate DNAT --ctorigdst ${p.to} --ctorigdstport ${p.toPort}`;
+    const nat = p.natPort === undefined ? p.natFrom : hostPort(p.natFrom, p.natPort, f);
+    r.POST.push(`${after} ${comment} -j SNAT --to-source ${nat}`);
+    if (o.log === 2) r.FWD.push(`${after} ${comment} -j LOG --log-prefix "ftp-proxy: "`);
+    // -T: like pf's match rules, the pinhole does not pass by itself; the ruleset accepts the mark.
+    if (o.tag === undefined) r.FWD.push(`${after} ${comment} -j ACCEPT`);
+    if (o.queue !== undefined) r.MGL.push(`${after} ${comment} -j CLASSIFY --set-class ${parseTcClass(o.queue)!}`);
+  }
+  return r;
+}
+
+/** iptables-restore input that creates (or empties) a chain set and fills it; `link` adds the jumps. */
+export function addScript(owner: Owner, set: Set_, rules: IptablesRules, withMangle: boolean): string {
+  const out: string[] = [];
+  for (const table of ['nat', 'filter', 'mangle'] as const) {
+    if (table === 'mangle' && !withMangle) continue;
+    out.push(`*${table}`);
+    const kinds = KINDS.filter((k) => k.table === table);
+    for (const k of kinds) out.push(`:${chainName(owner, k.kind, set)} - [0:0]`);
+    for (const k of kinds) for (const rule of rules[k.kind]) out.push(`-A ${chainName(owner, k.kind, set)} ${rule}`);
+    for (const k of kinds) out.push(`-A ${k.parent} -j ${chainName(owner, k.kind, set)}`);
+    out.push('COMMIT');
+  }
+  return out.join('\n') + '\n';
+}
+
+/** Unlink and delete a chain set. */
+export function removeScript(owner: Owner, set: Set_, withMangle: boolean): string {
+  const out: string[] = [];
+  for (const table of ['nat', 'filter', 'mangle'] as const) {
+    if (table === 'mangle' && !withMangle) continue;
+    out.push(`*${table}`);
+    const kinds = KINDS.filter((k) => k.table === table);
+    for (const k of kinds) out.push(`-D ${k.parent} -j ${chainName(owner, k.kind, set)}`);
+    for (const k of kinds) out.push(`-F ${chainName(owner, k.kind, set)}`, `-X ${chainName(owner, k.kind, set)}`);
+    out.push('COMMIT');
+  }
+  return out.join('\n') + '\n';
+}
+
+export interface IptablesOptions {
+  rules: RuleOptions;
+  /** Command prefix: "iptables" (the host's default), "iptables-legacy" or "iptables-nft". */
+  command?: string;
+  pid?: number;
+  isAlive?: (pid: number) => boolean;
+  warn?: (message: string) => void;
+  now?: () => Date;
+}
+
+interface SessionState {
+  family: Fam;
+  /** The set now linked, if any. */
+  set: Set_ | null;
+  /** Operations of this session, in order (removals finish after replace() has returned). */
+  queue: Promise<unknown>;
+}
+
+export class IptablesBackend implements FirewallBackend {
+  readonly name = 'iptables';
+  private readonly pid: number;
+  private readonly sessions = new Map<string, SessionState>();
+  private seq = 0;
+  private readonly mangle: boolean;
+
+  constructor(private readonly o: IptablesOptions) {
+    this.pid = o.pid ?? process.pid;
+    this.mangle = o.rules.queue !== undefined;
+  }
+
+  /** iptables/ip6tables with the variant prefix: ("iptables-legacy", 6, "-restore") -> "ip6tables-legacy-restore". */
+  private cmd(f: Fam, suffix = ''): string {
+    const base = this.o.command ?? 'iptables';
+    return (f === 6 ? base.replace(/^iptables/, 'ip6tables') : base) + suffix;
+  }
+
+  private async run(f: Fam, suffix: string, args: string[], input?: string): Promise<string> {
+    const cmd = this.cmd(f, suffix);
+    const r = await execa(cmd, args, { ...(input !== undefined ? { input } : {}), reject: false });
+    if (r.failed) {
+      const msg = String(r.stderr ?? '').trim().split('\n').slice(0, 2).join('; ') || String(r.shortMessage ?? `${cmd} failed`);
+      throw new FirewallError(`${cmd} ${args.join(' ')}: ${msg}`, input);
+    }
+    return String(r.stdout ?? '');
+  }
+
+  private restore(f: Fam, script: string): Promise<string> {
+    return this.run(f, '-restore', ['--noflush', '--wait'], script);
+  }
+
+  /** Families whose iptables answered at start (a host may lack ip6tables). */
+  private readonly families = new Set<Fam>();
+
+  async init(): Promise<void> {
+    for (const f of [4, 6] as Fam[]) {
+      try {
+        await this.ensureParents(f);
+        await this.sweep(f);
+        this.families.add(f);
+      } catch (e) {
+        if (f === 4) throw e;
+        this.o.warn?.(`iptables: no IPv6 pinholes (${(e as Error).message})`);
+      }
+    }
+  }
+
+  /** Create the parent chains and the jumps to them where missing (also repairs after an admin reload). */
+  private async ensureParents(f: Fam): Promise<boolean> {
+    const save = await this.run(f, '-save', []);
+    const script: string[] = [];
+    let repaired = false;
+    for (const table of ['nat', 'filter', 'mangle'] as const) {
+      const parents = PARENTS.filter((p) => p.table === table && (table !== 'mangle' || this.mangle));
+      if (!parents.length) continue;
+      const section = tableSection(save, table);
+      const lines: string[] = [];
+      for (const p of parents) {
+        if (!section.includes(`:${p.chain} `)) lines.push(`:${p.chain} - [0:0]`);
+        if (!section.includes(`-A ${p.builtin} -j ${p.chain}\n`)) lines.push(`-I ${p.builtin} 1 -j ${p.chain}`);
+      }
+      if (lines.length) script.push(`*${table}`, ...lines, 'COMMIT');
+    }
+    if (script.length) {
+      await this.restore(f, script.join('\n') + '\n');
+      repaired = true;
+    }
+    return repaired;
+  }
+
+  async replace(owner: Owner, pinholes: Pinhole[]): Promise<void> {
+    const tag = ownerTag(owner);
+    const family = (pinholes[0]?.family ?? 4) as Fam;
+    if (!this.families.has(family)) throw new FirewallError(`no IPv${family} iptables on this host`);
+    const st = this.sessions.get(tag) ?? { family, set: null, queue: Promise.resolve() };
+    this.sessions.set(tag, st);
+    const next: Set_ = st.set === 'A' ? 'B' : 'A';
+    const rules = pinholeRules(pinholes, this.o.rules, owner, ++this.seq, this.o.now?.() ?? new Date());
+    const add = st.queue.then(async () => {
+      const [added, repaired] = await Promise.allSettled([this.restore(family, addScript(owner, next, rules, this.mangle)), this.ensureParents(family)]);
+      if (added.status === 'rejected') {
+        // An admin reload may have removed the parent chains: repair, then write the set again.
+        this.o.warn?.(`iptables: adding pinhole chains failed (${(added.reason as Error).message}); repairing and retrying`);
+        await this.ensureParents(family);
+        await this.restoreQuiet(family, removeScript(owner, next, this.mangle));
+        await this.restore(family, addScript(owner, next, rules, this.mangle));
+      } else if (repaired.status === 'fulfilled' && repaired.value) {
+        this.o.warn?.('iptables: the jumps to the ftp-proxy chains were missing (a ruleset reload?), restored them');
+      }
+    });
+    const old = st.set;
+    st.set = next;
+    st.family = family;
+    // The old set goes after the reply: the caller does not wait for it, the next operation does.
+    st.queue = add.then(
+      () => (old ? this.restoreQuiet(family, removeScript(owner, old, this.mangle)) : undefined),
+      () => undefined,
+    );
+    await add;
+  }
+
+  async clear(owner: Owner): Promise<void> {
+    const tag = ownerTag(owner);
+    const st = this.sessions.get(tag);
+    if (!st) return;
+    this.sessions.delete(tag);
+    await st.queue;
+    const both = removeScript(owner, 'A', this.mangle) + removeScript(owner, 'B', this.mangle);
+    await this.removeAll(st.family, both);
+  }
+
+  async close(): Promise<void> {
+    const owners = [...this.sessions.keys()].map((t) => {
+      const [pid, session] = t.split('.').map(Number);
+      return { pid: pid!, session: session! };
+    });
+    for (const o of owners) await this.clear(o);
+    for (const f of this.families) await this.removeParents(f).catch(() => undefined);
+  }
+
+  /** The parent chains and their jumps go too, unless another instance still has session chains. */
+  private async removeParents(f: Fam): Promise<void> {
+    const save = await this.run(f, '-save', []);
+    if (/^:FTPP-\d+-\d+-/m.test(save)) return;
+    const script: string[] = [];
+    for (const table of ['nat', 'filter', 'mangle'] as const) {
+      const section = tableSection(save, table);
+      const parents = PARENTS.filter((p) => p.table === table && section.includes(`:${p.chain} `));
+      if (!parents.length) continue;
+      script.push(`*${table}`);
+      for (const p of parents) {
+        if (section.includes(`-A ${p.builtin} -j ${p.chain}\n`)) script.push(`-D ${p.builtin} -j ${p.chain}`);
+      }
+      for (const p of parents) script.push(`-F ${p.chain}`, `-X ${p.chain}`);
+      script.push('COMMIT');
+    }
+    if (script.length) await this.removeAll(f, script.join('\n') + '\n');
+  }
+
+  /** Removal tolerant of what is already gone: line by line when the whole script fails. */
+  private async removeAll(f: Fam, script: string): Promise<void> {
+    try {
+      await this.restore(f, script);
+    } catch {
+      await this.restoreQuiet(f, script);
+    }
+  }
+
+  /** Apply each command of a removal script on its own, ignoring those that fail (already removed). */
+  private async restoreQuiet(f: Fam, script: string): Promise<void> {
+    let table = '';
+    for (const line of script.split('\n')) {
+      if (line.startsWith('*')) table = line.slice(1);
+      else if (/^-[DFX] /.test(line)) {
+        await this.run(f, '', ['-w', '-t', table, ...splitArgs(line)]).catch(() => undefined);
+      }
+    }
+  }
+
+  /** Chains FTPP-<pid>-... of dead processes (or of our own pid, reused): unlink and delete them. */
+  private async sweep(f: Fam): Promise<void> {
+    const save = await this.run(f, '-save', []);
+    const alive = this.o.isAlive ?? processAlive;
+    const stale = new Map<string, Owner>();
+    for (const m of save.matchAll(/^:FTPP-(\d+)-(\d+)-(?:PRE|POST|FWD|MGL)-[AB] /gm)) {
+      const pid = Number(m[1]);
+      if (pid === this.pid || !alive(pid)) stale.set(`${m[1]}.${m[2]}`, { pid, session: Number(m[2]) });
+    }
+    for (const owner of stale.values()) {
+      const script = removeScript(owner, 'A', true) + removeScript(owner, 'B', true);
+      // Only what exists: filter the script down to chains present in the saved ruleset.
+      await this.restoreQuiet(f, keepExisting(script, save));
+    }
+    if (stale.size) this.o.warn?.(`iptables: removed the chains of ${stale.size} session(s) of dead instances (IPv${f})`);
+  }
+}
+
+/** The part of iptables-save output for one table. */
+function tableSection(save: string, table: string): string {
+  const start = save.indexOf(`*${table}\n`);
+  if (start < 0) return '';
+  const end = save.indexOf('\nCOMMIT', start);
+  return save.slice(start, end < 0 ? undefined : end + 1);
+}
+
+function keepExisting(script: string, save: string): string {
+  return script
+    .split('\n')
+    .filter((l) => {
+      const m = /^-[DFX] .*?(FTPP-[\w-]+)$/.exec(l);
+      return !m || save.includes(`:${m[1]} `);
+    })
+    .join('\n');
+}
+
+function splitArgs(line: string): string[] {
+  return line.split(/\s+/).filter(Boolean);
+}
