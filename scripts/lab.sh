@@ -2,14 +2,16 @@
 # A three-host FTP lab in network namespaces, for the demo and the end-to-end tests:
 #
 #   forward:  <lab>-cli 192.168.1.10 --- lan 192.168.1.1 [<lab>-fw] wan 198.51.100.1 --- 198.51.100.21 <lab>-srv
+#                       2001:db8:1::10       2001:db8:1::1            2001:db8:2::1      2001:db8:2::21
 #   reverse:  <lab>-cli 203.0.113.50 --- wan 203.0.113.5 [<lab>-fw] lan 10.0.0.1     --- 10.0.0.21     <lab>-srv
+#                       2001:db8:3::50       2001:db8:3::5            2001:db8:4::1      2001:db8:4::21
 #
 # The addresses and interface names are those of nftables-examples/, so the examples load as shipped.
 # Nothing is created in the root namespace; all traffic stays inside the lab. proftpd runs in <lab>-srv.
 #
 # usage: lab.sh up forward|reverse | down | ftpd-start | ftpd-stop | fw-load FILE |
 #               get CLIENT MODE FILE [HOST [PORT]] | ns ROLE | status
-# env:   LAB=name (default ftpp), LAB_RUN=dir (default /dev/shm/$LAB)
+# env:   LAB=name (default ftpp), LAB_RUN=dir (default /dev/shm/$LAB), FAMILY=4|6 (for get)
 set -euo pipefail
 
 LAB=${LAB:-ftpp}
@@ -23,9 +25,15 @@ die() { echo "lab.sh: $*" >&2; exit 1; }
 
 mode() { cat "$RUN/mode" 2>/dev/null || echo forward; }
 srv_addr() { [ "$(mode)" = reverse ] && echo 10.0.0.21 || echo 198.51.100.21; }
-cli_addr() { [ "$(mode)" = reverse ] && echo 203.0.113.50 || echo 192.168.1.10; }
+srv_addr6() { [ "$(mode)" = reverse ] && echo 2001:db8:4::21 || echo 2001:db8:2::21; }
 # What the client dials: the server (forward) or the firewall's public address (reverse).
-target_addr() { [ "$(mode)" = reverse ] && echo 203.0.113.5 || echo 198.51.100.21; }
+target_addr() {
+  if [ "${FAMILY:-4}" = 6 ]; then
+    [ "$(mode)" = reverse ] && echo 2001:db8:3::5 || echo 2001:db8:2::21
+  else
+    [ "$(mode)" = reverse ] && echo 203.0.113.5 || echo 198.51.100.21
+  fi
+}
 
 up() {
   local m=${1:-forward}
@@ -41,16 +49,25 @@ up() {
   # veth pairs are created inside the namespaces: nothing appears in the root namespace
   ip -n "$CLI" link add eth0 type veth peer name "$cif" netns "$FW"
   ip -n "$SRV" link add eth0 type veth peer name "$sif" netns "$FW"
+  # nodad: IPv6 addresses usable at once, no duplicate address detection delay
   if [ "$m" = forward ]; then
     ip -n "$CLI" addr add 192.168.1.10/24 dev eth0
+    ip -n "$CLI" addr add 2001:db8:1::10/64 dev eth0 nodad
     ip -n "$FW" addr add 192.168.1.1/24 dev lan
+    ip -n "$FW" addr add 2001:db8:1::1/64 dev lan nodad
     ip -n "$FW" addr add 198.51.100.1/24 dev wan
+    ip -n "$FW" addr add 2001:db8:2::1/64 dev wan nodad
     ip -n "$SRV" addr add 198.51.100.21/24 dev eth0
+    ip -n "$SRV" addr add 2001:db8:2::21/64 dev eth0 nodad
   else
     ip -n "$CLI" addr add 203.0.113.50/24 dev eth0
+    ip -n "$CLI" addr add 2001:db8:3::50/64 dev eth0 nodad
     ip -n "$FW" addr add 203.0.113.5/24 dev wan
+    ip -n "$FW" addr add 2001:db8:3::5/64 dev wan nodad
     ip -n "$FW" addr add 10.0.0.1/24 dev lan
+    ip -n "$FW" addr add 2001:db8:4::1/64 dev lan nodad
     ip -n "$SRV" addr add 10.0.0.21/24 dev eth0
+    ip -n "$SRV" addr add 2001:db8:4::21/64 dev eth0 nodad
   fi
   ip -n "$CLI" link set eth0 up
   ip -n "$FW" link set lan up
@@ -58,11 +75,16 @@ up() {
   ip -n "$SRV" link set eth0 up
   if [ "$m" = forward ]; then
     ip -n "$CLI" route add default via 192.168.1.1
+    ip -n "$CLI" -6 route add default via 2001:db8:1::1
     ip -n "$SRV" route add default via 198.51.100.1
+    ip -n "$SRV" -6 route add default via 2001:db8:2::1
   else
     ip -n "$CLI" route add default via 203.0.113.5
+    ip -n "$CLI" -6 route add default via 2001:db8:3::5
     ip -n "$SRV" route add default via 10.0.0.1
+    ip -n "$SRV" -6 route add default via 2001:db8:4::1
   fi
+  nsx "$FW" sysctl -qw net.ipv6.conf.all.forwarding=1
   nsx "$FW" sysctl -qw net.ipv4.ip_forward=1
   [ -f "$DATA/test20M.bin" ] || head -c $((20 * 1024 * 1024)) /dev/urandom >"$DATA/test20M.bin"
   [ -f "$DATA/small.txt" ] || echo "hello through ftp-proxy" >"$DATA/small.txt"
@@ -81,9 +103,9 @@ ftpd_conf() {
 ServerName              "ftp-proxy lab server"
 ServerType              standalone
 DefaultServer           on
-DefaultAddress          $(srv_addr)
+DefaultAddress          $(srv_addr) $(srv_addr6)
 Port                    21
-UseIPv6                 off
+UseIPv6                 on
 User                    nobody
 Group                   nogroup
 Umask                   022
@@ -133,8 +155,9 @@ fw_load() {
   local file=$1
   [ -f "$file" ] || die "fw-load: no such file $file"
   while IFS= read -r cmd; do
+    # Loading a second time re-runs them; "ip route add" then says "File exists", which is fine.
     # shellcheck disable=SC2086
-    nsx "$FW" $cmd
+    nsx "$FW" $cmd 2>"$RUN/setup.err" || grep -q 'File exists' "$RUN/setup.err" || die "setup: $cmd: $(cat "$RUN/setup.err")"
   done < <(sed -n 's/^# setup: //p' "$file")
   case $file in
     *.nft) nsx "$FW" nft -f "$file" ;;
@@ -156,7 +179,9 @@ down() {
 # Prints "<client> <mode> <file> OK <seconds>" or FAIL/BADSUM; exit status 0 only for OK.
 get() {
   local client=$1 mode=$2 file=$3 host=${4:-$(target_addr)} port=${5:-21}
-  local tmo=${TMO:-10} out=$DL/$file.$client.$mode cmd
+  local tmo=${TMO:-10} out=$DL/$file.$client.$mode.$$ cmd uhost=$host
+  # an IPv6 literal in a URL needs brackets
+  [[ $host == *:* ]] && uhost="[$host]"
   rm -f "$out"
   case $client in
     lftp)
@@ -165,22 +190,26 @@ get() {
         pasv) opts="set ftp:passive-mode on; set ftp:prefer-epsv off" ;;
         epsv) opts="set ftp:passive-mode on; set ftp:prefer-epsv on" ;;
         port) opts="set ftp:passive-mode off" ;;
-        *) die "get: lftp uses EPRT only over IPv6; use curl for eprt" ;;
+        eprt)
+          [ "${FAMILY:-4}" = 6 ] || die "get: lftp uses EPRT only over IPv6; use curl for eprt"
+          opts="set ftp:passive-mode off"
+          ;;
+        *) die "get: unknown mode $mode" ;;
       esac
       [ -n "${RATE:-}" ] && opts="$opts; set net:limit-rate $RATE"
-      cmd=(lftp -u lab,lab -p "$port" -e "set net:timeout $tmo; set net:max-retries 1; set net:reconnect-interval-base 1; set xfer:clobber on; set cmd:fail-exit yes; $opts; get $file -o $out; bye" "$host")
+      cmd=(lftp -u lab,lab -e "set net:timeout $tmo; set net:max-retries 1; set net:reconnect-interval-base 1; set xfer:clobber on; set cmd:fail-exit yes; $opts; get $file -o $out; bye" "ftp://$uhost:$port")
       ;;
     curl)
       local opts=()
       case $mode in
         pasv) opts=(--disable-epsv) ;;
         epsv) opts=() ;;
-        port) opts=(-P "$(cli_addr)" --disable-eprt) ;;
-        eprt) opts=(-P "$(cli_addr)") ;;
+        port) opts=(-P - --disable-eprt) ;;
+        eprt) opts=(-P -) ;;
         *) die "get: unknown mode $mode" ;;
       esac
       [ -n "${RATE:-}" ] && opts+=(--limit-rate "$RATE")
-      cmd=(curl -sS --connect-timeout "$tmo" --max-time "${MAXT:-120}" "${opts[@]}" -o "$out" "ftp://lab:lab@$host:$port/$file")
+      cmd=(curl -sS --connect-timeout "$tmo" --max-time "${MAXT:-120}" "${opts[@]}" -o "$out" "ftp://lab:lab@$uhost:$port/$file")
       ;;
     tnftp)
       local set

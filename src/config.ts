@@ -21,10 +21,16 @@ export interface Config {
   ipv6: boolean;
   /** -A: anonymous users only. */
   anonymousOnly: boolean;
-  /** -a: source address of the connections to servers. */
-  sourceAddress?: string;
-  /** -b: listen addresses (the last one given, as on OpenBSD). */
-  listenAddress: string;
+  /**
+   * -a: source addresses of the connections to servers, at most one per family (a later one replaces an
+   * earlier one of its family, as OpenBSD keeps the last).
+   */
+  sourceAddresses: string[];
+  /**
+   * -b: listen addresses. OpenBSD keeps the last -b; here each one given gets a listener, so one
+   * instance can serve IPv4 and IPv6 (-b 127.0.0.1 -b ::1).
+   */
+  listenAddresses: string[];
   /** -D: log priority threshold. */
   logLevel: Level;
   /** -d: stay in the foreground, log to stderr. */
@@ -61,10 +67,11 @@ const LONG_WITH_VALUE = new Set(['backend', 'pidfile', 'log-format', 'pinhole-ti
 
 export const LONG_HELP = `${USAGE}
 OpenBSD ftp-proxy(8) flags:
-  -6              IPv6 mode: listen on ::1, only EPSV and EPRT
+  -6              IPv6 mode: listen on ::1, only IPv6 addresses
   -A              only anonymous logins (USER ftp, USER anonymous)
-  -a sourceaddr   source address of the connections to servers
-  -b address      listen address (default 127.0.0.1, or ::1 with -6)
+  -a sourceaddr   source address of the connections to servers (one per family)
+  -b address      listen address (default 127.0.0.1, or ::1 with -6); give -b
+                  twice (127.0.0.1 and ::1) to serve IPv4 and IPv6 at once
   -D level        log priority threshold 0-7 (default 5)
   -d              stay in the foreground and log to stderr
   -m maxsessions  concurrent sessions, 1-500 (default 100)
@@ -142,7 +149,8 @@ export function parseCommandLine(argv: string[], version = '0.0.0'): ParseOutcom
   const c: Config = {
     ipv6: false,
     anonymousOnly: false,
-    listenAddress: '',
+    sourceAddresses: [],
+    listenAddresses: [],
     logLevel: 5,
     foreground: false,
     maxSessions: 100,
@@ -170,10 +178,10 @@ export function parseCommandLine(argv: string[], version = '0.0.0'): ParseOutcom
         c.anonymousOnly = true;
         break;
       case 'a':
-        c.sourceAddress = arg;
+        c.sourceAddresses = [...c.sourceAddresses.filter((a) => familyOf(a) !== familyOf(arg)), arg];
         break;
       case 'b':
-        c.listenAddress = arg;
+        if (!c.listenAddresses.includes(arg)) c.listenAddresses.push(arg);
         break;
       case 'D': {
         const r = strtonum(arg, 0, 7);
@@ -225,7 +233,7 @@ export function parseCommandLine(argv: string[], version = '0.0.0'): ParseOutcom
   // After the options before them, as OpenBSD's getopt loop meets them: "-D 8 -x" is "loglevel too large".
   if (g.error) return { exit: 1, stderr: `ftp-proxy: ${g.error}\n${USAGE}` };
   if (g.rest.length) return { exit: 1, stderr: USAGE };
-  if (!c.listenAddress) c.listenAddress = c.ipv6 ? '::1' : '127.0.0.1';
+  if (!c.listenAddresses.length) c.listenAddresses = [c.ipv6 ? '::1' : '127.0.0.1'];
   return { config: c };
 }
 
@@ -240,7 +248,13 @@ function shortTakesNext(word: string): boolean {
   return false;
 }
 
-/** -a, -b: numeric addresses of the mode's family (AI_NUMERICHOST, as OpenBSD). */
-export function checkNumeric(address: string, ipv6: boolean): boolean {
-  return familyOf(address) === (ipv6 ? 6 : 4);
+/**
+ * -a, -b: numeric addresses (AI_NUMERICHOST, as OpenBSD); with -6 of IPv6 only. Without -6 either family
+ * (a dual-stack instance). Returns the error text, or null.
+ */
+export function checkNumeric(what: string, address: string, ipv6: boolean): string | null {
+  const f = familyOf(address);
+  if (f === null) return `${what} ${address}: not a numeric address`;
+  if (ipv6 && f !== 6) return `${what} ${address}: not an IPv6 address (-6)`;
+  return null;
 }

@@ -10,7 +10,7 @@ import type { FirewallBackend } from './firewall/backend.js';
 import { createBackend } from './firewall/choose.js';
 import { LOG_DEBUG, LOG_ERR, LOG_INFO, LOG_NOTICE } from './levels.js';
 import type { Log } from './log.js';
-import { canonical } from './net/address.js';
+import { canonical, familyOf } from './net/address.js';
 import { type Endpoint, originalDestination, setTransparent } from './net/original-dst.js';
 import { resolvePort } from './net/services.js';
 import { Session } from './session.js';
@@ -51,7 +51,7 @@ function isLocalAddress(address: string): boolean {
 }
 
 export class Daemon {
-  private server: Server | null = null;
+  private readonly servers: Server[] = [];
   private readonly sessions = new Set<Session>();
   private nextId = 1;
   private firewall: FirewallBackend | null = null;
@@ -65,10 +65,7 @@ export class Daemon {
     return this.sessions.size;
   }
 
-  get address(): { address: string; port: number } | null {
-    const a = this.server?.address();
-    return a && typeof a === 'object' ? { address: a.address, port: a.port } : null;
-  }
+
 
   /** OpenBSD's start-up order; any failure is a StartupError (exit status 1). */
   async start(): Promise<void> {
@@ -76,15 +73,19 @@ export class Daemon {
     const { log } = this.o;
     if (!this.o.unprivileged && !hasNetAdmin()) throw new StartupError('needs to start as root (or with CAP_NET_ADMIN)');
 
-    if (c.sourceAddress !== undefined) {
-      if (!checkNumeric(c.sourceAddress, c.ipv6)) throw new StartupError(`getaddrinfo: fixed proxy address ${c.sourceAddress}: not a numeric ${c.ipv6 ? 'IPv6' : 'IPv4'} address`);
-      log.log(LOG_INFO, `using ${c.sourceAddress} to connect to servers`);
+    for (const a of c.sourceAddresses) {
+      const bad = checkNumeric('getaddrinfo: fixed proxy address', a, c.ipv6);
+      if (bad) throw new StartupError(bad);
+      log.log(LOG_INFO, `using ${a} to connect to servers`);
     }
     if (c.fixedServer !== undefined) {
       const port = resolvePort(c.fixedServerPort);
       if (port === null) throw new StartupError(`getaddrinfo: fixed server port ${c.fixedServerPort}: unknown service`);
+      // A numeric address keeps its family; a name resolves in the mode's family, as on OpenBSD.
+      const family = familyOf(c.fixedServer) ?? (c.ipv6 ? 6 : 4);
+      if (c.ipv6 && family !== 6) throw new StartupError(`getaddrinfo: fixed server address ${c.fixedServer}: not an IPv6 address (-6)`);
       try {
-        const r = await lookup(c.fixedServer, { family: c.ipv6 ? 6 : 4 });
+        const r = await lookup(c.fixedServer, { family });
         this.fixedServer = { address: canonical(r.address), port };
       } catch (e) {
         throw new StartupError(`getaddrinfo: fixed server address ${c.fixedServer}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
@@ -92,12 +93,18 @@ export class Daemon {
       log.log(LOG_INFO, `using fixed server ${this.fixedServer.address}`);
     }
 
-    if (!checkNumeric(c.listenAddress, c.ipv6)) throw new StartupError(`getaddrinfo listen address/port: ${c.listenAddress}: not a numeric ${c.ipv6 ? 'IPv6' : 'IPv4'} address`);
     const port = resolvePort(c.listenPort);
     if (port === null) throw new StartupError(`getaddrinfo listen address/port: ${c.listenPort}: unknown service`);
     this.listenPort = port;
-    this.server = await this.listen(c.listenAddress, port);
-    if (!setTransparent(this.server, c.ipv6)) log.log(LOG_DEBUG, 'IP_TRANSPARENT not set on the listener: tproxy interception will not reach it');
+    for (const a of c.listenAddresses) {
+      const bad = checkNumeric('getaddrinfo listen address/port:', a, c.ipv6);
+      if (bad) throw new StartupError(bad);
+    }
+    for (const a of c.listenAddresses) {
+      const server = await this.listen(a, port);
+      this.servers.push(server);
+      if (!setTransparent(server, familyOf(a) === 6)) log.log(LOG_DEBUG, `IP_TRANSPARENT not set on ${a}: tproxy interception will not reach it`);
+    }
 
     this.firewall = this.o.firewall ?? (await createBackend(c, log));
     try {
@@ -105,7 +112,7 @@ export class Daemon {
     } catch (e) {
       throw new StartupError(`cannot initialize ${this.firewall.name}: ${e instanceof Error ? e.message : String(e)}`);
     }
-    log.log(LOG_NOTICE, `listening on ${c.listenAddress} port ${c.listenPort}`);
+    for (const a of c.listenAddresses) log.log(LOG_NOTICE, `listening on ${a} port ${c.listenPort}`);
     this.o.onReady?.();
   }
 
@@ -161,7 +168,7 @@ export class Daemon {
       idleTimeout: c.timeout,
       anonymousOnly: c.anonymousOnly,
       port20: c.port20,
-      ...(c.sourceAddress ? { sourceAddress: c.sourceAddress } : {}),
+      ...sourceFor(c.sourceAddresses, (this.fixedServer ?? original).address),
       original,
       server: this.fixedServer ?? original,
       counts: () => ({ count: this.sessions.size, max: c.maxSessions }),
@@ -177,7 +184,7 @@ export class Daemon {
   async stop(): Promise<void> {
     if (this.stopping) return;
     this.stopping = true;
-    this.server?.close();
+    for (const s of this.servers) s.close();
     await Promise.all([...this.sessions].map((s) => s.end('daemon exiting')));
     try {
       await this.firewall?.close();
@@ -185,6 +192,12 @@ export class Daemon {
       this.o.log.log(LOG_ERR, `${this.firewall?.name} cleanup failed: ${e instanceof Error ? e.message : String(e)}`);
     }
   }
+}
+
+/** The -a address of the server's family, if one was given. */
+function sourceFor(sources: string[], server: string): { sourceAddress?: string } {
+  const a = sources.find((s) => familyOf(s) === familyOf(server));
+  return a ? { sourceAddress: a } : {};
 }
 
 export function writePidfile(path: string): void {

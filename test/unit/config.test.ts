@@ -18,7 +18,8 @@ function config(argv: string[]): Config {
 const DEFAULTS: Config = {
   ipv6: false,
   anonymousOnly: false,
-  listenAddress: '127.0.0.1',
+  sourceAddresses: [],
+  listenAddresses: ['127.0.0.1'],
   logLevel: 5,
   foreground: false,
   maxSessions: 100,
@@ -59,7 +60,7 @@ describe('defaults', () => {
   });
 
   it('-6 listens on ::1', () => {
-    expect(config(['-6'])).toEqual({ ...DEFAULTS, ipv6: true, listenAddress: '::1' });
+    expect(config(['-6'])).toEqual({ ...DEFAULTS, ipv6: true, listenAddresses: ['::1'] });
   });
 });
 
@@ -67,14 +68,18 @@ describe('OpenBSD flags', () => {
   const q63 = 'q'.repeat(63);
   const t63 = 't'.repeat(63);
   it.each<[string[], Partial<Config>]>([
-    [['-6'], { ipv6: true, listenAddress: '::1' }],
-    [['-6', '-b', '::'], { ipv6: true, listenAddress: '::' }],
-    [['-b', '::', '-6'], { ipv6: true, listenAddress: '::' }],
-    [['-b', '10.0.0.1'], { listenAddress: '10.0.0.1' }],
-    [['-b10.0.0.1'], { listenAddress: '10.0.0.1' }],
-    [['-b', '10.0.0.1', '-b', '10.0.0.2'], { listenAddress: '10.0.0.2' }],
+    [['-6'], { ipv6: true, listenAddresses: ['::1'] }],
+    [['-6', '-b', '::'], { ipv6: true, listenAddresses: ['::'] }],
+    [['-b', '::', '-6'], { ipv6: true, listenAddresses: ['::'] }],
+    [['-b', '10.0.0.1'], { listenAddresses: ['10.0.0.1'] }],
+    [['-b10.0.0.1'], { listenAddresses: ['10.0.0.1'] }],
+    [['-b', '10.0.0.1', '-b', '10.0.0.2'], { listenAddresses: ['10.0.0.1', '10.0.0.2'] }],
+    [['-b', '127.0.0.1', '-b', '::1'], { listenAddresses: ['127.0.0.1', '::1'] }],
+    [['-b', '::1', '-b', '::1'], { listenAddresses: ['::1'] }],
+    [['-a', '192.0.2.1', '-a', '2001:db8::1'], { sourceAddresses: ['192.0.2.1', '2001:db8::1'] }],
+    [['-a', '192.0.2.1', '-a', '192.0.2.2'], { sourceAddresses: ['192.0.2.2'] }],
     [['-A'], { anonymousOnly: true }],
-    [['-a', '192.0.2.1'], { sourceAddress: '192.0.2.1' }],
+    [['-a', '192.0.2.1'], { sourceAddresses: ['192.0.2.1'] }],
     [['-D0'], { logLevel: 0 }],
     [['-D', '7'], { logLevel: 7 }],
     [['-D7'], { logLevel: 7 }],
@@ -102,7 +107,7 @@ describe('OpenBSD flags', () => {
     [['-v'], { verbose: 1 }],
     [['-vv'], { verbose: 2 }],
     [['-v', '-v'], { verbose: 2 }],
-    [['-6Adrv'], { ipv6: true, anonymousOnly: true, foreground: true, port20: true, verbose: 1, listenAddress: '::1' }],
+    [['-6Adrv'], { ipv6: true, anonymousOnly: true, foreground: true, port20: true, verbose: 1, listenAddresses: ['::1'] }],
     [['-dD7'], { foreground: true, logLevel: 7 }],
     [['-dD', '7'], { foreground: true, logLevel: 7 }],
     [['-D', '7', '-d'], { foreground: true, logLevel: 7 }],
@@ -198,8 +203,8 @@ describe('long options', () => {
     [['--pidfile', '-x'], { pidfile: '-x' }],
     [['--pidfile', '123'], { pidfile: '123' }],
     // long and short options mixed, in any order
-    [['--backend', 'pf', '-6'], { backend: 'pf', ipv6: true, listenAddress: '::1' }],
-    [['-6', '--backend', 'pf'], { backend: 'pf', ipv6: true, listenAddress: '::1' }],
+    [['--backend', 'pf', '-6'], { backend: 'pf', ipv6: true, listenAddresses: ['::1'] }],
+    [['-6', '--backend', 'pf'], { backend: 'pf', ipv6: true, listenAddresses: ['::1'] }],
     [['-D', '7', '--backend=nftables', '-d'], { logLevel: 7, backend: 'nftables', foreground: true }],
     [
       ['-d', '--backend', 'nftables', '-D', '7', '--log-format=json', '-v', '--pidfile', '/tmp/f', '-T', 'mark', '--pinhole-timeout', '5'],
@@ -262,17 +267,17 @@ describe('long options', () => {
 });
 
 describe('checkNumeric (-a, -b)', () => {
-  it.each<[string, boolean, boolean]>([
-    ['10.0.0.1', false, true],
-    ['10.0.0.1', true, false],
-    ['::1', true, true],
-    ['::1', false, false],
-    ['::ffff:10.0.0.1', true, true],
-    ['localhost', false, false],
-    ['localhost', true, false],
-    ['010.0.0.1', false, false],
-    ['', false, false],
-  ])('%j with -6 %s -> %s', (address, ipv6, expected) => {
-    expect(checkNumeric(address, ipv6)).toBe(expected);
+  it.each<[string, boolean, string | null]>([
+    ['10.0.0.1', false, null],
+    ['10.0.0.1', true, '-b 10.0.0.1: not an IPv6 address (-6)'],
+    ['::1', true, null],
+    ['::1', false, null], // without -6 an instance may listen on both families
+    ['::ffff:10.0.0.1', true, null],
+    ['localhost', false, '-b localhost: not a numeric address'],
+    ['localhost', true, '-b localhost: not a numeric address'],
+    ['010.0.0.1', false, '-b 010.0.0.1: not a numeric address'],
+    ['', false, '-b : not a numeric address'],
+  ])('%j with -6 %s -> %j', (address, ipv6, expected) => {
+    expect(checkNumeric('-b', address, ipv6)).toBe(expected);
   });
 });
