@@ -5,7 +5,8 @@
 //   nat    POSTROUTING -> FTPPROXY-POST  SNAT of the connections we DNATed
 //   filter FORWARD     -> FTPPROXY-FWD   ACCEPT of those connections (pf's "pass quick")
 //   mangle FORWARD     -> FTPPROXY-MGL   (-q only) CLASSIFY into the tc class
-// and per session the chains FTPP-<pid>-<id>-{PRE,POST,FWD,MGL}-<A|B>, applied with
+// and per session the chains FTPP-<pid>-<id>-<kind><set>: kind D (DNAT, nat PREROUTING), S (SNAT, nat
+// POSTROUTING), F (filter FORWARD), M (mangle FORWARD); set A or B. They are applied with
 // `iptables-restore --noflush` (one transaction per table set).
 //
 // Replacing a negotiation writes the *other* chain set (A/B) and only then removes the old one: the
@@ -32,15 +33,15 @@ export const PARENTS: { table: Table; chain: string; builtin: string }[] = [
 ];
 
 const KINDS = [
-  { kind: 'PRE', table: 'nat', parent: 'FTPPROXY-PRE' },
-  { kind: 'POST', table: 'nat', parent: 'FTPPROXY-POST' },
-  { kind: 'FWD', table: 'filter', parent: 'FTPPROXY-FWD' },
-  { kind: 'MGL', table: 'mangle', parent: 'FTPPROXY-MGL' },
+  { kind: 'D', rules: 'PRE', table: 'nat', parent: 'FTPPROXY-PRE' },
+  { kind: 'S', rules: 'POST', table: 'nat', parent: 'FTPPROXY-POST' },
+  { kind: 'F', rules: 'FWD', table: 'filter', parent: 'FTPPROXY-FWD' },
+  { kind: 'M', rules: 'MGL', table: 'mangle', parent: 'FTPPROXY-MGL' },
 ] as const;
 type Kind = (typeof KINDS)[number]['kind'];
 
-/** FTPP-<pid>-<id>-<kind>-<set>: at most 28 characters (xtables' limit) for ids below 10^9. */
-export const chainName = (o: Owner, kind: Kind, set: Set_): string => `FTPP-${o.pid}-${o.session}-${kind}-${set}`;
+/** FTPP-<pid>-<id>-<kind><set>: within xtables' 28 characters for any pid and ids below 10^11. */
+export const chainName = (o: Owner, kind: Kind, set: Set_): string => `FTPP-${o.pid}-${o.session}-${kind}${set}`;
 
 const host = (a: string, f: Fam): string => `${a}/${f === 4 ? 32 : 128}`;
 const hostPort = (a: string, p: number, f: Fam): string => (f === 4 ? `${a}:${p}` : `[${a}]:${p}`);
@@ -94,7 +95,7 @@ export function addScript(owner: Owner, set: Set_, rules: IptablesRules, withMan
     out.push(`*${table}`);
     const kinds = KINDS.filter((k) => k.table === table);
     for (const k of kinds) out.push(`:${chainName(owner, k.kind, set)} - [0:0]`);
-    for (const k of kinds) for (const rule of rules[k.kind]) out.push(`-A ${chainName(owner, k.kind, set)} ${rule}`);
+    for (const k of kinds) for (const rule of rules[k.rules]) out.push(`-A ${chainName(owner, k.kind, set)} ${rule}`);
     for (const k of kinds) out.push(`-A ${k.parent} -j ${chainName(owner, k.kind, set)}`);
     out.push('COMMIT');
   }
@@ -298,7 +299,7 @@ export class IptablesBackend implements FirewallBackend {
     const save = await this.run(f, '-save', []);
     const alive = this.o.isAlive ?? processAlive;
     const stale = new Map<string, Owner>();
-    for (const m of save.matchAll(/^:FTPP-(\d+)-(\d+)-(?:PRE|POST|FWD|MGL)-[AB] /gm)) {
+    for (const m of save.matchAll(/^:FTPP-(\d+)-(\d+)-[DSFM][AB] /gm)) {
       const pid = Number(m[1]);
       if (pid === this.pid || !alive(pid)) stale.set(`${m[1]}.${m[2]}`, { pid, session: Number(m[2]) });
     }

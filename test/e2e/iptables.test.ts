@@ -1,0 +1,111 @@
+// The iptables backend against the real kernel: its golden restore scripts load with iptables-nft and
+// iptables-legacy; a SIGKILLed instance's chains are removed by the next start; an admin's ruleset reload
+// or `iptables -F` under a running proxy is repaired and the next transfer works.
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { execa } from 'execa';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Lab, type ProxyProcess, requireLab, ROOT } from './lab.js';
+
+const VARIANTS = ['iptables-nft', ...(existsSync('/usr/sbin/iptables-legacy') ? ['iptables-legacy'] : [])];
+const GOLDEN = new URL('../golden/iptables/', import.meta.url);
+
+beforeAll(requireLab);
+
+describe.each(VARIANTS)('golden scripts with %s', (variant) => {
+  const ns = `ftpe${process.pid}xipt${variant.length}`;
+  const ip6 = `ip6${variant.slice(2)}`;
+  beforeAll(async () => {
+    await execa('ip', ['netns', 'add', ns]);
+    for (const cmd of [variant, ip6]) {
+      for (const [table, chain] of [
+        ['nat', 'FTPPROXY-PRE'],
+        ['nat', 'FTPPROXY-POST'],
+        ['filter', 'FTPPROXY-FWD'],
+        ['mangle', 'FTPPROXY-MGL'],
+      ]) {
+        await execa('ip', ['netns', 'exec', ns, cmd, '-t', table!, '-N', chain!]);
+      }
+    }
+  });
+  afterAll(async () => {
+    await execa('ip', ['netns', 'del', ns], { reject: false });
+  });
+
+  const files = readdirSync(GOLDEN).filter((f) => f !== 'remove-A.rules');
+  it.each(files)('%s loads, and the removal script takes it out again', async (file) => {
+    const cmd = file.endsWith('.v6.rules') ? ip6 : variant;
+    const text = readFileSync(new URL(file, GOLDEN), 'utf8');
+    const load = await execa('ip', ['netns', 'exec', ns, `${cmd}-restore`, '--noflush'], { input: text, reject: false });
+    expect(load.exitCode, load.stderr).toBe(0);
+    const save = (await execa('ip', ['netns', 'exec', ns, `${cmd}-save`])).stdout;
+    expect(save).toMatch(/^:FTPP-4242-7-D[AB] /m);
+    // Which set the file used, and remove exactly that.
+    const set = /:FTPP-4242-7-D([AB]) /.exec(save)![1];
+    const remove = text
+      .split('\n')
+      .filter((l) => l.startsWith('*') || l === 'COMMIT' || l.startsWith(':'))
+      .map((l) => (l.startsWith(':') ? `-F ${l.slice(1).split(' ')[0]}\n-X ${l.slice(1).split(' ')[0]}` : l));
+    const unlink = text.split('\n').filter((l) => /^-A FTPPROXY-/.test(l)).map((l) => l.replace(/^-A/, '-D'));
+    const script: string[] = [];
+    for (const line of remove) {
+      script.push(line);
+      if (line.startsWith('*')) script.push(...unlink.filter((u) => (line === '*nat' ? /FTPPROXY-(PRE|POST)/ : line === '*filter' ? /FTPPROXY-FWD/ : /FTPPROXY-MGL/).test(u)));
+    }
+    const rm = await execa('ip', ['netns', 'exec', ns, `${cmd}-restore`, '--noflush'], { input: script.join('\n') + '\n', reject: false });
+    expect(rm.exitCode, `${rm.stderr}\n${script.join('\n')}`).toBe(0);
+    expect((await execa('ip', ['netns', 'exec', ns, `${cmd}-save`])).stdout).not.toMatch(new RegExp(`FTPP-4242-7-.${set}`));
+  });
+
+  it('a broken script is refused (the check can fail)', async () => {
+    const r = await execa('ip', ['netns', 'exec', ns, `${variant}-restore`, '--noflush'], { input: '*nat\n-A NOSUCHCHAIN -j ACCEPT\nCOMMIT\n', reject: false });
+    expect(r.exitCode).not.toBe(0);
+  });
+});
+
+describe.each(VARIANTS)('operations with %s', (variant) => {
+  let lab: Lab;
+  const env = { FTP_PROXY_IPTABLES: variant };
+  const ruleset = `${ROOT}iptables-examples/forward-redirect.rules`;
+
+  beforeAll(async () => {
+    lab = await Lab.up('forward');
+    lab.iptables = variant;
+    await lab.loadRuleset(ruleset);
+  });
+  afterAll(async () => {
+    await lab?.down();
+  });
+
+  it('after a SIGKILL, the next start removes the dead instance\'s chains', async () => {
+    const p: ProxyProcess = await lab.proxy(['--backend', 'iptables', '-D', '7'], env);
+    const client = lab.spawn('cli', ['bash', '-c', `exec 3<>/dev/tcp/${lab.target}/21; printf 'USER lab\\r\\nPASS lab\\r\\nPASV\\r\\n' >&3; sleep 20`]);
+    await p.waitFor(/passive: client to server port/);
+    expect(await lab.pinholeObjects('iptables')).toBeGreaterThan(0);
+    await p.signal('SIGKILL');
+    expect(await lab.pinholeObjects('iptables')).toBeGreaterThan(0);
+    const next = await lab.proxy(['--backend', 'iptables', '-D', '6'], env);
+    expect(next.log).toMatch(/removed the chains of 1 session\(s\) of dead instances \(IPv4\)/);
+    expect(await lab.pinholeObjects('iptables')).toBe(0);
+    client.kill();
+    expect((await lab.get('curl', 'pasv')).ok).toBe(true);
+    await next.stop();
+  });
+
+  it('an admin reload of the ruleset, and a flush-and-reload, under a running proxy: the next transfer works', async () => {
+    const p = await lab.proxy(['--backend', 'iptables', '-D', '6'], env);
+    expect((await lab.get('lftp', 'pasv')).ok).toBe(true);
+    await lab.loadRuleset(ruleset); // a full iptables-restore: our chains and jumps are gone
+    expect((await lab.iptablesSaves())[0]).not.toMatch(/FTPPROXY/);
+    const r1 = await lab.get('lftp', 'port');
+    expect(r1.ok, `${r1.output}\n${p.log}`).toBe(true);
+    // The reload scripts admins write: flush, then add their rules again (our chains stay, emptied,
+    // and the jump from FORWARD is gone).
+    await lab.exec('fw', ['bash', '-c', `${variant} -F && ${variant}-restore --noflush < ${ruleset}`]);
+    expect((await lab.iptablesSaves())[0]).not.toMatch(/-A FORWARD -j FTPPROXY-FWD/);
+    const r2 = await lab.get('curl', 'pasv');
+    expect(r2.ok, `${r2.output}\n${p.log}`).toBe(true);
+    expect(p.log).toMatch(/repairing and retrying|restored them/);
+    await p.stop();
+    expect(await lab.proxyObjects('iptables')).toBe(false);
+  });
+});

@@ -1,0 +1,84 @@
+// The iptables backend's iptables-restore input: golden files for every rule shape, and the A/B
+// chain-set scripts. (test/e2e/ipt-golden.test.ts loads these into a real kernel.)
+import { readFileSync, writeFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { activePinhole, passivePinhole, type RuleOptions, type SessionEnds } from '../../src/firewall/backend.js';
+import { addScript, chainName, datestop, pinholeRules, removeScript } from '../../src/firewall/iptables.js';
+
+const fwd: SessionEnds = { family: 4, client: '192.168.1.10', originalServer: '198.51.100.21', server: '198.51.100.21', proxy: '198.51.100.1' };
+const v6: SessionEnds = { family: 6, client: '2001:db8:1::10', originalServer: '2001:db8:2::21', server: '2001:db8:2::21', proxy: '2001:db8:2::1' };
+const owner = { pid: 4242, session: 7 };
+const NOW = new Date('2026-11-21T12:00:00Z');
+const plain: RuleOptions = { log: 0, timeout: 30 };
+
+const golden = (name: string, actual: string): void => {
+  const path = new URL(`../golden/iptables/${name}`, import.meta.url);
+  if (process.env.UPDATE_GOLDEN) writeFileSync(path, actual);
+  expect(actual).toBe(readFileSync(path, 'utf8'));
+};
+
+export const IPT_GOLDENS: [string, string][] = [
+  ['passive.rules', addScript(owner, 'A', pinholeRules([passivePinhole(fwd, 50000, 61000)], plain, owner, 1, NOW), false)],
+  ['active.rules', addScript(owner, 'B', pinholeRules([activePinhole(fwd, 40123, 55555, false)], plain, owner, 2, NOW), false)],
+  ['active-r-port20.rules', addScript(owner, 'A', pinholeRules([activePinhole(fwd, 40123, 55555, true)], plain, owner, 3, NOW), false)],
+  ['log-v.rules', addScript(owner, 'A', pinholeRules([passivePinhole(fwd, 50000, 61000)], { log: 1, timeout: 30 }, owner, 4, NOW), false)],
+  ['log-vv.rules', addScript(owner, 'A', pinholeRules([passivePinhole(fwd, 50000, 61000)], { log: 2, timeout: 30 }, owner, 5, NOW), false)],
+  ['tag-T.rules', addScript(owner, 'A', pinholeRules([passivePinhole(fwd, 50000, 61000)], { log: 0, tag: '42', timeout: 30 }, owner, 6, NOW), false)],
+  ['queue-q.rules', addScript(owner, 'A', pinholeRules([passivePinhole(fwd, 50000, 61000)], { log: 0, queue: '1:10', timeout: 30 }, owner, 7, NOW), true)],
+  ['ipv6-epsv.v6.rules', addScript(owner, 'A', pinholeRules([passivePinhole(v6, 50000, 61000)], plain, owner, 8, NOW), false)],
+  ['ipv6-eprt.v6.rules', addScript(owner, 'A', pinholeRules([activePinhole(v6, 40123, 55555, false)], plain, owner, 9, NOW), false)],
+  ['remove-A.rules', removeScript(owner, 'A', false)],
+];
+
+describe('iptables-restore input', () => {
+  it.each(IPT_GOLDENS)('%s matches its golden file', (name, text) => golden(name, text));
+
+  it('passive: DNAT of the SYN to OS:pp, once; SNAT and ACCEPT keyed on the original destination', () => {
+    const r = pinholeRules([passivePinhole(fwd, 50000, 61000)], plain, owner, 1, NOW);
+    expect(r.PRE).toEqual([
+      '-s 192.168.1.10/32 -d 198.51.100.21/32 -p tcp -m tcp --dport 61000 --tcp-flags SYN,ACK SYN -m time --datestop 2026-11-21T12:00:30 ' +
+        '-m recent ! --rcheck --name ftpp-4242.7-1 --rsource -m recent --set --name ftpp-4242.7-1 --rsource ' +
+        '-m comment --comment "ftp-proxy 4242.7" -j DNAT --to-destination 198.51.100.21:50000',
+    ]);
+    expect(r.POST[0]).toBe(
+      '-s 192.168.1.10/32 -d 198.51.100.21/32 -p tcp -m tcp --dport 50000 -m conntrack --ctstate DNAT --ctorigdst 198.51.100.21 --ctorigdstport 61000 ' +
+        '-m comment --comment "ftp-proxy 4242.7" -j SNAT --to-source 198.51.100.1',
+    );
+    expect(r.FWD).toEqual([r.POST[0]!.replace('-j SNAT --to-source 198.51.100.1', '-j ACCEPT')]);
+    expect(r.MGL).toEqual([]);
+  });
+
+  it('-T marks the connection and does not ACCEPT (pf "match"); -vv logs in FORWARD; -q classifies', () => {
+    const t = pinholeRules([passivePinhole(fwd, 50000, 61000)], { log: 0, tag: '42', timeout: 30 }, owner, 1, NOW);
+    expect(t.PRE[0]).toMatch(/-j CONNMARK --set-mark 0x2a$/);
+    expect(t.FWD).toEqual([]);
+    const vv = pinholeRules([passivePinhole(fwd, 50000, 61000)], { log: 2, timeout: 30 }, owner, 1, NOW);
+    expect(vv.FWD[0]).toMatch(/-j LOG --log-prefix "ftp-proxy: "$/);
+    expect(vv.FWD[1]).toMatch(/-j ACCEPT$/);
+    const q = pinholeRules([passivePinhole(fwd, 50000, 61000)], { log: 0, queue: '1:10', timeout: 30 }, owner, 1, NOW);
+    expect(q.MGL[0]).toMatch(/-j CLASSIFY --set-class 1:10$/);
+  });
+
+  it('IPv6 addresses get /128 and brackets where a port follows', () => {
+    const r = pinholeRules([activePinhole(v6, 40123, 55555, true)], plain, owner, 1, NOW);
+    expect(r.PRE[0]).toContain('-s 2001:db8:2::21/128 -d 2001:db8:2::1/128');
+    expect(r.PRE[0]).toMatch(/--to-destination \[2001:db8:1::10\]:40123$/);
+    expect(r.POST[0]).toMatch(/--to-source \[2001:db8:2::21\]:20$/);
+  });
+
+  it('a new list per negotiation, so a new pinhole never sees an old one used', () => {
+    const a = pinholeRules([passivePinhole(fwd, 50000, 61000)], plain, owner, 1, NOW).PRE[0];
+    const b = pinholeRules([passivePinhole(fwd, 50000, 61000)], plain, owner, 2, NOW).PRE[0];
+    expect(a).not.toBe(b);
+  });
+
+  it('chain names stay within the 28 characters xtables allows', () => {
+    expect(chainName({ pid: 4, session: 7 }, 'S', 'B')).toBe('FTPP-4-7-SB');
+    // pid_max is at most 2^22 (7 digits); session ids up to 10^11 still fit.
+    expect(chainName({ pid: 4194304, session: 99_999_999_999 }, 'M', 'A').length).toBeLessThanOrEqual(28);
+  });
+
+  it('datestop is UTC, to the second', () => {
+    expect(datestop(new Date('2026-11-21T23:59:45.900Z'), 30)).toBe('2026-11-22T00:00:15');
+  });
+});
