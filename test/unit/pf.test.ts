@@ -8,7 +8,8 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { activePinhole, passivePinhole, type RuleOptions, type SessionEnds } from '../../src/firewall/backend.js';
 import { PfBackend, pfRules } from '../../src/firewall/pf.js';
-import { checkPfRule } from '../helpers/pf-grammar.js';
+import { readdirSync } from 'node:fs';
+import { checkPfConf, checkPfRule } from '../helpers/pf-grammar.js';
 
 // Spec section 3's example values: C=192.168.1.10, OS=S=198.51.100.21, P=203.0.113.5.
 const fwd: SessionEnds = { family: 4, client: '192.168.1.10', originalServer: '198.51.100.21', server: '198.51.100.21', proxy: '203.0.113.5' };
@@ -96,6 +97,28 @@ describe('pf rule shapes', () => {
     const r = checkPfRule(rule);
     expect(r.ok).toBe(false);
     if (!r.ok) expect(r.error).toMatch(why);
+  });
+});
+
+describe('pf-examples/', () => {
+  const dir = new URL('../../pf-examples/', import.meta.url);
+  const files = readdirSync(dir).filter((f) => f.endsWith('.conf'));
+
+  it('has a forward and a reverse example', () => {
+    expect(files.sort()).toEqual(['forward.conf', 'reverse.conf']);
+  });
+
+  it.each(files)('%s parses as pf.conf and holds the anchor and a divert-to to the proxy', (file) => {
+    const text = readFileSync(new URL(file, dir), 'utf8');
+    expect(checkPfConf(text)).toEqual([]);
+    expect(text).toMatch(/^anchor "ftp-proxy\/\*"$/m);
+    expect(text).toMatch(/divert-to 127\.0\.0\.1 port 8021$/m);
+    expect(text).toMatch(/^# When to use: /m);
+  });
+
+  it('the file check finds mistakes (an undefined macro, a bad option)', () => {
+    expect(checkPfConf('pass in on $nope proto tcp to port ftp\n')[0]?.error).toMatch(/macro \$nope/);
+    expect(checkPfConf('x = "em0"\npass in on $x proto tcp to port ftp divert-to 127.0.0.1\n')[0]).toMatchObject({ line: 2 });
   });
 });
 
