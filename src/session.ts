@@ -15,7 +15,7 @@ import {
 import { LOG_CRIT, LOG_DEBUG, LOG_ERR, LOG_INFO, LOG_NOTICE } from './levels.js';
 import type { Log } from './log.js';
 import { canonical, type Family, familyOf } from './net/address.js';
-import type { Endpoint } from './net/original-dst.js';
+import { type Endpoint, rdomains } from './net/original-dst.js';
 
 /** OpenBSD's CONNECT_TIMEOUT: the server must connect and say something within this many seconds. */
 export const BANNER_TIMEOUT = 30;
@@ -63,6 +63,8 @@ export class Session {
   private fw: Promise<unknown> = Promise.resolve();
   private ending: Promise<void> | null = null;
   private hasPinholes = false;
+  /** OpenBSD routing domains for pf rules; null elsewhere. */
+  private readonly rdomains: { client: number; proxy: number } | null;
 
   constructor(
     private readonly client: Socket,
@@ -71,6 +73,7 @@ export class Session {
     this.id = o.id;
     this.owner = { pid: o.pid, session: o.id };
     this.clientAddress = canonical(client.remoteAddress ?? '');
+    this.rdomains = process.platform === 'openbsd' ? rdomains(client) : null;
   }
 
   get ended(): boolean {
@@ -212,6 +215,7 @@ export class Session {
           n.kind === 'passive'
             ? passivePinhole(ends, n.serverPort, pp)
             : activePinhole(ends, n.clientPort, pp, this.o.port20 && n.command === 'PORT');
+        if (this.rdomains) pinhole.rdomains = this.rdomains;
         try {
           await this.o.firewall.replace(this.owner, [pinhole]);
           this.hasPinholes = true;

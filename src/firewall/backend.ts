@@ -20,6 +20,8 @@ export interface Pinhole {
   rdrPort: number;
   natFrom: string;
   natPort?: number;
+  /** pf only (OpenBSD): routing domains of the client socket and of the proxy; 0 when absent. */
+  rdomains?: { client: number; proxy: number };
 }
 
 /** Whose objects these are: `<pid>.<session id>`, written into every firewall object. */

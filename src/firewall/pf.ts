@@ -22,7 +22,7 @@ export interface Rdomains {
  * -v adds `log`, -vv `log (all)`, -q `set queue Q`; -T makes them `match` rules without `quick` or
  * `keep state` (pfctl refuses keep state on match rules) and adds `tag T`.
  */
-export function pfRules(p: Pinhole, o: RuleOptions, rd: Rdomains = { client: 0, proxy: 0 }): [string, string] {
+export function pfRules(p: Pinhole, o: RuleOptions, rd: Rdomains = p.rdomains ?? { client: 0, proxy: 0 }): [string, string] {
   // Passive: the SYN arrives from the client's rdomain and leaves in the proxy's; active the other way.
   const [rdrOn, rdrTable, natOn] = p.kind === 'passive' ? [rd.client, rd.proxy, rd.proxy] : [rd.proxy, rd.client, rd.client];
   const af = p.family === 4 ? 'inet' : 'inet6';
@@ -55,8 +55,6 @@ export interface PfOptions {
   pid?: number;
   isAlive?: (pid: number) => boolean;
   warn?: (message: string) => void;
-  /** Routing domains of the proxy's sockets (OpenBSD); default 0. */
-  rdomains?: (owner: Owner) => Rdomains;
 }
 
 export class PfBackend implements FirewallBackend {
@@ -94,8 +92,7 @@ export class PfBackend implements FirewallBackend {
   }
 
   async replace(owner: Owner, pinholes: Pinhole[]): Promise<void> {
-    const rd = this.o.rdomains?.(owner) ?? { client: 0, proxy: 0 };
-    const text = pinholes.flatMap((p) => pfRules(p, this.o.rules, rd)).join('\n') + '\n';
+    const text = pinholes.flatMap((p) => pfRules(p, this.o.rules)).join('\n') + '\n';
     const anchor = this.anchor(owner);
     await this.pfctl(['-a', anchor, '-f', '-'], text);
     this.loaded.add(anchor);

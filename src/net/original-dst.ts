@@ -107,3 +107,40 @@ export function setTransparent(server: Server, v6: boolean): boolean {
   const one = Buffer.from([1, 0, 0, 0]);
   return c.setsockopt(fd, v6 ? SOL_IPV6 : SOL_IP, v6 ? IPV6_TRANSPARENT : IP_TRANSPARENT, one, 4) === 0;
 }
+
+// OpenBSD: the client socket's routing domain (SO_RTABLE) and the process's own (getrtable()), which
+// pf rules name with "on rdomain" and "rtable" (spec section 3). Elsewhere, or if libc will not load,
+// both are 0, which is what OpenBSD uses without rdomains too.
+const SOL_SOCKET_BSD = 0xffff;
+const SO_RTABLE = 0x1021;
+
+let bsd: { getsockopt: Fn; getrtable: () => number } | null | undefined;
+
+function loadBsd(): typeof bsd {
+  if (bsd !== undefined) return bsd;
+  bsd = null;
+  if (process.platform !== 'openbsd') return bsd;
+  try {
+    const require = createRequire(import.meta.url);
+    const koffi = require('koffi') as { load(n: string): { func(s: string): Fn } };
+    const l = koffi.load('libc.so');
+    const getrtable = l.func('int getrtable()');
+    bsd = {
+      getsockopt: l.func('int getsockopt(int fd, int level, int name, _Out_ uint8_t *val, _Inout_ uint32_t *len)'),
+      getrtable: () => getrtable(),
+    };
+  } catch {
+    bsd = null;
+  }
+  return bsd;
+}
+
+export function rdomains(client: Socket): { client: number; proxy: number } {
+  const b = loadBsd();
+  const fd = fdOf(client);
+  if (!b || fd === null) return { client: 0, proxy: 0 };
+  const out = Buffer.alloc(4);
+  const l = new Uint32Array([4]);
+  const rc = b.getsockopt(fd, SOL_SOCKET_BSD, SO_RTABLE, out, l);
+  return { client: rc === 0 ? out.readInt32LE(0) : 0, proxy: Math.max(0, b.getrtable()) };
+}

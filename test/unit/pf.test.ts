@@ -85,6 +85,12 @@ describe('pf rule shapes', () => {
     expect(SHAPES[12]![1][1]).toMatch(/on rdomain 1 /);
   });
 
+  it('takes the rdomains the session read from its sockets (OpenBSD) when the pinhole carries them', () => {
+    const p = { ...passivePinhole(fwd, 50000, 61000), rdomains: { client: 3, proxy: 4 } };
+    expect(pfRules(p, plain)).toEqual(pfRules(passivePinhole(fwd, 50000, 61000), plain, { client: 3, proxy: 4 }));
+    expect(pfRules(p, plain)[0]).toMatch(/on rdomain 3 .* rtable 4 rdr-to/);
+  });
+
   it.each([
     ['match in on rdomain 0 inet proto tcp from 1.2.3.4 to 5.6.7.8 port = 1 flags S/SA keep state (max 1)', /only for pass rules/],
     ['pass in quick on rdomain 0 inet proto tcp from 1.2.3.4 to 2001:db8::1 port = 1', /to address/],
