@@ -81,7 +81,7 @@ OpenBSD ftp-proxy(8) flags:
   -R address      reverse mode: every session goes to this server
   -r              active mode: PORT data connections come from port 20
   -T tag          pf: tag data-connection rules (match, not pass);
-                  Linux: conntrack mark to set (the ruleset accepts "ct mark <tag>")
+                  Linux: a conntrack mark (a number) your ruleset accepts
   -t timeout      idle timeout in seconds, 0-86400 (default 86400, 0 = none)
   -v              pinholes log the first packet; -vv every packet
 
