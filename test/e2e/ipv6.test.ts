@@ -1,6 +1,7 @@
 // IPv6 in namespaces (documentation prefix 2001:db8::/32): EPSV and EPRT through both Linux backends,
 // one instance serving IPv4 and IPv6 clients at the same time, and OpenBSD's -6 mode.
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Backend, EXAMPLES, Lab, type ProxyProcess, requireLab, ROOT } from './lab.js';
 
@@ -101,5 +102,50 @@ describe.each(SETUPS)('IPv6 with $name', ({ backend, iptables, rulesets, args })
     expect((await lab.get('curl', 'pasv', 'small.txt', { TMO: '2', MAXT: '5' })).ok).toBe(false);
     expect(await six.signal('SIGTERM')).toBe(0);
     expect(await lab.proxyObjects(backend)).toBe(false);
+  });
+});
+
+describe('IPv6 behind a REDIRECT (original destination from IP6T_SO_ORIGINAL_DST)', () => {
+  let lab: Lab;
+  beforeAll(async () => {
+    lab = await Lab.up('forward');
+  });
+  afterAll(async () => {
+    await lab?.down();
+  });
+
+  it('finds the server the client dialled and moves 20 MiB both ways', async () => {
+    const dir = mkdtempSync(`${tmpdir()}/ftpp-r6-`);
+    const file = `${dir}/redirect6.nft`;
+    writeFileSync(
+      file,
+      [
+        'flush ruleset',
+        'table inet filter {',
+        '  chain nat_prerouting { type nat hook prerouting priority dstnat; policy accept;',
+        '    iifname "lan" ip6 saddr 2001:db8:1::/64 tcp dport 21 redirect to :8021; }',
+        '  chain input { type filter hook input priority filter; policy drop;',
+        '    ct state established,related accept; iif "lo" accept; meta l4proto ipv6-icmp accept',
+        '    iifname "lan" tcp dport 8021 ct status dnat accept; }',
+        '  chain forward { type filter hook forward priority filter; policy drop;',
+        '    ct state established,related accept; meta l4proto ipv6-icmp accept; ct status dnat accept; }',
+        '}',
+        '',
+      ].join('\n'),
+    );
+    try {
+      await lab.loadRuleset(file);
+      // REDIRECT sends the connection to the LAN address, so the proxy listens there.
+      const p = await lab.proxy(['-D', '6', '-b', '2001:db8:1::1']);
+      for (const mode of ['epsv', 'eprt'] as const) {
+        const r = await lab.get('curl', mode, 'test20M.bin', { FAMILY: '6' });
+        expect(r.ok, `${r.output}\n${p.log}`).toBe(true);
+      }
+      expect(p.log).toMatch(/^#1 FTP session 1\/100 started: client 2001:db8:1::10 to server 2001:db8:2::21 via proxy 2001:db8:2::1$/m);
+      expect(await lab.waitNoPinholes()).toBe(0);
+      await p.stop();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
