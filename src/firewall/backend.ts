@@ -124,3 +124,25 @@ export function activePinhole(s: SessionEnds, clientPort: number, proxyPort: num
   if (port20) p.natPort = 20;
   return p;
 }
+
+/** On Linux a -T tag is a conntrack mark: a number, decimal or 0x-hex, 1..0xffffffff. */
+export function parseMark(tag: string): number | null {
+  if (!/^(0x[0-9a-fA-F]{1,8}|[1-9]\d{0,9})$/.test(tag)) return null;
+  const n = Number(tag);
+  return n >= 1 && n <= 0xffffffff ? n : null;
+}
+
+/** On Linux a -q queue is a tc class id "major:minor" (hex, as tc writes it). */
+export function parseTcClass(queue: string): string | null {
+  return /^[0-9a-fA-F]{1,4}:[0-9a-fA-F]{1,4}$/.test(queue) ? queue.toLowerCase() : null;
+}
+
+/** Is a process alive? (A sweep removes what dead instances left.) */
+export function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}

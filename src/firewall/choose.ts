@@ -4,10 +4,10 @@ import type { Config } from '../config.js';
 import { StartupError } from '../errors.js';
 import { LOG_INFO, LOG_WARNING } from '../levels.js';
 import type { Log } from '../log.js';
-import type { FirewallBackend, RuleOptions } from './backend.js';
+import { type FirewallBackend, parseMark, parseTcClass, type RuleOptions } from './backend.js';
 import { IptablesBackend } from './iptables.js';
 import { createNftRunner, type NftRunner } from './nft-runner.js';
-import { NftablesBackend, parseMark, parseTcClass } from './nftables.js';
+import { NftablesBackend } from './nftables.js';
 import { PfBackend } from './pf.js';
 
 export type BackendName = 'nftables' | 'iptables' | 'pf';

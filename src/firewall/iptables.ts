@@ -18,8 +18,7 @@
 // if the proxy is killed. The SNAT and ACCEPT rules match the connection's original destination
 // (conntrack --ctorigdst/--ctorigdstport), so they can only ever apply to a connection the DNAT made.
 import { execa } from 'execa';
-import { type FirewallBackend, FirewallError, type Owner, ownerTag, type Pinhole, type RuleOptions } from './backend.js';
-import { parseMark, parseTcClass, processAlive } from './nftables.js';
+import { type FirewallBackend, FirewallError, type Owner, ownerTag, parseMark, parseTcClass, type Pinhole, processAlive, type RuleOptions } from './backend.js';
 
 type Fam = 4 | 6;
 type Set_ = 'A' | 'B';

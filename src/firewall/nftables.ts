@@ -17,8 +17,11 @@ import {
   FirewallError,
   type Owner,
   ownerTag,
+  parseMark,
+  parseTcClass,
   type Pinhole,
   PinholeConflict,
+  processAlive,
   type RuleOptions,
 } from './backend.js';
 import type { NftRunner } from './nft-runner.js';
@@ -46,18 +49,6 @@ export function variantChain(o: RuleOptions): string {
 export const needsPerPacket = (o: RuleOptions): boolean => o.log === 2 || o.queue !== undefined;
 
 const LOG_PREFIX = '"ftp-proxy: "';
-
-/** On Linux a -T tag is a conntrack mark: a number, decimal or 0x-hex, 1..0xffffffff. */
-export function parseMark(tag: string): number | null {
-  if (!/^(0x[0-9a-fA-F]{1,8}|[1-9]\d{0,9})$/.test(tag)) return null;
-  const n = Number(tag);
-  return n >= 1 && n <= 0xffffffff ? n : null;
-}
-
-/** On Linux a -q queue is a tc class id "major:minor" (hex, as tc writes it). */
-export function parseTcClass(queue: string): string | null {
-  return /^[0-9a-fA-F]{1,4}:[0-9a-fA-F]{1,4}$/.test(queue) ? queue.toLowerCase() : null;
-}
 
 /**
  * The whole static part, as one idempotent transaction: `add` for the table and its objects (a no-op
@@ -164,15 +155,6 @@ export interface NftablesOptions {
 
 const isEnoent = (e: unknown): boolean => e instanceof Error && /No such file or directory/.test(e.message);
 const isEexist = (e: unknown): boolean => e instanceof Error && /File exists/.test(e.message);
-
-export function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 export class NftablesBackend implements FirewallBackend {
   readonly name = 'nftables';

@@ -4,8 +4,7 @@
 // of a session loads it empty, and pf drops the empty anchor. pfctl text rather than raw ioctls, because
 // the ioctl ABI changes between releases (BSDRP#35) and the text is what admins read in `pfctl -sr`.
 import { execa } from 'execa';
-import { type FirewallBackend, FirewallError, type Owner, ownerTag, type Pinhole, type RuleOptions } from './backend.js';
-import { processAlive } from './nftables.js';
+import { type FirewallBackend, FirewallError, type Owner, ownerTag, parseMark, parseTcClass, type Pinhole, processAlive, type RuleOptions } from './backend.js';
 
 export const PF_ANCHOR = 'ftp-proxy';
 

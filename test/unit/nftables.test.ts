@@ -2,7 +2,7 @@
 // transaction logic against a runner that records scripts and answers like nft would.
 import { readFileSync, writeFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { activePinhole, passivePinhole, PinholeConflict, type RuleOptions, type SessionEnds } from '../../src/firewall/backend.js';
+import { activePinhole, parseMark, parseTcClass, passivePinhole, PinholeConflict, type RuleOptions, type SessionEnds } from '../../src/firewall/backend.js';
 import { FirewallError } from '../../src/firewall/backend.js';
 import type { NftRunner } from '../../src/firewall/nft-runner.js';
 import { cleanNftError } from '../../src/firewall/nft-runner.js';
@@ -11,8 +11,6 @@ import {
   NftablesBackend,
   type NftJson,
   ownedElements,
-  parseMark,
-  parseTcClass,
   removeScript,
   tableScript,
   variantChain,
