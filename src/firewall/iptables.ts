@@ -76,12 +76,14 @@ export function pinholeRules(pins: Pinhole[], o: RuleOptions, owner: Owner, seq:
     r.PRE.push(`${syn} ${unused} -m recent --set --name ${list} --rsource ${comment} -j DNAT --to-destination ${hostPort(p.rdrTo, p.rdrPort, f)}`);
     // After DNAT: the tuple the server (or client) sees, and the destination the SYN was sent to.
     const after = `-s ${host(p.from, f)} -d ${host(p.rdrTo, f)} -p tcp -m tcp --dport ${p.rdrPort} -m conntrack --ctstate DNAT --ctorigdst ${p.to} --ctorigdstport ${p.toPort}`;
+    // Every packet of that connection, both directions: what conntrack remembers of it.
+    const conn = `-p tcp -m conntrack --ctstate DNAT --ctorigsrc ${p.from} --ctorigdst ${p.to} --ctorigdstport ${p.toPort}`;
     const nat = p.natPort === undefined ? p.natFrom : hostPort(p.natFrom, p.natPort, f);
     r.POST.push(`${after} ${comment} -j SNAT --to-source ${nat}`);
-    if (o.log === 2) r.FWD.push(`${after} ${comment} -j LOG --log-prefix "ftp-proxy: "`);
+    if (o.log === 2) r.FWD.push(`${conn} ${comment} -j LOG --log-prefix "ftp-proxy: "`);
     // -T: like pf's match rules, the pinhole does not pass by itself; the ruleset accepts the mark.
     if (o.tag === undefined) r.FWD.push(`${after} ${comment} -j ACCEPT`);
-    if (o.queue !== undefined) r.MGL.push(`${after} ${comment} -j CLASSIFY --set-class ${parseTcClass(o.queue)!}`);
+    if (o.queue !== undefined) r.MGL.push(`${conn} ${comment} -j CLASSIFY --set-class ${parseTcClass(o.queue)!}`);
   }
   return r;
 }

@@ -90,7 +90,7 @@ export function tableScript(o: RuleOptions, perPacket: { label: number; present:
   if (perPacket) {
     L.push(`add chain ${T} perpacket { type filter hook forward priority mangle; policy accept; }`);
     if (!perPacket.present) {
-      const st: string[] = [`ct label ${perPacket.label}`];
+      const st: string[] = [`ct label ${perPacket.label}`, 'counter'];
       if (o.log === 2) st.push(`log prefix ${LOG_PREFIX}`);
       if (o.queue !== undefined) st.push(`meta priority set ${parseTcClass(o.queue)!}`);
       L.push(`add rule ${T} perpacket ${st.join(' ')} comment "${chain}"`);

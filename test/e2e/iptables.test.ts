@@ -91,6 +91,18 @@ describe.each(VARIANTS)('operations with %s', (variant) => {
     await next.stop();
   });
 
+  it('-vv and -q act on both directions of the data connection', async () => {
+    const p = await lab.proxy(['--backend', 'iptables', '-vv', '-q', '1:10'], env);
+    const download = lab.get('lftp', 'pasv', 'test20M.bin', { RATE: '4M' });
+    await new Promise((r) => setTimeout(r, 2500));
+    const mangle = (await lab.exec('fw', [`${variant}-save`, '-c', '-t', 'mangle'])).stdout;
+    const m = /^\[\d+:(\d+)\] -A FTPP-\d+-\d+-M[AB] .*-j CLASSIFY --set-class 0001:0010$/m.exec(mangle) ?? /^\[\d+:(\d+)\] -A FTPP-\d+-\d+-M[AB] .*CLASSIFY.*$/m.exec(mangle);
+    expect(m, mangle).not.toBeNull();
+    expect(Number(m![1])).toBeGreaterThan(4_000_000); // the server's data, not only the client's ACKs
+    expect((await download).ok).toBe(true);
+    await p.stop();
+  });
+
   it('an admin reload of the ruleset, and a flush-and-reload, under a running proxy: the next transfer works', async () => {
     const p = await lab.proxy(['--backend', 'iptables', '-D', '6'], env);
     expect((await lab.get('lftp', 'pasv')).ok).toBe(true);

@@ -16,6 +16,7 @@ describe('forward lab, flags and operations', () => {
 
   beforeAll(async () => {
     lab = await Lab.up('forward');
+    await lab.loadRuleset(`${EXAMPLES}forward-redirect.nft`);
   });
   afterAll(async () => {
     await lab?.down();
@@ -53,7 +54,7 @@ describe('forward lab, flags and operations', () => {
     expect(r.stderr).toMatch(/^ftp-proxy: tag "mytag": on Linux -T is a conntrack mark/m);
   });
 
-  it('-v logs the first packet of each data connection; -vv and -q act on every packet', async () => {
+  it('-v logs the first packet of each data connection; -vv and -q act on every packet, both directions', async () => {
     const v = await lab.proxy(['-v']);
     expect((await lab.get('curl', 'epsv')).ok).toBe(true);
     const t1 = (await lab.exec('fw', ['nft', 'list', 'table', 'inet', 'ftp-proxy'])).stdout;
@@ -61,11 +62,15 @@ describe('forward lab, flags and operations', () => {
     await v.stop();
 
     const vv = await lab.proxy(['-vv', '-q', '1:10']);
-    // A per-packet rule keyed on the connection's label; its counter shows it saw the whole transfer.
-    await lab.exec('fw', ['nft', 'list', 'chain', 'inet', 'ftp-proxy', 'perpacket']);
-    expect((await lab.get('lftp', 'pasv')).ok).toBe(true);
-    const t2 = (await lab.exec('fw', ['nft', 'list', 'chain', 'inet', 'ftp-proxy', 'perpacket'])).stdout;
-    expect(t2).toMatch(/ct label \d+ log prefix "ftp-proxy: " meta priority set 1:10 comment "pinhole-[0-9a-f]{8}"/);
+    // While a rate-limited passive download runs, the per-packet rule has counted the server's data
+    // (server -> client: megabytes), not only the client's ACKs (kilobytes).
+    const download = lab.get('lftp', 'pasv', 'test20M.bin', { RATE: '4M' });
+    await new Promise((r) => setTimeout(r, 2500));
+    const mid = (await lab.exec('fw', ['nft', 'list', 'chain', 'inet', 'ftp-proxy', 'perpacket'])).stdout;
+    const m = /ct label \d+ counter packets \d+ bytes (\d+) log prefix "ftp-proxy: " meta priority set 1:10 comment "pinhole-[0-9a-f]{8}"/.exec(mid);
+    expect(m, mid).not.toBeNull();
+    expect(Number(m![1])).toBeGreaterThan(4_000_000);
+    expect((await download).ok).toBe(true);
     const pin = (await lab.exec('fw', ['nft', 'list', 'table', 'inet', 'ftp-proxy'])).stdout;
     expect(pin).toMatch(/ct label set \d+/);
     await vv.stop();

@@ -57,6 +57,12 @@ describe('iptables-restore input', () => {
     expect(vv.FWD[1]).toMatch(/-j ACCEPT$/);
     const q = pinholeRules([passivePinhole(fwd, 50000, 61000)], { log: 0, queue: '1:10', timeout: 30 }, owner, 1, NOW);
     expect(q.MGL[0]).toMatch(/-j CLASSIFY --set-class 1:10$/);
+    // Both directions of the data connection (a passive download flows server -> client): no address
+    // or port match, only the connection's conntrack identity.
+    for (const rule of [vv.FWD[0]!, q.MGL[0]!]) {
+      expect(rule).toMatch(/^-p tcp -m conntrack --ctstate DNAT --ctorigsrc 192\.168\.1\.10 --ctorigdst 198\.51\.100\.21 --ctorigdstport 61000 /);
+      expect(rule).not.toMatch(/ -s | -d | --dport /);
+    }
   });
 
   it('IPv6 addresses get /128 and brackets where a port follows', () => {

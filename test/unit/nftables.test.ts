@@ -33,7 +33,7 @@ describe('scripts', () => {
   it('does not add the per-packet rule twice', () => {
     expect(tableScript({ log: 2, timeout: 30 }, { label: 126, present: true })).not.toMatch(/add rule inet ftp-proxy perpacket/);
     expect(tableScript({ log: 2, timeout: 30 }, { label: 126, present: false })).toMatch(
-      /add rule inet ftp-proxy perpacket ct label 126 log prefix "ftp-proxy: " comment "pinhole-[0-9a-f]{8}"/,
+      /add rule inet ftp-proxy perpacket ct label 126 counter log prefix "ftp-proxy: " comment "pinhole-[0-9a-f]{8}"/,
     );
   });
 
