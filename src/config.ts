@@ -89,7 +89,8 @@ Our options:
   --backend NAME          auto, nftables, iptables or pf (default auto)
   --pidfile PATH          pid file (default /run/ftp-proxy.pid when daemonized)
   --log-format text|json  OpenBSD's text lines (default) or JSON lines
-  --pinhole-timeout SEC   how long an unused pinhole waits, 1-3600 (default 30)
+  --pinhole-timeout SEC   how long an unused pinhole waits, 1-3600 (default 30;
+                          nftables and iptables: pf rules stay until replaced)
   --help                  this text
   --version               the version
 

@@ -3,12 +3,51 @@
 // AF_UNIX datagram sockets, hence the few libc calls through koffi.
 import { createRequire } from 'node:module';
 
+export const LOG_DAEMON = 3 << 3;
+
+/** What differs between Linux and OpenBSD for a datagram to /dev/log. */
+interface Platform {
+  libc: string;
+  cloexec: number;
+  dontwait: number;
+  nosignal: number;
+  /** struct sockaddr_un for `path`. */
+  sockaddr(path: string): Buffer;
+}
+
 const AF_UNIX = 1;
 const SOCK_DGRAM = 2;
-const SOCK_CLOEXEC = 0o2000000;
-const MSG_DONTWAIT = 0x40;
-const MSG_NOSIGNAL = 0x4000;
-export const LOG_DAEMON = 3 << 3;
+
+export const PLATFORMS: Record<'linux' | 'openbsd', Platform> = {
+  linux: {
+    libc: 'libc.so.6',
+    cloexec: 0o2000000,
+    dontwait: 0x40,
+    nosignal: 0x4000,
+    sockaddr(path) {
+      const a = Buffer.alloc(2 + 108); // sa_family_t, then sun_path[108]
+      a.writeUInt16LE(AF_UNIX, 0);
+      a.write(path, 2, 'utf8');
+      return a.subarray(0, 2 + Buffer.byteLength(path) + 1);
+    },
+  },
+  openbsd: {
+    libc: 'libc.so',
+    cloexec: 0x8000,
+    dontwait: 0x80,
+    nosignal: 0x400,
+    sockaddr(path) {
+      const a = Buffer.alloc(2 + 104); // sun_len, sun_family, then sun_path[104]
+      const len = 2 + Buffer.byteLength(path) + 1;
+      a.writeUInt8(len, 0);
+      a.writeUInt8(AF_UNIX, 1);
+      a.write(path, 2, 'utf8');
+      return a.subarray(0, len);
+    },
+  },
+};
+
+const platform: Platform = process.platform === 'openbsd' ? PLATFORMS.openbsd : PLATFORMS.linux;
 
 type Fn = (...args: unknown[]) => number;
 
@@ -25,7 +64,7 @@ function load(): Calls {
   const require = createRequire(import.meta.url);
   // koffi's module type is loose; these four signatures are all we use.
   const koffi = require('koffi') as { load(n: string): { func(s: string): Fn } };
-  const l = koffi.load('libc.so.6');
+  const l = koffi.load(platform.libc);
   calls = {
     socket: l.func('int socket(int domain, int type, int protocol)'),
     connect: l.func('int connect(int fd, const uint8_t *addr, uint32_t len)'),
@@ -57,26 +96,31 @@ export class Syslog {
 
   send(level: number, message: string): void {
     const line = Buffer.from(formatSyslog(this.facility | level, this.ident, process.pid, message));
+    const flags = platform.dontwait | platform.nosignal;
     if (this.fd < 0 && !this.open()) {
       this.dropped++;
       return;
     }
     const c = load();
-    if (c.send(this.fd, line, line.length, MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
+    if (c.send(this.fd, line, line.length, flags) < 0) {
       // The syslog daemon may have restarted: reconnect once, then give up on this message.
       this.closeFd();
-      if (!this.open() || c.send(this.fd, line, line.length, MSG_DONTWAIT | MSG_NOSIGNAL) < 0) this.dropped++;
+      if (!this.open() || c.send(this.fd, line, line.length, flags) < 0) this.dropped++;
     }
   }
 
+  /** Never throws: a daemon whose syslog is unavailable keeps running (and counts what it lost). */
   private open(): boolean {
-    const c = load();
-    const fd = c.socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    let c: Calls;
+    try {
+      c = load();
+    } catch {
+      return false;
+    }
+    const fd = c.socket(AF_UNIX, SOCK_DGRAM | platform.cloexec, 0);
     if (fd < 0) return false;
-    const addr = Buffer.alloc(110); // struct sockaddr_un: sa_family_t + 108 bytes of path
-    addr.writeUInt16LE(AF_UNIX, 0);
-    addr.write(this.path, 2, 'utf8');
-    if (c.connect(fd, addr, 2 + Buffer.byteLength(this.path) + 1) !== 0) {
+    const addr = platform.sockaddr(this.path);
+    if (c.connect(fd, addr, addr.length) !== 0) {
       c.close(fd);
       return false;
     }

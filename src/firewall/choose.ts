@@ -39,12 +39,15 @@ export interface HostProbe {
 }
 
 /**
- * pf on OpenBSD (and the other BSDs); on Linux nftables when it answers, else iptables (a host whose
- * iptables is iptables-nft also answers to nft: the same kernel, and nft's deletions are far cheaper).
+ * pf on OpenBSD; on Linux nftables when it answers, else iptables (a host whose iptables is iptables-nft
+ * also answers to nft: the same kernel, and nft's deletions are far cheaper). FreeBSD's and NetBSD's pf
+ * speak an older rule syntax (rdr/nat rules, no rdr-to), which the pf backend does not write.
  */
 export async function detectBackend(p: HostProbe): Promise<{ name: BackendName; why: string }> {
-  if (/bsd$/.test(p.platform)) return { name: 'pf', why: `${p.platform} has pf` };
-  if (p.platform !== 'linux') throw new StartupError(`no firewall backend for ${p.platform}: use --backend`);
+  if (p.platform === 'openbsd') return { name: 'pf', why: 'OpenBSD has pf' };
+  if (p.platform !== 'linux') {
+    throw new StartupError(`no firewall backend for ${p.platform}: the pf backend writes OpenBSD's pf syntax; on Linux use nftables or iptables`);
+  }
   if (await p.nftables()) return { name: 'nftables', why: 'nftables answered' };
   if (await p.iptables()) return { name: 'iptables', why: 'nftables did not answer, iptables did' };
   throw new StartupError(
@@ -88,7 +91,12 @@ export async function createBackend(c: Config, log: Log, probe: HostProbe = host
   switch (name) {
     case 'nftables': {
       checkLinuxRuleOptions(c);
-      const runner = createNftRunner();
+      let runner: NftRunner;
+      try {
+        runner = createNftRunner();
+      } catch (e) {
+        throw new StartupError(`nftables: cannot load libnftables (${e instanceof Error ? e.message : String(e)}); unset FTP_PROXY_NFT to fall back to the nft command`);
+      }
       log.log(LOG_INFO, `firewall: nftables (table inet ftp-proxy, through ${runner.kind})`);
       return new NftablesBackend({ rules: ruleOptions(c), runner, warn });
     }

@@ -67,6 +67,8 @@ export function tableScript(o: RuleOptions, perPacket: { label: number; present:
     L.push(`add map ${T} snat${f} { type ${k} : ${addrType(f)}; flags timeout; }`);
     L.push(`add map ${T} snatport${f} { type ${k} : ${addrType(f)} . inet_service; flags timeout; }`);
   }
+  // The pids of running instances: the last one to stop removes the table.
+  L.push(`add set ${T} instances { type mark; }`);
   L.push(`add chain ${T} dstnat { type nat hook prerouting priority dstnat - 10; policy accept; }`);
   L.push(`add chain ${T} srcnat { type nat hook postrouting priority srcnat - 10; policy accept; }`);
   L.push(`flush chain ${T} dstnat`, `flush chain ${T} srcnat`);
@@ -176,7 +178,7 @@ export class NftablesBackend implements FirewallBackend {
     const listing = await this.listTable();
     let perPacket: { label: number; present: boolean } | null = null;
     if (needsPerPacket(this.o.rules)) perPacket = this.pickLabel(listing);
-    await this.o.runner.run(tableScript(this.o.rules, perPacket));
+    await this.o.runner.run(tableScript(this.o.rules, perPacket) + `add element ${T} instances { ${this.pid} }\n`);
     this.perPacketLabel = perPacket?.label ?? null;
     await this.sweep(listing);
   }
@@ -202,9 +204,11 @@ export class NftablesBackend implements FirewallBackend {
     this.live.clear();
     try {
       if (all.length) await this.o.runner.run(removeScript(all, this.chain).join('\n') + '\n');
-      // Drop the table when no other live instance has anything in it.
+      await this.o.runner.run(`add element ${T} instances { ${this.pid} }\ndelete element ${T} instances { ${this.pid} }\n`);
+      // Drop the table when no other instance is running (an idle one has no elements, but its chains).
       const listing = await this.listTable();
-      const others = ownedElements(listing).filter((e) => e.pid !== this.pid && (this.o.isAlive ?? processAlive)(e.pid));
+      const alive = this.o.isAlive ?? processAlive;
+      const others = [...instancePids(listing), ...ownedElements(listing).map((e) => e.pid)].filter((pid) => pid !== this.pid && alive(pid));
       if (listing && others.length === 0) await this.o.runner.run(`delete table ${T}\n`);
     } finally {
       this.o.runner.close();
@@ -265,6 +269,10 @@ export class NftablesBackend implements FirewallBackend {
   /** Remove elements whose owner process is gone (a crash or SIGKILL), and our own pid's (pid reuse). */
   private async sweep(listing: NftJson | null): Promise<void> {
     const alive = this.o.isAlive ?? processAlive;
+    const deadInstances = instancePids(listing).filter((pid) => pid !== this.pid && !alive(pid));
+    if (deadInstances.length) {
+      await this.o.runner.run(`delete element ${T} instances { ${deadInstances.join(', ')} }\n`).catch(() => undefined);
+    }
     const stale = ownedElements(listing).filter((e) => e.pid === this.pid || !alive(e.pid));
     if (!stale.length) return;
     const del = stale.map((e) => `delete element ${T} ${e.object} { ${e.key} }`);
@@ -312,6 +320,15 @@ export function ownedElements(listing: NftJson | null): OwnedElement[] {
     }
   }
   return out;
+}
+
+/** The pids in the `instances` set. */
+export function instancePids(listing: NftJson | null): number[] {
+  for (const item of listing?.nftables ?? []) {
+    if (item.set?.name !== 'instances') continue;
+    return (item.set.elem ?? []).map((e) => Number(typeof e === 'object' && e !== null && 'elem' in e ? (e as { elem: { val: unknown } }).elem.val : e));
+  }
+  return [];
 }
 
 function jsonKey(val: unknown): string {

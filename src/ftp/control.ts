@@ -200,7 +200,8 @@ export class FtpControl {
       return true;
     }
     if ((verb === 'PASV' || verb === 'PORT') && this.addr.clientFamily === 6) {
-      out.push(this.log(LOG_CRIT, 'PASV and PORT not allowed with IPv6'));
+      // OpenBSD's text exactly, which it logs without a session id.
+      out.push({ type: 'log', level: LOG_CRIT, message: 'PASV and PORT not allowed with IPv6' });
       this.localReply(`502 ${verb} not allowed with IPv6, use ${verb === 'PASV' ? 'EPSV' : 'EPRT'}\r\n`, out);
       return true;
     }

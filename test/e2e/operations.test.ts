@@ -85,6 +85,17 @@ describe('forward lab, flags and operations', () => {
     await p.stop();
   });
 
+  it('two instances share the table: the one that stops first leaves it to the other', async () => {
+    const a = await lab.proxy(['-D', '6']);
+    const b = await lab.proxy(['-D', '6', '-p', '8022']); // idle: no session, no pinhole
+    await b.stop();
+    expect(await lab.tableExists()).toBe(true);
+    expect((await lab.get('curl', 'pasv')).ok).toBe(true);
+    expect(a.log).not.toMatch(/missing or damaged/);
+    await a.stop();
+    expect(await lab.tableExists()).toBe(false);
+  });
+
   it('repairs its table after an admin reloads the ruleset (flush ruleset) under it', async () => {
     const p = await lab.proxy(['-D', '6']);
     expect((await lab.get('curl', 'pasv')).ok).toBe(true);

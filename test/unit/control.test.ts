@@ -263,7 +263,7 @@ describe('IPv6 sessions (-6)', () => {
     const out = m.clientLine(b(line));
     expect(toServer(out)).toEqual([]);
     expect(toClient(out)[0]).toMatch(/^502 /);
-    expect(logs(out)).toContainEqual({ type: 'log', level: LOG_CRIT, message: '#7 PASV and PORT not allowed with IPv6' });
+    expect(logs(out)).toContainEqual({ type: 'log', level: LOG_CRIT, message: 'PASV and PORT not allowed with IPv6' });
   });
 
   it('passes EPSV and rewrites its 229', () => {

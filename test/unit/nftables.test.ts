@@ -139,7 +139,7 @@ describe('NftablesBackend', () => {
   it('init applies the table script', async () => {
     const r = new RecordingRunner();
     await backend(r).init();
-    expect(r.scripts[0]).toBe(tableScript(plain, null));
+    expect(r.scripts[0]).toBe(tableScript(plain, null) + 'add element inet ftp-proxy instances { 4242 }\n');
   });
 
   it('replace removes the previous negotiation and creates the new one in one transaction', async () => {
@@ -175,7 +175,7 @@ describe('NftablesBackend', () => {
     r.failNext.push({ match: /create element/, message: 'Could not process rule: No such file or directory' });
     await b.replace(owner, [passivePinhole(ends, 50000, 61001)]);
     expect(warn[0]).toMatch(/missing or damaged/);
-    expect(r.scripts.some((s) => s === tableScript(plain, null))).toBe(true);
+    expect(r.scripts.some((s) => s.startsWith(tableScript(plain, null)))).toBe(true);
     const last = r.scripts.at(-1)!;
     expect(last).toMatch(/^create element/);
     expect(last).not.toMatch(/delete element/);
@@ -226,5 +226,24 @@ describe('NftablesBackend', () => {
     r2.listing = listing(['300.1']);
     await backend(r2, () => true).close();
     expect(r2.scripts).not.toContain('delete table inet ftp-proxy\n');
+  });
+
+  it('close keeps the table for another running instance that has no pinhole at the moment', async () => {
+    const r = new RecordingRunner();
+    r.listing = { nftables: [{ set: { name: 'instances', elem: [4242, 5151] } }] };
+    await backend(r, (pid) => pid === 5151).close();
+    expect(r.scripts).toContain('add element inet ftp-proxy instances { 4242 }\ndelete element inet ftp-proxy instances { 4242 }\n');
+    expect(r.scripts).not.toContain('delete table inet ftp-proxy\n');
+    const r2 = new RecordingRunner();
+    r2.listing = { nftables: [{ set: { name: 'instances', elem: [4242, 5151] } }] };
+    await backend(r2, () => false).close(); // 5151 is gone: this was the last one
+    expect(r2.scripts).toContain('delete table inet ftp-proxy\n');
+  });
+
+  it('start-up forgets instances that died', async () => {
+    const r = new RecordingRunner();
+    r.listing = { nftables: [{ set: { name: 'instances', elem: [100, 5151] } }] };
+    await backend(r, (pid) => pid === 5151).init();
+    expect(r.scripts).toContain('delete element inet ftp-proxy instances { 100 }\n');
   });
 });

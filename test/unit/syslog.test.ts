@@ -1,6 +1,6 @@
 // The RFC 3164 line glibc's syslog() sends (src/syslog.ts formatSyslog).
 import { describe, expect, it } from 'vitest';
-import { formatSyslog, LOG_DAEMON } from '../../src/syslog.js';
+import { formatSyslog, LOG_DAEMON, PLATFORMS } from '../../src/syslog.js';
 import { LOG_DEBUG, LOG_NOTICE } from '../../src/levels.js';
 
 // Local-time constructor, as formatSyslog prints local time (glibc's syslog() does too).
@@ -49,5 +49,16 @@ describe('formatSyslog', () => {
     expect(formatSyslog(29, 'ftp-proxy', 42, 'hello')).toMatch(
       /^<29>(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) [ 1-3]\d \d\d:\d\d:\d\d ftp-proxy\[42\]: hello$/,
     );
+  });
+});
+
+describe('struct sockaddr_un per platform', () => {
+  it('Linux: family (16-bit, host order) then the NUL-terminated path', () => {
+    const a = PLATFORMS.linux.sockaddr('/dev/log');
+    expect([...a]).toEqual([1, 0, ...Buffer.from('/dev/log'), 0]);
+  });
+  it('OpenBSD: sun_len, sun_family, then the NUL-terminated path', () => {
+    const a = PLATFORMS.openbsd.sockaddr('/dev/log');
+    expect([...a]).toEqual([11, 1, ...Buffer.from('/dev/log'), 0]);
   });
 });
