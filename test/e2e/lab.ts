@@ -198,10 +198,12 @@ export class Lab {
   }
 }
 
+/** Pinhole elements: every element of the proxy's sets and maps but its registry of running instances. */
 export function countElements(listing: unknown): number {
   let n = 0;
-  for (const item of (listing as { nftables?: Record<string, { elem?: unknown[] }>[] }).nftables ?? []) {
-    n += (item.set?.elem?.length ?? 0) + (item.map?.elem?.length ?? 0);
+  for (const item of (listing as { nftables?: Record<string, { name?: string; elem?: unknown[] }>[] }).nftables ?? []) {
+    if (item.set?.name !== 'instances') n += item.set?.elem?.length ?? 0;
+    n += item.map?.elem?.length ?? 0;
   }
   return n;
 }
