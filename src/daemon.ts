@@ -1,14 +1,14 @@
 // The daemon: start-up in OpenBSD's order, the listener, the session table and its limit, signals, the
 // pidfile. Sessions do the rest.
 import { lookup } from 'node:dns/promises';
-import { readFileSync, unlinkSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { checkNumeric, type Config } from './config.js';
 import { StartupError } from './errors.js';
 import type { FirewallBackend } from './firewall/backend.js';
 import { createBackend } from './firewall/choose.js';
-import { LOG_DEBUG, LOG_ERR, LOG_INFO, LOG_NOTICE } from './levels.js';
+import { LOG_DEBUG, LOG_ERR, LOG_INFO, LOG_NOTICE, LOG_WARNING } from './levels.js';
 import type { Log } from './log.js';
 import { canonical, familyOf } from './net/address.js';
 import { type Endpoint, originalDestination, setTransparent } from './net/original-dst.js';
@@ -42,6 +42,34 @@ export function hasNetAdmin(status = (): string => readFileSync('/proc/self/stat
   }
 }
 
+/** Descriptors kept free for the firewall's child processes, syslog, timers and the like. */
+const FD_RESERVE = 32;
+
+/**
+ * Sessions the descriptor limit allows: each takes two (client and server), as OpenBSD counts when it
+ * sets RLIMIT_NOFILE to 2 * maxsessions + 10. Null where /proc cannot tell (not Linux).
+ */
+export function sessionCapacity(
+  limits = (): string => readFileSync('/proc/self/limits', 'utf8'),
+  openFds = (): number => readdirSync('/proc/self/fd').length,
+): { limit: number; capacity: number } | null {
+  try {
+    const m = /^Max open files\s+(\d+|unlimited)/m.exec(limits());
+    if (!m || m[1] === 'unlimited') return null;
+    const limit = Number(m[1]);
+    return { limit, capacity: Math.max(1, Math.floor((limit - openFds() - FD_RESERVE) / 2)) };
+  } catch {
+    return null;
+  }
+}
+
+/** Say why, then close as soon as the reply has left: a refused connection must not hold a descriptor. */
+function refuse(socket: Socket, reply: string): void {
+  socket.on('error', () => undefined);
+  socket.end(reply, () => socket.destroy());
+  setTimeout(() => socket.destroy(), 2000).unref();
+}
+
 /** Is this one of the host's own addresses (for the self-loop check)? */
 function isLocalAddress(address: string): boolean {
   if (/^127\./.test(address) || address === '::1' || address === '0.0.0.0' || address === '::') return true;
@@ -58,8 +86,12 @@ export class Daemon {
   private fixedServer: Endpoint | undefined;
   private listenPort = 0;
   private stopping = false;
+  /** -m, lowered when the descriptor limit cannot hold that many sessions. */
+  private maxSessions: number;
 
-  constructor(private readonly o: DaemonOptions) {}
+  constructor(private readonly o: DaemonOptions) {
+    this.maxSessions = o.config.maxSessions;
+  }
 
   get sessionCount(): number {
     return this.sessions.size;
@@ -112,6 +144,17 @@ export class Daemon {
     } catch (e) {
       throw new StartupError(`cannot initialize ${this.firewall.name}: ${e instanceof Error ? e.message : String(e)}`);
     }
+    // Running out of descriptors must become a spoken refusal, not connections closed unanswered.
+    const budget = sessionCapacity();
+    if (budget && budget.capacity < this.maxSessions) {
+      log.log(LOG_WARNING, `file descriptor limit ${budget.limit} holds only ${budget.capacity} sessions: refusing more than that (-m ${this.maxSessions})`);
+      this.maxSessions = budget.capacity;
+    }
+    if (budget) {
+      // Room for the sessions' client sockets plus as many again for spoken refusals; beyond that Node
+      // closes new connections itself (and says so through 'drop') before the descriptors run out.
+      for (const srv of this.servers) srv.maxConnections = Math.max(1, Math.min(budget.capacity, this.maxSessions) * 2);
+    }
     for (const a of c.listenAddresses) log.log(LOG_NOTICE, `listening on ${a} port ${c.listenPort}`);
     this.o.onReady?.();
   }
@@ -123,9 +166,28 @@ export class Daemon {
       server.listen({ host, port, backlog: 511 }, () => {
         server.removeAllListeners('error');
         server.on('error', (e) => this.o.log.log(2, `accept() failed: ${e.message}`));
+        server.on('drop', () => this.dropped());
         resolve(server);
       });
     });
+  }
+
+  private droppedSince = 0;
+  private dropTimer: NodeJS.Timeout | null = null;
+
+  /**
+   * A connection beyond what the descriptor limit leaves room for (server.maxConnections): Node closes
+   * it at once. Logged once a second, with the count, like OpenBSD's accept() failure line.
+   */
+  private dropped(): void {
+    this.droppedSince++;
+    if (this.dropTimer) return;
+    this.dropTimer = setTimeout(() => {
+      this.dropTimer = null;
+      this.o.log.log(2, `accept() failed: out of file descriptors, ${this.droppedSince} connection(s) closed unanswered`);
+      this.droppedSince = 0;
+    }, 1000);
+    this.dropTimer.unref();
   }
 
   private accept(socket: Socket): void {
@@ -135,11 +197,9 @@ export class Daemon {
       socket.destroy();
       return;
     }
-    if (this.sessions.size >= c.maxSessions) {
-      log.log(LOG_ERR, `client limit (${c.maxSessions}) reached, refusing connection from ${client}`);
-      socket.on('error', () => undefined);
-      socket.end(`421 Too many connections (client limit ${c.maxSessions} reached), try again later.\r\n`);
-      setTimeout(() => socket.destroy(), 2000).unref();
+    if (this.sessions.size >= this.maxSessions) {
+      log.log(LOG_ERR, `client limit (${this.maxSessions}) reached, refusing connection from ${client}`);
+      refuse(socket, `421 Too many connections (client limit ${this.maxSessions} reached), try again later.\r\n`);
       return;
     }
     const id = this.nextId++;
@@ -154,9 +214,7 @@ export class Daemon {
     // again (OpenBSD's XXX). In reverse mode a direct connection is the normal case.
     if (!this.fixedServer && original.port === this.listenPort && isLocalAddress(original.address)) {
       log.log(LOG_ERR, `#${id} refusing connection from ${client} to the proxy itself (${original.address} port ${original.port}): not intercepted`);
-      socket.on('error', () => undefined);
-      socket.end('421 This is a transparent FTP proxy; connect to an FTP server, not to the proxy.\r\n');
-      setTimeout(() => socket.destroy(), 2000).unref();
+      refuse(socket, '421 This is a transparent FTP proxy; connect to an FTP server, not to the proxy.\r\n');
       return;
     }
     const firewall = this.firewall!;
@@ -171,7 +229,7 @@ export class Daemon {
       ...sourceFor(c.sourceAddresses, (this.fixedServer ?? original).address),
       original,
       server: this.fixedServer ?? original,
-      counts: () => ({ count: this.sessions.size, max: c.maxSessions }),
+      counts: () => ({ count: this.sessions.size, max: this.maxSessions }),
       onEnd: (s) => this.sessions.delete(s),
       ...(this.o.bannerTimeout !== undefined ? { bannerTimeout: this.o.bannerTimeout } : {}),
       ...(this.o.random ? { random: this.o.random } : {}),

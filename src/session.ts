@@ -21,6 +21,8 @@ import { type Endpoint, rdomains } from './net/original-dst.js';
 export const BANNER_TIMEOUT = 30;
 /** Attempts at a free proxy port before a negotiation is refused. */
 const PORT_ATTEMPTS = 8;
+/** Stop reading a client that has this many commands outstanding, until replies catch up. */
+const PIPELINE_PAUSE = 64;
 
 export interface SessionOptions {
   id: number;
@@ -148,7 +150,11 @@ export class Session {
       if (!this.control || this.ended) return;
       this.run(ev.kind === 'line' ? this.control.clientLine(ev.line) : this.control.lineError('client', ev.error));
     }
-    if (this.control?.clientBlocked) this.client.pause();
+    this.pauseClientIfNeeded();
+  }
+
+  private pauseClientIfNeeded(): void {
+    if (this.control && (this.control.clientBlocked || this.control.pendingCommands >= PIPELINE_PAUSE)) this.client.pause();
   }
 
   private onServerData(chunk: Buffer): void {
@@ -163,6 +169,8 @@ export class Session {
       this.run(ev.kind === 'line' ? this.control.serverLine(ev.line) : this.control.lineError('server', ev.error));
     }
     if (this.control?.serverBlocked) this.upstream?.pause();
+    // Replies drained the client's backlog of commands: read it again.
+    if (this.control && this.client.isPaused() && !this.control.clientBlocked && this.control.pendingCommands < PIPELINE_PAUSE) this.client.resume();
   }
 
   private run(actions: Action[]): void {
@@ -196,7 +204,8 @@ export class Session {
   }
 
   private blockedFor(reader: Socket): boolean {
-    return reader === this.client ? !!this.control?.clientBlocked : !!this.control?.serverBlocked;
+    if (reader === this.client) return !!this.control && (this.control.clientBlocked || this.control.pendingCommands >= PIPELINE_PAUSE);
+    return !!this.control?.serverBlocked;
   }
 
   private negotiate(id: number, n: Negotiation): void {
@@ -232,7 +241,7 @@ export class Session {
     void job.then((result) => {
       if (this.ended || !this.control) return;
       this.run(this.control.negotiationDone(id, result));
-      if (!this.control.clientBlocked) this.client.resume();
+      if (!this.control.clientBlocked && this.control.pendingCommands < PIPELINE_PAUSE) this.client.resume();
       if (!this.control.serverBlocked) this.upstream?.resume();
     });
   }

@@ -21,6 +21,12 @@ export const MIN_DATA_PORT = 1024;
 /** Most lines a multi-line 227/229 reply may have before the proxy gives up rewriting it. */
 const MAX_REPLY_LINES = 16;
 
+/**
+ * Commands a client may have outstanding (sent, reply not yet relayed). Memory stays bounded against a
+ * client that pipelines without end; the session stops reading the client well before this.
+ */
+export const MAX_PENDING = 1000;
+
 export interface SessionAddresses {
   /** C: the client, as the proxy's listener sees it. */
   client: string;
@@ -102,6 +108,11 @@ export class FtpControl {
     return this.clientQueue.length + this.serverQueue.length;
   }
 
+  /** Commands whose replies the client has not had yet. */
+  get pendingCommands(): number {
+    return this.fifo.length;
+  }
+
   clientLine(line: Buffer): Action[] {
     if (this.closed) return [];
     if (this.clientInflight) {
@@ -163,6 +174,13 @@ export class FtpControl {
 
   private processClientLine(line: Buffer, out: Action[]): void {
     if (this.opts.debug) out.push(this.log(LOG_DEBUG, `client: ${vis(line)}`));
+    if (this.fifo.length >= MAX_PENDING) {
+      this.closed = true;
+      out.push(this.log(LOG_ERR, `too many pipelined commands (${MAX_PENDING} without a reply)`));
+      out.push({ type: 'toClient', data: Buffer.from('421 Too many commands without a reply, closing control connection.\r\n') });
+      out.push({ type: 'close', reason: 'too many pipelined commands' });
+      return;
+    }
     const { verb, arg } = splitCommand(line);
     switch (verb) {
       case 'USER':

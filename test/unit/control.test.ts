@@ -349,3 +349,18 @@ describe('splitCommand', () => {
     expect(splitCommand(b(line))).toEqual({ verb, arg });
   });
 });
+
+describe('bounded memory', () => {
+  it(`ends the session with 421 when a client has ${1000} commands without a reply`, async () => {
+    const { MAX_PENDING } = await import('../../src/ftp/control.js');
+    const m = loggedIn();
+    for (let i = 0; i < MAX_PENDING - 1; i++) expect(toServer(m.clientLine(b('NOOP\r\n')))).toEqual(['NOOP\r\n']);
+    expect(m.pendingCommands).toBe(MAX_PENDING - 1);
+    const last = m.clientLine(b('NOOP\r\n'));
+    expect(toServer(last)).toEqual(['NOOP\r\n']);
+    const over = m.clientLine(b('NOOP\r\n'));
+    expect(toServer(over)).toEqual([]);
+    expect(toClient(over)[0]).toMatch(/^421 Too many commands/);
+    expect(over.at(-1)).toMatchObject({ type: 'close' });
+  });
+});

@@ -278,3 +278,15 @@ describe('forward mode', () => {
     expect(daemon.sessionCount).toBe(0);
   });
 });
+
+describe('descriptor budget', () => {
+  it('allows two descriptors a session, after what is open and a reserve', async () => {
+    const { sessionCapacity } = await import('../../src/daemon.js');
+    const limits = (n: string) => () => `Limit                     Soft Limit           Hard Limit           Units\nMax open files            ${n}                 4096                 files\n`;
+    expect(sessionCapacity(limits('128'), () => 24)).toEqual({ limit: 128, capacity: 36 });
+    expect(sessionCapacity(limits('1024'), () => 24)).toEqual({ limit: 1024, capacity: 484 });
+    expect(sessionCapacity(limits('40'), () => 24)).toEqual({ limit: 40, capacity: 1 });
+    expect(sessionCapacity(limits('unlimited'), () => 24)).toBeNull();
+    expect(sessionCapacity(() => { throw new Error('no /proc'); })).toBeNull();
+  });
+});
