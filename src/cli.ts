@@ -1,17 +1,21 @@
 #!/usr/bin/env node
 // ftp-proxy: the command. Parses the flags, daemonizes unless -d, runs the daemon until a signal.
 import { spawn } from 'node:child_process';
-import { closeSync, readFileSync, writeSync } from 'node:fs';
+import { chownSync, closeSync, existsSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
 import { constants } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { type Config, parseCommandLine } from './config.js';
 import { Daemon, removePidfile, writePidfile } from './daemon.js';
 import { StartupError } from './errors.js';
-import { LOG_CRIT, LOG_ERR } from './levels.js';
+import { LOG_CRIT, LOG_ERR, LOG_INFO } from './levels.js';
 import { Log } from './log.js';
+import { resolvePort } from './net/services.js';
+import { CAP_NET_ADMIN, CAP_NET_BIND_SERVICE, capMask, effectiveCaps, lookupUser, setprivArgs } from './privileges.js';
 
 /** Set in the environment of the re-spawned daemon process; its fd 3 reports start-up to the parent. */
 const DAEMON_ENV = 'FTP_PROXY_DAEMON_CHILD';
+/** Set in the environment of the process started as --user (through setpriv). */
+const USER_ENV = 'FTP_PROXY_AS_USER';
 const DEFAULT_PIDFILE = '/run/ftp-proxy.pid';
 
 function version(): string {
@@ -27,11 +31,12 @@ function version(): string {
  * daemon(3) for Node, which cannot fork: start this program again, detached and with no terminal, and
  * wait until it says it is listening (exit 0) or why it could not start (its message, exit 1).
  */
-function daemonize(): void {
-  const child = spawn(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url), ...process.argv.slice(2)], {
+function daemonize(asUser: AsUser | null): void {
+  const [cmd, args] = selfCommand(asUser);
+  const child = spawn(cmd, args, {
     detached: true,
     stdio: ['ignore', 'ignore', 'ignore', 'pipe'],
-    env: { ...process.env, [DAEMON_ENV]: '1' },
+    env: { ...process.env, [DAEMON_ENV]: '1', ...(asUser ? { [USER_ENV]: asUser.name } : {}) },
   });
   let said = '';
   const status = child.stdio[3] as NodeJS.ReadableStream;
@@ -48,6 +53,67 @@ function daemonize(): void {
     process.stderr.write(`ftp-proxy: ${msg}\n`);
     process.exit(1);
   });
+}
+
+interface AsUser {
+  name: string;
+  keep: number[];
+  setpriv: string[];
+}
+
+/** This program with the same arguments; through setpriv when it is to run as --user. */
+function selfCommand(asUser: AsUser | null): [string, string[]] {
+  const self = [...process.execArgv, fileURLToPath(import.meta.url), ...process.argv.slice(2)];
+  return asUser ? ['setpriv', [...asUser.setpriv, process.execPath, ...self]] : [process.execPath, self];
+}
+
+/** The capabilities the daemon keeps: CAP_NET_ADMIN, and CAP_NET_BIND_SERVICE for a port below 1024. */
+function keptCaps(config: Config): number[] {
+  const port = resolvePort(config.listenPort);
+  return port !== null && port < 1024 ? [CAP_NET_ADMIN, CAP_NET_BIND_SERVICE] : [CAP_NET_ADMIN];
+}
+
+/**
+ * --user, in the root process: check, and give the pidfile to the user (who may write it but not
+ * remove it from /run; it is emptied at exit instead). The daemon then starts as that user.
+ */
+function prepareUser(config: Config): AsUser {
+  const name = config.user!;
+  if (config.backend === 'pf' || process.platform === 'openbsd') {
+    throw new StartupError('--user: pf needs root (pfctl opens /dev/pf); run the pf backend as root');
+  }
+  if (process.getuid?.() !== 0) throw new StartupError('--user: start as root; the daemon then runs as that user');
+  const pw = lookupUser(readFileSync('/etc/passwd', 'utf8'), name);
+  if (!pw) throw new StartupError(`unknown user ${name}`);
+  if (pw.uid === 0) throw new StartupError(`--user ${name}: that is root`);
+  const path = (process.env.PATH ?? '/usr/bin:/bin').split(':').find((d) => existsSync(`${d}/setpriv`));
+  if (!path) throw new StartupError('--user needs setpriv(1) (util-linux): apt-get install util-linux');
+  const pidfile = config.pidfile ?? (config.foreground ? undefined : DEFAULT_PIDFILE);
+  if (pidfile) {
+    for (const f of [pidfile, `${pidfile}.cmdline`]) {
+      writeFileSync(f, '');
+      chownSync(f, pw.uid, pw.gid);
+    }
+  }
+  const keep = keptCaps(config);
+  return { name, keep, setpriv: setprivArgs(pw, keep) };
+}
+
+/** -d with --user: run the daemon as the user in the foreground, pass signals on, exit with its status. */
+function supervise(asUser: AsUser): void {
+  const [cmd, args] = selfCommand(asUser);
+  const child = spawn(cmd, args, { stdio: ['ignore', 'inherit', 'inherit'], env: { ...process.env, [USER_ENV]: asUser.name } });
+  for (const sig of ['SIGHUP', 'SIGINT', 'SIGTERM'] as const) process.on(sig, () => child.kill(sig));
+  child.on('exit', (code, signal) => process.exit(code ?? 128 + (signal ? constants.signals[signal] : 0)));
+}
+
+/** In the process started as --user: say so, after checking it really holds only what it should. */
+function checkUser(config: Config, log: Log): void {
+  const keep = keptCaps(config);
+  const caps = effectiveCaps();
+  if (caps !== capMask(keep)) throw new StartupError(`--user: unexpected capabilities ${caps.toString(16)}`);
+  const names = keep.length === 2 ? 'CAP_NET_ADMIN and CAP_NET_BIND_SERVICE' : 'CAP_NET_ADMIN';
+  log.log(LOG_INFO, `running as ${process.env[USER_ENV]} (uid ${process.getuid?.()}) with only ${names}`);
 }
 
 function tellParent(message: string): void {
@@ -72,6 +138,7 @@ async function run(config: Config, inChild: boolean): Promise<void> {
 
   const daemon = new Daemon({ config, log });
   try {
+    if (process.env[USER_ENV]) checkUser(config, log);
     await daemon.start();
   } catch (e) {
     const msg = e instanceof StartupError ? e.message : e instanceof Error ? (e.stack ?? e.message) : String(e);
@@ -82,7 +149,7 @@ async function run(config: Config, inChild: boolean): Promise<void> {
   }
   if (pidfile) {
     try {
-      writePidfile(pidfile);
+      writePidfile(pidfile, [process.execPath, ...process.execArgv, fileURLToPath(import.meta.url), ...process.argv.slice(2)]);
     } catch (e) {
       log.log(LOG_ERR, `cannot write pidfile ${pidfile}: ${(e as Error).message}`);
     }
@@ -111,7 +178,18 @@ if ('exit' in outcome) {
   if (outcome.stderr) process.stderr.write(outcome.stderr);
   process.exit(outcome.exit);
 } else {
+  const c = outcome.config;
   const inChild = process.env[DAEMON_ENV] === '1';
-  if (!outcome.config.foreground && !inChild) daemonize();
-  else void run(outcome.config, inChild);
+  let asUser: AsUser | null = null;
+  if (c.user && !process.env[USER_ENV]) {
+    try {
+      asUser = prepareUser(c);
+    } catch (e) {
+      process.stderr.write(`ftp-proxy: ${e instanceof Error ? e.message : String(e)}\n`);
+      process.exit(1);
+    }
+  }
+  if (!c.foreground && !inChild) daemonize(asUser);
+  else if (asUser) supervise(asUser);
+  else void run(c, inChild);
 }

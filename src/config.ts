@@ -58,12 +58,14 @@ export interface Config {
   logFormat: LogFormat;
   /** Seconds an unused pinhole waits for its data connection. */
   pinholeTimeout: number;
+  /** Run as this user, keeping only CAP_NET_ADMIN (Linux). */
+  user?: string;
 }
 
 export type ParseOutcome = { config: Config } | { exit: number; stdout?: string; stderr?: string };
 
 /** Long options that take a value; everything else starting with "--" is a switch. */
-const LONG_WITH_VALUE = new Set(['backend', 'pidfile', 'log-format', 'pinhole-timeout']);
+const LONG_WITH_VALUE = new Set(['backend', 'pidfile', 'log-format', 'pinhole-timeout', 'user']);
 
 export const LONG_HELP = `${USAGE}
 OpenBSD ftp-proxy(8) flags:
@@ -91,6 +93,8 @@ Our options:
   --log-format text|json  OpenBSD's text lines (default) or JSON lines
   --pinhole-timeout SEC   how long an unused pinhole waits, 1-3600 (default 30;
                           nftables and iptables: pf rules stay until replaced)
+  --user NAME             Linux: run as NAME with only CAP_NET_ADMIN (and
+                          CAP_NET_BIND_SERVICE for a listen port below 1024)
   --help                  this text
   --version               the version
 
@@ -129,6 +133,7 @@ export function parseCommandLine(argv: string[], version = '0.0.0'): ParseOutcom
     .option('pidfile', { type: 'string' })
     .option('log-format', { type: 'string', default: 'text' })
     .option('pinhole-timeout', { type: 'string', default: '30' })
+    .option('user', { type: 'string' })
     .option('help', { type: 'boolean', default: false })
     .option('version', { type: 'boolean', default: false })
     .strict()
@@ -165,6 +170,7 @@ export function parseCommandLine(argv: string[], version = '0.0.0'): ParseOutcom
     pinholeTimeout: 30,
   };
   if (parsedLong.pidfile) c.pidfile = parsedLong.pidfile;
+  if (parsedLong.user) c.user = parsedLong.user;
   const pt = strtonum(String(parsedLong['pinhole-timeout']), 1, 3600);
   if ('error' in pt) return { exit: 1, stderr: `ftp-proxy: pinhole timeout ${pt.error}\n` };
   c.pinholeTimeout = pt.value;

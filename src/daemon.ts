@@ -258,14 +258,31 @@ function sourceFor(sources: string[], server: string): { sourceAddress?: string 
   return a ? { sourceAddress: a } : {};
 }
 
-export function writePidfile(path: string): void {
+/**
+ * The pidfile, and beside it `<pidfile>.cmdline`: the command that started the daemon (paths resolved,
+ * NUL-separated as /proc/<pid>/cmdline). scripts/ftp-proxy-watchdog restarts a dead daemon with it.
+ */
+export function writePidfile(path: string, cmdline: string[]): void {
+  writeFileSync(`${path}.cmdline`, cmdline.map((a) => `${a}\0`).join(''));
   writeFileSync(path, `${process.pid}\n`);
 }
 
+/** At exit: remove the pidfile, or empty it when we may not (after --user, in a root-owned /run). */
 export function removePidfile(path: string): void {
   try {
-    if (readFileSync(path, 'utf8').trim() === String(process.pid)) unlinkSync(path);
+    if (readFileSync(path, 'utf8').trim() !== String(process.pid)) return;
   } catch {
-    // already gone
+    return; // already gone
+  }
+  for (const p of [path, `${path}.cmdline`]) {
+    try {
+      unlinkSync(p);
+    } catch {
+      try {
+        writeFileSync(p, ''); // an empty pidfile says "stopped on purpose" to the watchdog
+      } catch {
+        // nothing more we can do
+      }
+    }
   }
 }

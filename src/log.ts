@@ -13,6 +13,11 @@ export interface LogOptions {
   format: LogFormat;
   /** Write to this instead of stderr (tests). */
   write?: (line: string) => void;
+  /**
+   * Prefix stderr lines with "<priority>", which journald reads (sd-daemon(3)); on by default when
+   * stderr is the journal (JOURNAL_STREAM is set), so a -d daemon under systemd keeps its priorities.
+   */
+  priorityPrefix?: boolean;
 }
 
 // pino numbers grow with severity; syslog's shrink.
@@ -31,9 +36,11 @@ export class Log {
   private syslog: Syslog | null = null;
   private pino: Pino<string> | null = null;
   private write: (line: string) => void;
+  private readonly prefix: boolean;
 
   constructor(private readonly o: LogOptions) {
     this.write = o.write ?? ((line) => process.stderr.write(line));
+    this.prefix = o.priorityPrefix ?? (o.write === undefined && !!process.env.JOURNAL_STREAM);
     if (o.format === 'json') this.pino = this.makePino();
   }
 
@@ -52,7 +59,7 @@ export class Log {
       return;
     }
     if (this.syslog) this.syslog.send(level, message);
-    else this.write(`${message}\n`);
+    else this.write(`${this.prefix ? `<${level}>` : ''}${message}\n`);
   }
 
   /**

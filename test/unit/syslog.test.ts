@@ -62,3 +62,16 @@ describe('struct sockaddr_un per platform', () => {
     expect([...a]).toEqual([11, 1, ...Buffer.from('/dev/log'), 0]);
   });
 });
+
+describe('stderr under journald', () => {
+  it('prefixes each line with its priority when asked (JOURNAL_STREAM), and not otherwise', async () => {
+    const { Log } = await import('../../src/log.js');
+    const lines: string[] = [];
+    const j = new Log({ level: 7, format: 'text', write: (l) => lines.push(l), priorityPrefix: true });
+    j.log(3, 'exiting on signal 15');
+    j.log(6, '#1 ending session');
+    const plain = new Log({ level: 7, format: 'text', write: (l) => lines.push(l) });
+    plain.log(5, 'listening on 127.0.0.1 port 8021');
+    expect(lines).toEqual(['<3>exiting on signal 15\n', '<6>#1 ending session\n', 'listening on 127.0.0.1 port 8021\n']);
+  });
+});
