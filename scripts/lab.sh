@@ -9,7 +9,7 @@
 # The addresses and interface names are those of nftables-examples/, so the examples load as shipped.
 # Nothing is created in the root namespace; all traffic stays inside the lab. proftpd runs in <lab>-srv.
 #
-# usage: lab.sh up forward|reverse | down | ftpd-start | ftpd-stop | fw-load FILE |
+# usage: lab.sh up forward|reverse | down | ftpd-start | ftpd-stop | ftpd-restart [DIRECTIVE...] | fw-load FILE |
 #               get CLIENT MODE FILE [HOST [PORT]] | ns ROLE | status
 # env:   LAB=name (default ftpp), LAB_RUN=dir (default /dev/shm/$LAB), FAMILY=4|6 (for get)
 set -euo pipefail
@@ -125,6 +125,8 @@ DefaultRoot             ~
 AllowOverwrite          on
 TimeoutIdle             300
 EOF
+  # Directives a test adds (lab.sh ftpd-restart "MasqueradeAddress 203.0.113.99").
+  if [ -s "$RUN/proftpd.extra" ]; then cat "$RUN/proftpd.extra" >>"$RUN/proftpd.conf"; fi
 }
 
 ftpd_start() {
@@ -257,6 +259,11 @@ case $cmd in
   down) down ;;
   ftpd-start) ftpd_start ;;
   ftpd-stop) ftpd_stop ;;
+  ftpd-restart)
+    printf '%s\n' "$@" >"$RUN/proftpd.extra"
+    ftpd_stop
+    ftpd_start
+    ;;
   fw-load) fw_load "$@" ;;
   get) get "$@" ;;
   ns) case ${1:-} in cli) echo "$CLI" ;; fw) echo "$FW" ;; srv) echo "$SRV" ;; *) die "ns cli|fw|srv" ;; esac ;;

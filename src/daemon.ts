@@ -3,7 +3,6 @@
 import { lookup } from 'node:dns/promises';
 import { readdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
-import { networkInterfaces } from 'node:os';
 import { checkNumeric, type Config } from './config.js';
 import { StartupError } from './errors.js';
 import type { FirewallBackend } from './firewall/backend.js';
@@ -11,6 +10,7 @@ import { createBackend } from './firewall/choose.js';
 import { LOG_DEBUG, LOG_ERR, LOG_INFO, LOG_NOTICE, LOG_WARNING } from './levels.js';
 import type { Log } from './log.js';
 import { canonical, familyOf } from './net/address.js';
+import { isLocalAddress } from './net/local-addresses.js';
 import { type Endpoint, originalDestination, setTransparent } from './net/original-dst.js';
 import { resolvePort } from './net/services.js';
 import { Session } from './session.js';
@@ -70,13 +70,6 @@ function refuse(socket: Socket, reply: string): void {
   setTimeout(() => socket.destroy(), 2000).unref();
 }
 
-/** Is this one of the host's own addresses (for the self-loop check)? */
-function isLocalAddress(address: string): boolean {
-  if (/^127\./.test(address) || address === '::1' || address === '0.0.0.0' || address === '::') return true;
-  return Object.values(networkInterfaces())
-    .flat()
-    .some((i) => i && canonical(i.address) === address);
-}
 
 export class Daemon {
   private readonly servers: Server[] = [];
@@ -212,7 +205,10 @@ export class Daemon {
     }
     // A client that dialled the proxy itself (not intercepted) would make it connect to itself, again and
     // again (OpenBSD's XXX). In reverse mode a direct connection is the normal case.
-    if (!this.fixedServer && original.port === this.listenPort && isLocalAddress(original.address)) {
+    // Not redirected (the destination is the socket's own address) to our port, or dialled to one of
+    // this host's addresses on our port: either way the upstream connection would come back here.
+    const direct = original.address === canonical(socket.localAddress ?? '') && original.port === socket.localPort;
+    if (!this.fixedServer && original.port === this.listenPort && (direct || isLocalAddress(original.address))) {
       log.log(LOG_ERR, `#${id} refusing connection from ${client} to the proxy itself (${original.address} port ${original.port}): not intercepted`);
       refuse(socket, '421 This is a transparent FTP proxy; connect to an FTP server, not to the proxy.\r\n');
       return;

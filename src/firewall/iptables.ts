@@ -150,7 +150,8 @@ export class IptablesBackend implements FirewallBackend {
   /** iptables/ip6tables with the variant prefix: ("iptables-legacy", 6, "-restore") -> "ip6tables-legacy-restore". */
   private cmd(f: Fam, suffix = ''): string {
     const base = this.o.command ?? 'iptables';
-    return (f === 6 ? base.replace(/^iptables/, 'ip6tables') : base) + suffix;
+    // The basename changes: "/opt/x/iptables-legacy" -> "/opt/x/ip6tables-legacy".
+    return (f === 6 ? base.replace(/(^|\/)iptables([^/]*)$/, '$1ip6tables$2') : base) + suffix;
   }
 
   private async run(f: Fam, suffix: string, args: string[], input?: string): Promise<string> {

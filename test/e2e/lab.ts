@@ -2,7 +2,7 @@
 // as a real process in the firewall namespace, real clients in the client namespace. Everything a lab
 // creates is removed by down(), which the tests call in afterAll/afterEach even when they fail.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 
@@ -10,6 +10,7 @@ export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 export const LAB_SH = `${ROOT}scripts/lab.sh`;
 export const CLI = `${ROOT}dist/cli.js`;
 export const EXAMPLES = `${ROOT}nftables-examples/`;
+export const RAW = `${ROOT}test/helpers/ftp-raw.mjs`;
 
 const TOOLS: [string, string][] = [
   ['ip', 'iproute2'],
@@ -160,6 +161,35 @@ export class Lab {
     const c = spawn('ip', ['netns', 'exec', name, ...cmd], { stdio: ['ignore', 'pipe', 'pipe'] });
     this.extra.add(c);
     return c;
+  }
+
+  /** The raw FTP client (test/helpers/ftp-raw.mjs) in the client namespace; its JSON answer. */
+  async raw(args: string[], timeout = 60_000): Promise<Record<string, unknown>> {
+    const r = await this.exec('cli', [process.execPath, RAW, ...args], { reject: false, timeout });
+    const line = r.stdout.trim().split('\n').at(-1) ?? '';
+    try {
+      return JSON.parse(line) as Record<string, unknown>;
+    } catch {
+      throw new Error(`ftp-raw ${args.join(' ')}: ${r.stdout} ${r.stderr}`);
+    }
+  }
+
+  /** The raw client started in the background (for sessions held open, slow downloads). */
+  rawSpawn(args: string[]): ChildProcess {
+    return this.spawn('cli', [process.execPath, RAW, ...args]);
+  }
+
+  /** The lab's run directory (downloads, proftpd files). */
+  get runDir(): string {
+    return `/dev/shm/${this.name}`;
+  }
+
+  /** sha256 of a lab file as served. */
+  sha256(file: string): string {
+    const line = readFileSync(`${this.runDir}/sha256.txt`, 'utf8')
+      .split('\n')
+      .find((l) => l.endsWith(`  ${file}`));
+    return line?.split(' ')[0] ?? '';
   }
 
   /** Elements of the proxy's sets and maps in the firewall (0 when the table is absent). */
