@@ -1,5 +1,6 @@
 // The firewall behind one small interface, as OpenBSD's filter.c: the daemon says which single data
 // connection to admit and NAT; a backend (nftables, iptables, pf, or the in-memory fake) makes it so.
+import { readFileSync } from 'node:fs';
 import type { Family } from '../net/address.js';
 
 /**
@@ -137,12 +138,27 @@ export function parseTcClass(queue: string): string | null {
   return /^[0-9a-fA-F]{1,4}:[0-9a-fA-F]{1,4}$/.test(queue) ? queue.toLowerCase() : null;
 }
 
-/** Is a process alive? (A sweep removes what dead instances left.) */
-export function processAlive(pid: number): boolean {
+/**
+ * Is this pid a running ftp-proxy? (A sweep removes what dead instances left.) On Linux a killed process
+ * that nobody reaped yet (a zombie) is dead, and a pid now used by another program is not ours.
+ */
+export function processAlive(pid: number, read = (p: string): string => readFileSync(p, 'utf8')): boolean {
   try {
     process.kill(pid, 0);
-    return true;
   } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
+    if ((e as NodeJS.ErrnoException).code !== 'EPERM') return false;
+  }
+  let stat: string;
+  try {
+    stat = read(`/proc/${pid}/stat`);
+  } catch {
+    return true; // no /proc (OpenBSD): kill(2) is all we know
+  }
+  if (stat.replace(/^.*\) /, '').startsWith('Z')) return false;
+  try {
+    const cmdline = read(`/proc/${pid}/cmdline`).split('\0');
+    return cmdline.some((a) => /ftp-proxy|\/dist\/cli\.js$/.test(a));
+  } catch {
+    return false;
   }
 }

@@ -247,3 +247,17 @@ describe('NftablesBackend', () => {
     expect(r.scripts).toContain('delete element inet ftp-proxy instances { 100 }\n');
   });
 });
+
+describe('processAlive', () => {
+  it('a zombie is dead, another program on a reused pid is not ours, a running ftp-proxy is alive', async () => {
+    const { processAlive } = await import('../../src/firewall/backend.js');
+    const proc = (state: string, cmdline: string[]) => (p: string) =>
+      p.endsWith('/stat') ? `${process.pid} (node) ${state} 1 2 3` : `${cmdline.join('\0')}\0`;
+    const me = process.pid; // surely alive for kill(2)
+    expect(processAlive(me, proc('S', ['/usr/bin/node', '/opt/app/dist/cli.js', '-d']))).toBe(true);
+    expect(processAlive(me, proc('S', ['/usr/bin/node', '/usr/lib/node_modules/ftp-proxy/dist/cli.js']))).toBe(true);
+    expect(processAlive(me, proc('Z', ['/usr/bin/node', '/opt/app/dist/cli.js']))).toBe(false);
+    expect(processAlive(me, proc('S', ['/usr/sbin/sshd', '-D']))).toBe(false);
+    expect(processAlive(2 ** 22 + 1)).toBe(false); // above pid_max: no such process
+  });
+});
