@@ -234,6 +234,19 @@ export class Daemon {
     session.start();
   }
 
+  /**
+   * One line for SIGUSR2: sessions, sessions holding pinholes, memory. With node --expose-gc, after a
+   * full collection, so that two readings compare what is really kept.
+   */
+  statusLine(): string {
+    const gc = (globalThis as { gc?: () => void }).gc;
+    gc?.();
+    const m = process.memoryUsage();
+    const mib = (n: number): string => (n / 1048576).toFixed(1);
+    const withPinholes = [...this.sessions].filter((s) => s.holdsPinholes).length;
+    return `status: ${this.sessions.size} session(s), ${withPinholes} holding pinholes, rss ${mib(m.rss)} MiB, heap ${mib(m.heapUsed)} MiB${gc ? ' (after gc)' : ''}`;
+  }
+
   /** End every session (their pinholes go), then the firewall's objects; for SIGTERM and friends. */
   async stop(): Promise<void> {
     if (this.stopping) return;

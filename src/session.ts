@@ -82,6 +82,11 @@ export class Session {
     return this.ending !== null;
   }
 
+  /** Whether the firewall holds pinholes of this session. */
+  get holdsPinholes(): boolean {
+    return this.hasPinholes && !this.ended;
+  }
+
   start(): void {
     const { log } = this.o;
     this.client.on('error', (e) => this.onClientError(e));

@@ -148,8 +148,8 @@ export class Lab {
   }
 
   /** Start the proxy in the firewall namespace, in the foreground (-d), and wait until it listens. */
-  async proxy(args: string[], env: Record<string, string> = {}): Promise<ProxyProcess> {
-    const p = new ProxyProcess(this.fw, args, env);
+  async proxy(args: string[], env: Record<string, string> = {}, nodeArgs: string[] = []): Promise<ProxyProcess> {
+    const p = new ProxyProcess(this.fw, args, env, nodeArgs);
     this.procs.add(p);
     await p.waitFor(/listening on /, 10_000);
     return p;
@@ -245,9 +245,9 @@ export class ProxyProcess {
   exitCode: number | null = null;
   private readonly exited: Promise<number | null>;
 
-  constructor(ns: string, args: string[], env: Record<string, string>) {
+  constructor(ns: string, args: string[], env: Record<string, string>, nodeArgs: string[] = []) {
     // `ip netns exec` execs the command, so this pid is node's own.
-    this.child = spawn('ip', ['netns', 'exec', ns, process.execPath, CLI, '-d', ...args], {
+    this.child = spawn('ip', ['netns', 'exec', ns, process.execPath, ...nodeArgs, CLI, '-d', ...args], {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, ...env },
     });

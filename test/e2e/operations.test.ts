@@ -144,6 +144,8 @@ describe('forward lab, flags and operations', () => {
       expect(started.exitCode, started.stderr).toBe(0);
       const pid = Number(readFileSync(pidfile, 'utf8').trim());
       expect(process.kill(pid, 0)).toBe(true);
+      // The daemon process runs with V8's young generation kept small (see src/cli.ts).
+      expect(readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')).toContain('--max-semi-space-size=1');
       expect((await lab.get('curl', 'pasv')).ok).toBe(true);
       process.kill(pid, 'SIGHUP');
       const end = Date.now() + 5000;

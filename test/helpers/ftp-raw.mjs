@@ -12,8 +12,12 @@
 //   ftp-raw.mjs pasv-wait HOST SECONDS   PASV, wait, then one connection to the port it names
 //   ftp-raw.mjs greet HOST               the first reply (greeting or refusal), and whether it closed
 //   ftp-raw.mjs greet-many HOST N        N connections at once: how many got 220, 421, nothing
+//   ftp-raw.mjs load HOST SESSIONS TRANSFERS FILE:SHA256...
+//                                        concurrent sessions, each TRANSFERS downloads alternating
+//                                        passive (PASV) and active (PORT), every sha256 checked
 //   ftp-raw.mjs fuzz HOST SECONDS SEED   random and mutated lines over many sessions; PORT and EPRT
 //                                        arguments are always invalid, so no active pinhole may result
+import { createHash } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import net from 'node:net';
 
@@ -231,6 +235,64 @@ async function main() {
       out({ port, portReply, listReply, connections: seen });
       c.sock.destroy();
       srv.close();
+      return;
+    }
+    case 'load': {
+      const [sessions, transfers, ...files] = rest;
+      const wanted = files.map((f) => f.split(':'));
+      const result = { sessions: Number(sessions), transfers: 0, ok: 0, badSum: 0, failed: 0, errors: [] };
+      const t0 = Date.now();
+      const one = async (n) => {
+        let c;
+        try {
+          c = await Control.open(host);
+          if (!/^230/.test((await c.login()) ?? '')) throw new Error('login');
+          await c.cmd('TYPE I');
+          for (let i = 0; i < Number(transfers); i++) {
+            const [file, sum] = wanted[(n + i) % wanted.length];
+            const active = (n + i) % 2 === 1;
+            result.transfers++;
+            const hash = createHash('sha256');
+            let data;
+            if (active) {
+              const srv = net.createServer();
+              await new Promise((r) => srv.listen(0, '0.0.0.0', r));
+              const p = srv.address().port;
+              const accepted = new Promise((r) => srv.once('connection', r));
+              const local = c.sock.localAddress.replace(/^::ffff:/, '').split('.').join(',');
+              if (!/^200/.test((await c.cmd(`PORT ${local},${p >> 8},${p & 255}`)) ?? '')) throw new Error('PORT');
+              c.sock.write(`RETR ${file}\r\n`);
+              data = await Promise.race([accepted, new Promise((_, j) => setTimeout(() => j(new Error('no active data connection')), 20000).unref())]);
+              srv.close();
+            } else {
+              const hp = hostPort227(await c.cmd('PASV'));
+              if (!hp) throw new Error('PASV');
+              const d = await dial(hp.host, hp.port, 10000);
+              if (d.result !== 'connected') throw new Error(`data ${d.result}`);
+              data = d.sock;
+              c.sock.write(`RETR ${file}\r\n`);
+            }
+            await new Promise((resolve, reject) => {
+              data.on('data', (b) => hash.update(b));
+              data.on('end', resolve);
+              data.on('error', reject);
+            });
+            let r = await c.reply(20000);
+            if (/^1/.test(r ?? '')) r = await c.reply(20000);
+            if (!/^226/.test(r ?? '')) throw new Error(`RETR: ${r}`);
+            if (hash.digest('hex') === sum) result.ok++;
+            else result.badSum++;
+          }
+          await c.cmd('QUIT');
+        } catch (e) {
+          result.failed++;
+          if (result.errors.length < 5) result.errors.push(String(e.message ?? e));
+        } finally {
+          c?.sock.destroy();
+        }
+      };
+      await Promise.all(Array.from({ length: Number(sessions) }, (_, n) => one(n)));
+      out({ ...result, seconds: (Date.now() - t0) / 1000 });
       return;
     }
     case 'fuzz': {
