@@ -307,6 +307,7 @@ async function main() {
       const end = Date.now() + seconds * 1000;
       let sessions = 0;
       let bytes = 0;
+      const worker = async () => {
       while (Date.now() < end) {
         let c;
         try {
@@ -341,6 +342,8 @@ async function main() {
         }
         c.sock.destroy();
       }
+      };
+      await Promise.all(Array.from({ length: 8 }, worker)); // eight sessions at a time
       out({ sessions, bytes });
       return;
     }
