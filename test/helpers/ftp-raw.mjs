@@ -308,40 +308,40 @@ async function main() {
       let sessions = 0;
       let bytes = 0;
       const worker = async () => {
-      while (Date.now() < end) {
-        let c;
-        try {
-          c = await Control.open(host);
-        } catch {
-          continue;
-        }
-        sessions++;
-        const k = 5 + Math.floor(rnd() * 40);
-        for (let i = 0; i < k && !c.closed; i++) {
-          const w = words[Math.floor(rnd() * words.length)];
-          const pick = rnd();
-          let line;
-          if (pick < 0.3) line = Buffer.concat([Buffer.from(`${w} `), junk(), Buffer.from('\r\n')]);
-          // a first number of 256 or more: never a valid PORT
-          else if (pick < 0.5) line = Buffer.from(`${w} ${[256 + Math.floor(rnd() * 70000), ...Array.from({ length: 5 }, () => Math.floor(rnd() * 70000))].join(",")}\r\n`);
-          // an address octet of 256 or more: never a valid EPRT
-          else if (pick < 0.6) line = Buffer.from(`${w} |${Math.floor(rnd() * 4)}|${256 + Math.floor(rnd() * 300)}.1.2.3|${Math.floor(rnd() * 99999)}|\r\n`);
-          else if (pick < 0.65) line = Buffer.alloc(600, 0x41); // overlong, no newline
-          else if (pick < 0.7) line = Buffer.from(`${w}\0x\r\n`);
-          else if (pick < 0.75) line = Buffer.from([0xff, 0xf4, 0xff, 0xf2, ...Buffer.from(`${w}\r\n`)]);
-          else line = Buffer.from(`${w}\r\n`);
-          // split the line at random places, sometimes several in one write
-          let off = 0;
-          while (off < line.length) {
-            const n = 1 + Math.floor(rnd() * line.length);
-            c.sock.write(line.subarray(off, off + n));
-            off += n;
+        while (Date.now() < end) {
+          let c;
+          try {
+            c = await Control.open(host);
+          } catch {
+            continue;
           }
-          bytes += line.length;
-          if (rnd() < 0.5) await c.reply(200);
+          sessions++;
+          const k = 5 + Math.floor(rnd() * 40);
+          for (let i = 0; i < k && !c.closed; i++) {
+            const w = words[Math.floor(rnd() * words.length)];
+            const pick = rnd();
+            let line;
+            if (pick < 0.3) line = Buffer.concat([Buffer.from(`${w} `), junk(), Buffer.from('\r\n')]);
+            // a first number of 256 or more: never a valid PORT
+            else if (pick < 0.5) line = Buffer.from(`${w} ${[256 + Math.floor(rnd() * 70000), ...Array.from({ length: 5 }, () => Math.floor(rnd() * 70000))].join(",")}\r\n`);
+            // an address octet of 256 or more: never a valid EPRT
+            else if (pick < 0.6) line = Buffer.from(`${w} |${Math.floor(rnd() * 4)}|${256 + Math.floor(rnd() * 300)}.1.2.3|${Math.floor(rnd() * 99999)}|\r\n`);
+            else if (pick < 0.65) line = Buffer.alloc(600, 0x41); // overlong, no newline
+            else if (pick < 0.7) line = Buffer.from(`${w}\0x\r\n`);
+            else if (pick < 0.75) line = Buffer.from([0xff, 0xf4, 0xff, 0xf2, ...Buffer.from(`${w}\r\n`)]);
+            else line = Buffer.from(`${w}\r\n`);
+            // split the line at random places, sometimes several in one write
+            let off = 0;
+            while (off < line.length) {
+              const n = 1 + Math.floor(rnd() * line.length);
+              c.sock.write(line.subarray(off, off + n));
+              off += n;
+            }
+            bytes += line.length;
+            if (rnd() < 0.5) await c.reply(200);
+          }
+          c.sock.destroy();
         }
-        c.sock.destroy();
-      }
       };
       await Promise.all(Array.from({ length: 8 }, worker)); // eight sessions at a time
       out({ sessions, bytes });
