@@ -231,6 +231,7 @@ export class FtpControl {
     const parsed = verb === 'PORT' ? parsePortArg(arg) : parseEprtArg(arg);
     if (!parsed.ok) {
       out.push(this.log(LOG_CRIT, `bad port in '${vis(line)}'`));
+      // The reason is one of the parser's fixed texts, never the client's bytes.
       this.localReply(`501 Syntax error in ${verb} argument (${parsed.reason})\r\n`, out);
       return;
     }
@@ -338,8 +339,9 @@ export class FtpControl {
       this.passiveReply(code === '227' ? 'PASV' : 'EPSV', lines, overflow, out);
       return;
     }
-    if (code.startsWith('1')) return; // preliminary: the command still awaits its final reply
-    this.popServer();
+    // A preliminary reply leaves its command waiting for the final one, but a local reply queued behind
+    // a reply that has now ended may go.
+    if (!code.startsWith('1')) this.popServer();
     this.flushLocal(out);
   }
 
@@ -420,7 +422,8 @@ export function splitCommand(line: Buffer): { verb: string; arg: string } {
     else i += 2;
   }
   const text = line.subarray(i).toString('latin1').replace(/\r?\n$/, '');
-  const sp = text.indexOf(' ');
+  // RFC 959 separates with a space; some servers take a tab too, so a tab must not hide a USER from -A.
+  const sp = text.search(/[ \t]/);
   const verb = (sp === -1 ? text : text.slice(0, sp)).replace(/\r$/, '').toUpperCase();
   const arg = sp === -1 ? '' : text.slice(sp + 1).replace(/\r$/, '');
   return { verb, arg };

@@ -57,7 +57,7 @@ export function parseEprtArg(arg: string): Parsed<ExtendedHostPort> {
   // "|1|addr|port|" splits into ["", "1", "addr", "port", ""]
   if (fields.length !== 5 || fields[0] !== '' || fields[4] !== '') return fail('expected |af|address|port|');
   const [, af, address, portText] = fields as [string, string, string, string, string];
-  if (af !== '1' && af !== '2') return fail(`unsupported address family ${af}`);
+  if (af !== '1' && af !== '2') return fail('unsupported address family'); // not echoed: it is the client's text
   const family: Family = af === '1' ? 4 : 6;
   if (family === 4 ? !isIPv4(address) : !isIPv6(address)) return fail('bad address');
   const port = parsePortNumber(portText);

@@ -364,3 +364,29 @@ describe('bounded memory', () => {
     expect(over.at(-1)).toMatchObject({ type: 'close' });
   });
 });
+
+describe('found by the fuzz test', () => {
+  it('a 501 for a bad EPRT does not echo the client bytes', () => {
+    const m = loggedIn();
+    const out = m.clientLine(b(`EPRT |${'\xe9A\r'.repeat(100)}|1.2.3.4|5000|\r\n`));
+    const [reply] = toClient(out);
+    expect(reply).toBe('501 Syntax error in EPRT argument (unsupported address family)\r\n');
+  });
+
+  it('a local reply queued during a preliminary reply goes out when that reply ends', () => {
+    const m = machine();
+    m.serverLine(b('220 hi\r\n'));
+    expect(toClient(m.serverLine(b('150-unasked\r\n')))).toEqual(['150-unasked\r\n']);
+    expect(toClient(m.clientLine(b('AUTH TLS\r\n')))).toEqual([]);
+    expect(toClient(m.serverLine(b('150 end\r\n')))).toEqual(['150 end\r\n', '504 AUTH not supported through ftp-proxy, use plain FTP\r\n']);
+  });
+
+  it('-A: a tab after USER does not smuggle a login past the check', () => {
+    const m = machine({ anonymousOnly: true });
+    m.serverLine(b('220 hi\r\n'));
+    const out = m.clientLine(b('USER\tbob\r\n'));
+    expect(toServer(out)).toEqual([]);
+    expect(toClient(out)).toEqual(['500 Only anonymous FTP allowed\r\n']);
+    expect(toServer(m.clientLine(b('USER\tftp\r\n')))).toEqual(['USER\tftp\r\n']);
+  });
+});
