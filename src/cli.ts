@@ -169,7 +169,7 @@ async function run(config: Config, inChild: boolean): Promise<void> {
   const onSignal = (name: 'SIGHUP' | 'SIGINT' | 'SIGTERM'): void => {
     if (exiting) return;
     exiting = true;
-    log.log(LOG_ERR, `exiting on signal ${constants.signals[name]}`);
+    log.log(LOG_ERR, `exiting on signal ${constants.signals[name]}`, { event: 'exiting', signal: constants.signals[name] });
     // A firewall that hangs must not keep the daemon alive forever.
     setTimeout(() => process.exit(1), 15000).unref();
     void daemon.stop().finally(() => {
@@ -179,7 +179,7 @@ async function run(config: Config, inChild: boolean): Promise<void> {
     });
   };
   for (const s of ['SIGHUP', 'SIGINT', 'SIGTERM'] as const) process.on(s, () => onSignal(s));
-  process.on('SIGUSR2', () => log.log(LOG_NOTICE, daemon.statusLine()));
+  process.on('SIGUSR2', () => log.log(LOG_NOTICE, daemon.statusLine(), { event: 'status' }));
 }
 
 const outcome = parseCommandLine(process.argv.slice(2), version());

@@ -101,7 +101,7 @@ export class Daemon {
     for (const a of c.sourceAddresses) {
       const bad = checkNumeric('getaddrinfo: fixed proxy address', a, c.ipv6);
       if (bad) throw new StartupError(bad);
-      log.log(LOG_INFO, `using ${a} to connect to servers`);
+      log.log(LOG_INFO, `using ${a} to connect to servers`, { event: 'source-address', address: a });
     }
     if (c.fixedServer !== undefined) {
       const port = resolvePort(c.fixedServerPort);
@@ -115,7 +115,7 @@ export class Daemon {
       } catch (e) {
         throw new StartupError(`getaddrinfo: fixed server address ${c.fixedServer}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
       }
-      log.log(LOG_INFO, `using fixed server ${this.fixedServer.address}`);
+      log.log(LOG_INFO, `using fixed server ${this.fixedServer.address}`, { event: 'fixed-server', server: this.fixedServer.address });
     }
 
     const port = resolvePort(c.listenPort);
@@ -140,7 +140,11 @@ export class Daemon {
     // Running out of descriptors must become a spoken refusal, not connections closed unanswered.
     const budget = sessionCapacity();
     if (budget && budget.capacity < this.maxSessions) {
-      log.log(LOG_WARNING, `file descriptor limit ${budget.limit} holds only ${budget.capacity} sessions: refusing more than that (-m ${this.maxSessions})`);
+      log.log(LOG_WARNING, `file descriptor limit ${budget.limit} holds only ${budget.capacity} sessions: refusing more than that (-m ${this.maxSessions})`, {
+        event: 'fd-limit',
+        limit: budget.limit,
+        sessions: budget.capacity,
+      });
       this.maxSessions = budget.capacity;
     }
     if (budget) {
@@ -148,7 +152,7 @@ export class Daemon {
       // closes new connections itself (and says so through 'drop') before the descriptors run out.
       for (const srv of this.servers) srv.maxConnections = Math.max(1, Math.min(budget.capacity, this.maxSessions) * 2);
     }
-    for (const a of c.listenAddresses) log.log(LOG_NOTICE, `listening on ${a} port ${c.listenPort}`);
+    for (const a of c.listenAddresses) log.log(LOG_NOTICE, `listening on ${a} port ${c.listenPort}`, { event: 'listening', address: a, port: c.listenPort });
     this.o.onReady?.();
   }
 
@@ -158,7 +162,7 @@ export class Daemon {
       server.once('error', (e: NodeJS.ErrnoException) => reject(new StartupError(`bind: ${host} port ${port}: ${e.code ?? e.message}`)));
       server.listen({ host, port, backlog: 511 }, () => {
         server.removeAllListeners('error');
-        server.on('error', (e) => this.o.log.log(2, `accept() failed: ${e.message}`));
+        server.on('error', (e) => this.o.log.log(2, `accept() failed: ${e.message}`, { event: 'accept-failed' }));
         server.on('drop', () => this.dropped());
         resolve(server);
       });
@@ -177,7 +181,10 @@ export class Daemon {
     if (this.dropTimer) return;
     this.dropTimer = setTimeout(() => {
       this.dropTimer = null;
-      this.o.log.log(2, `accept() failed: out of file descriptors, ${this.droppedSince} connection(s) closed unanswered`);
+      this.o.log.log(2, `accept() failed: out of file descriptors, ${this.droppedSince} connection(s) closed unanswered`, {
+        event: 'accept-failed',
+        dropped: this.droppedSince,
+      });
       this.droppedSince = 0;
     }, 1000);
     this.dropTimer.unref();
@@ -191,15 +198,15 @@ export class Daemon {
       return;
     }
     if (this.sessions.size >= this.maxSessions) {
-      log.log(LOG_ERR, `client limit (${this.maxSessions}) reached, refusing connection from ${client}`);
+      log.log(LOG_ERR, `client limit (${this.maxSessions}) reached, refusing connection from ${client}`, { event: 'client-limit', client });
       refuse(socket, `421 Too many connections (client limit ${this.maxSessions} reached), try again later.\r\n`);
       return;
     }
     const id = this.nextId++;
-    log.log(LOG_DEBUG, `#${id} accepted connection from ${client}`);
+    log.log(LOG_DEBUG, `#${id} accepted connection from ${client}`, { event: 'accepted', session: id, client });
     const original = originalDestination(socket);
     if (!original) {
-      log.log(2, `#${id} getsockname failed: no local address`);
+      log.log(2, `#${id} getsockname failed: no local address`, { event: 'getsockname-failed', session: id, client });
       socket.destroy();
       return;
     }
@@ -209,7 +216,11 @@ export class Daemon {
     // this host's addresses on our port: either way the upstream connection would come back here.
     const direct = original.address === canonical(socket.localAddress ?? '') && original.port === socket.localPort;
     if (!this.fixedServer && original.port === this.listenPort && (direct || isLocalAddress(original.address))) {
-      log.log(LOG_ERR, `#${id} refusing connection from ${client} to the proxy itself (${original.address} port ${original.port}): not intercepted`);
+      log.log(LOG_ERR, `#${id} refusing connection from ${client} to the proxy itself (${original.address} port ${original.port}): not intercepted`, {
+        event: 'self-loop',
+        session: id,
+        client,
+      });
       refuse(socket, '421 This is a transparent FTP proxy; connect to an FTP server, not to the proxy.\r\n');
       return;
     }
@@ -256,7 +267,7 @@ export class Daemon {
     try {
       await this.firewall?.close();
     } catch (e) {
-      this.o.log.log(LOG_ERR, `${this.firewall?.name} cleanup failed: ${e instanceof Error ? e.message : String(e)}`);
+      this.o.log.log(LOG_ERR, `${this.firewall?.name} cleanup failed: ${e instanceof Error ? e.message : String(e)}`, { event: 'cleanup-failed' });
     }
   }
 }

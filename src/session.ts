@@ -8,12 +8,13 @@ import {
   type FirewallBackend,
   type Owner,
   passivePinhole,
+  type Pinhole,
   PinholeConflict,
   randomProxyPort,
   type SessionEnds,
 } from './firewall/backend.js';
-import { LOG_CRIT, LOG_DEBUG, LOG_ERR, LOG_INFO, LOG_NOTICE } from './levels.js';
-import type { Log } from './log.js';
+import { type Level, LOG_CRIT, LOG_DEBUG, LOG_ERR, LOG_INFO, LOG_NOTICE } from './levels.js';
+import type { Fields, Log } from './log.js';
 import { canonical, type Family, familyOf } from './net/address.js';
 import { type Endpoint, rdomains } from './net/original-dst.js';
 
@@ -48,6 +49,12 @@ export interface SessionOptions {
 
 type EndReason = string;
 
+/** "C -> OS:pp => S:p from P", the pinhole in one line. */
+export function describePinhole(p: Pinhole): string {
+  const port = (a: string, n: number): string => (a.includes(':') ? `[${a}]:${n}` : `${a}:${n}`);
+  return `${p.from} -> ${port(p.to, p.toPort)} => ${port(p.rdrTo, p.rdrPort)} from ${p.natPort ? port(p.natFrom, p.natPort) : p.natFrom}`;
+}
+
 export class Session {
   readonly id: number;
   private readonly owner: Owner;
@@ -65,6 +72,8 @@ export class Session {
   private fw: Promise<unknown> = Promise.resolve();
   private ending: Promise<void> | null = null;
   private hasPinholes = false;
+  /** The pinhole the last negotiation installed, for the JSON log. */
+  private lastPinhole = '';
   /** OpenBSD routing domains for pf rules; null elsewhere. */
   private readonly rdomains: { client: number; proxy: number } | null;
 
@@ -76,6 +85,16 @@ export class Session {
     this.owner = { pid: o.pid, session: o.id };
     this.clientAddress = canonical(client.remoteAddress ?? '');
     this.rdomains = process.platform === 'openbsd' ? rdomains(client) : null;
+  }
+
+  /** What every JSON log line of this session carries. */
+  private fields(event: string): Fields {
+    return { event, session: this.id, client: this.clientAddress, server: this.o.server.address };
+  }
+
+  /** A log line of this session: "#id message" in text, the fields too in JSON. */
+  private ev(level: Level, event: string, message: string, extra: Fields = {}): void {
+    this.o.log.log(level, `#${this.id} ${message}`, { ...this.fields(event), ...extra });
   }
 
   get ended(): boolean {
@@ -92,7 +111,7 @@ export class Session {
     this.client.on('error', (e) => this.onClientError(e));
     this.client.on('end', () => {
       if (this.ended) return;
-      log.log(LOG_INFO, `#${this.id} client close`);
+      this.ev(LOG_INFO, 'client-close', 'client close');
       void this.end('client close');
     });
     this.client.on('close', () => void this.end('client gone'));
@@ -106,14 +125,14 @@ export class Session {
     up.setNoDelay(true);
     this.client.setNoDelay(true);
     this.bannerTimer = setTimeout(() => {
-      log.log(LOG_NOTICE, `#${this.id} server timeout`);
+      this.ev(LOG_NOTICE, 'server-timeout', 'server timeout');
       this.refuse('421 Service not available: the server did not answer, closing control connection.\r\n', 'server timeout');
     }, (this.o.bannerTimeout ?? BANNER_TIMEOUT) * 1000);
     up.once('connect', () => this.onConnected(up));
     up.on('error', (e) => this.onServerError(e));
     up.on('end', () => {
       if (this.ended) return;
-      log.log(LOG_INFO, `#${this.id} server close`);
+      this.ev(LOG_INFO, 'server-close', 'server close');
       void this.end('server close');
     });
     up.on('close', () => void this.end('server gone'));
@@ -125,10 +144,11 @@ export class Session {
     const serverFamily = familyOf(canonical(up.remoteAddress ?? this.o.server.address)) ?? 4;
     const clientFamily: Family = familyOf(this.o.original.address) ?? 4;
     const { count, max } = this.o.counts();
-    this.o.log.log(
-      LOG_INFO,
-      `#${this.id} FTP session ${count}/${max} started: client ${this.clientAddress} to server ${this.o.server.address} via proxy ${proxy}`,
-    );
+    this.ev(LOG_INFO, 'session-start', `FTP session ${count}/${max} started: client ${this.clientAddress} to server ${this.o.server.address} via proxy ${proxy}`, {
+      proxy,
+      originalServer: this.o.original.address,
+      sessions: count,
+    });
     up.setKeepAlive(true);
     this.client.setKeepAlive(true);
     this.control = new FtpControl(
@@ -188,7 +208,11 @@ export class Session {
           if (!this.client.write(a.data) && this.upstream) this.backpressure(this.upstream, this.client);
           break;
         case 'log':
-          this.o.log.log(a.level, a.message);
+          this.o.log.log(a.level, a.message, {
+            ...this.fields(a.event),
+            ...a.fields,
+            ...((a.event === 'active' || a.event === 'passive') && this.lastPinhole ? { pinhole: this.lastPinhole } : {}),
+          });
           break;
         case 'negotiate':
           this.negotiate(a.id, a.negotiation);
@@ -233,6 +257,7 @@ export class Session {
         try {
           await this.o.firewall.replace(this.owner, [pinhole]);
           this.hasPinholes = true;
+          this.lastPinhole = describePinhole(pinhole);
           return { ok: true, proxyPort: pp };
         } catch (e) {
           last = e instanceof Error ? e.message : String(e);
@@ -258,12 +283,12 @@ export class Session {
       if (this.ended) return;
       const now = Date.now();
       if (now - this.lastClientRead >= t) {
-        this.o.log.log(LOG_ERR, `#${this.id} client timeout`);
+        this.ev(LOG_ERR, 'client-timeout', 'client timeout');
         void this.end('client timeout');
         return;
       }
       if (now - this.lastServerRead >= t) {
-        this.o.log.log(LOG_NOTICE, `#${this.id} server timeout`);
+        this.ev(LOG_NOTICE, 'server-timeout', 'server timeout');
         void this.end('server timeout');
         return;
       }
@@ -275,8 +300,8 @@ export class Session {
 
   private onClientError(e: Error): void {
     if (this.ended) return;
-    this.o.log.log(LOG_ERR, `#${this.id} client reset connection`);
-    this.o.log.log(LOG_DEBUG, `#${this.id} client error: ${e.message}`);
+    this.ev(LOG_ERR, 'client-reset', 'client reset connection');
+    this.ev(LOG_DEBUG, 'client-error', `client error: ${e.message}`);
     void this.end('client reset connection');
   }
 
@@ -285,16 +310,16 @@ export class Session {
     const { log } = this.o;
     if (!this.control) {
       if (e.syscall === 'bind') {
-        log.log(LOG_CRIT, `#${this.id} cannot bind fixed proxy address: ${e.message}`);
+        this.ev(LOG_CRIT, 'bind-failed', `cannot bind fixed proxy address: ${e.message}`);
       } else if (e.code === 'ECONNREFUSED') {
-        log.log(LOG_ERR, `#${this.id} server refused connection`);
+        this.ev(LOG_ERR, 'server-refused', 'server refused connection');
       } else {
-        log.log(LOG_CRIT, `#${this.id} proxy cannot connect to server ${this.o.server.address}: ${e.code ?? e.message}`);
+        this.ev(LOG_CRIT, 'server-unreachable', `proxy cannot connect to server ${this.o.server.address}: ${e.code ?? e.message}`);
       }
       this.refuse('421 Service not available: cannot connect to the server, closing control connection.\r\n', 'connect failed');
       return;
     }
-    log.log(LOG_ERR, `#${this.id} server reset connection`);
+    this.ev(LOG_ERR, 'server-reset', 'server reset connection');
     void this.end('server reset connection');
   }
 
@@ -313,7 +338,7 @@ export class Session {
   }
 
   private async doEnd(_reason: EndReason): Promise<void> {
-    this.o.log.log(LOG_INFO, `#${this.id} ending session`);
+    this.ev(LOG_INFO, 'session-end', 'ending session', { reason: _reason });
     if (this.bannerTimer) clearTimeout(this.bannerTimer);
     if (this.idleTimer) clearTimeout(this.idleTimer);
     for (const s of [this.client, this.upstream]) {
@@ -329,7 +354,7 @@ export class Session {
       await this.fw; // a negotiation still in flight must land before it can be removed
       if (this.hasPinholes) await this.o.firewall.clear(this.owner);
     } catch (e) {
-      this.o.log.log(LOG_ERR, `#${this.id} ${this.o.firewall.name} rule removal failed: ${e instanceof Error ? e.message : String(e)}`);
+      this.ev(LOG_ERR, 'removal-failed', `${this.o.firewall.name} rule removal failed: ${e instanceof Error ? e.message : String(e)}`);
     } finally {
       this.o.onEnd(this);
     }

@@ -53,6 +53,8 @@ export type Negotiation =
   | { kind: 'passive'; command: 'PASV' | 'EPSV'; serverPort: number }
   | { kind: 'active'; command: 'PORT' | 'EPRT'; clientPort: number };
 
+export type LogFields = Record<string, string | number>;
+
 export type NegotiationResult = { ok: true; proxyPort: number } | { ok: false; error: string };
 
 export type Action =
@@ -60,7 +62,8 @@ export type Action =
   | { type: 'toClient'; data: Buffer }
   /** Install the pinhole for this negotiation, then call negotiationDone(id, result). */
   | { type: 'negotiate'; id: number; negotiation: Negotiation }
-  | { type: 'log'; level: Level; message: string }
+  /** `event` and `fields` are for --log-format json; the text format prints only the message. */
+  | { type: 'log'; level: Level; message: string; event: string; fields?: LogFields }
   /** End the session (after flushing what was sent). */
   | { type: 'close'; reason: string };
 
@@ -145,7 +148,7 @@ export class FtpControl {
         ? '421 Command line too long or not clean, closing control connection.\r\n'
         : '421 Server reply too long or not clean, closing control connection.\r\n';
     return [
-      this.log(LOG_ERR, `${what} too long or not clean`),
+      this.log(LOG_ERR, `${what} too long or not clean`, 'line-refused', { side, error }),
       { type: 'toClient', data: Buffer.from(reply) },
       { type: 'close', reason: `${what} ${error === 'nul' ? 'contains NUL' : 'too long'}` },
     ];
@@ -173,10 +176,10 @@ export class FtpControl {
   // ---- client -> server ----
 
   private processClientLine(line: Buffer, out: Action[]): void {
-    if (this.opts.debug) out.push(this.log(LOG_DEBUG, `client: ${vis(line)}`));
+    if (this.opts.debug) out.push(this.log(LOG_DEBUG, `client: ${vis(line)}`, 'client-line'));
     if (this.fifo.length >= MAX_PENDING) {
       this.closed = true;
-      out.push(this.log(LOG_ERR, `too many pipelined commands (${MAX_PENDING} without a reply)`));
+      out.push(this.log(LOG_ERR, `too many pipelined commands (${MAX_PENDING} without a reply)`, 'pipeline-limit'));
       out.push({ type: 'toClient', data: Buffer.from('421 Too many commands without a reply, closing control connection.\r\n') });
       out.push({ type: 'close', reason: 'too many pipelined commands' });
       return;
@@ -219,7 +222,7 @@ export class FtpControl {
     }
     if ((verb === 'PASV' || verb === 'PORT') && this.addr.clientFamily === 6) {
       // OpenBSD's text exactly, which it logs without a session id.
-      out.push({ type: 'log', level: LOG_CRIT, message: 'PASV and PORT not allowed with IPv6' });
+      out.push({ type: 'log', level: LOG_CRIT, message: 'PASV and PORT not allowed with IPv6', event: 'ipv6-refused', fields: { command: verb } });
       this.localReply(`502 ${verb} not allowed with IPv6, use ${verb === 'PASV' ? 'EPSV' : 'EPRT'}\r\n`, out);
       return true;
     }
@@ -230,13 +233,13 @@ export class FtpControl {
     if (this.refuseFamily(verb, out)) return;
     const parsed = verb === 'PORT' ? parsePortArg(arg) : parseEprtArg(arg);
     if (!parsed.ok) {
-      out.push(this.log(LOG_CRIT, `bad port in '${vis(line)}'`));
+      out.push(this.log(LOG_CRIT, `bad port in '${vis(line)}'`, 'bad-port', { command: verb }));
       // The reason is one of the parser's fixed texts, never the client's bytes.
       this.localReply(`501 Syntax error in ${verb} argument (${parsed.reason})\r\n`, out);
       return;
     }
     if (parsed.value.port < MIN_DATA_PORT) {
-      out.push(this.log(LOG_CRIT, `bad port in '${vis(line)}'`));
+      out.push(this.log(LOG_CRIT, `bad port in '${vis(line)}'`, 'bad-port', { command: verb, port: parsed.value.port }));
       this.localReply(`500 Illegal ${verb} command: ports below ${MIN_DATA_PORT} are refused\r\n`, out);
       return;
     }
@@ -247,7 +250,7 @@ export class FtpControl {
 
   private finishActive(n: Extract<Negotiation, { kind: 'active' }>, result: NegotiationResult, out: Action[]): void {
     if (!result.ok) {
-      out.push(this.log(LOG_CRIT, `${this.opts.firewallName} operation failed: ${result.error}`));
+      out.push(this.log(LOG_CRIT, `${this.opts.firewallName} operation failed: ${result.error}`, 'firewall-failed', { command: n.command }));
       this.localReply(`425 Can't open data connection: the firewall refused the ${n.command} pinhole\r\n`, out);
       return;
     }
@@ -255,8 +258,14 @@ export class FtpControl {
       n.command === 'PORT'
         ? formatPort(this.addr.proxy, result.proxyPort)
         : formatEprt(this.addr.serverFamily, this.addr.proxy, result.proxyPort);
-    out.push(this.log(LOG_INFO, `active: server to client port ${n.clientPort} via port ${result.proxyPort}`));
-    if (this.opts.debug) out.push(this.log(LOG_DEBUG, `proxy: ${vis(line)}`));
+    out.push(
+      this.log(LOG_INFO, `active: server to client port ${n.clientPort} via port ${result.proxyPort}`, 'active', {
+        command: n.command,
+        clientPort: n.clientPort,
+        proxyPort: result.proxyPort,
+      }),
+    );
+    if (this.opts.debug) out.push(this.log(LOG_DEBUG, `proxy: ${vis(line)}`, 'proxy-line'));
     this.toServer(Buffer.from(line), n.command, out);
   }
 
@@ -267,7 +276,7 @@ export class FtpControl {
 
   /** A reply the proxy makes itself; it reaches the client after the replies still owed before it. */
   private localReply(text: string, out: Action[]): void {
-    if (this.opts.debug) out.push(this.log(LOG_DEBUG, `proxy: ${vis(text)}`));
+    if (this.opts.debug) out.push(this.log(LOG_DEBUG, `proxy: ${vis(text)}`, 'proxy-line'));
     this.fifo.push({ kind: 'local', data: Buffer.from(text) });
     this.flushLocal(out);
   }
@@ -291,7 +300,7 @@ export class FtpControl {
   // ---- server -> client ----
 
   private processServerLine(line: Buffer, out: Action[]): void {
-    if (this.opts.debug) out.push(this.log(LOG_DEBUG, `server: ${vis(line)}`));
+    if (this.opts.debug) out.push(this.log(LOG_DEBUG, `server: ${vis(line)}`, 'server-line'));
     const text = line.toString('latin1');
     if (this.replyCode !== null) {
       const code = this.replyCode;
@@ -363,7 +372,7 @@ export class FtpControl {
       }
     }
     if (port === null || port < MIN_DATA_PORT) {
-      out.push(this.log(LOG_CRIT, `bad port in '${vis(text)}'`));
+      out.push(this.log(LOG_CRIT, `bad port in '${vis(text)}'`, 'bad-port', { command }));
       this.replaceReply(`425 Can't open data connection: the server's ${command} reply was refused by the proxy\r\n`, out);
       return;
     }
@@ -374,18 +383,24 @@ export class FtpControl {
 
   private finishPassive(n: Extract<Negotiation, { kind: 'passive' }>, result: NegotiationResult, out: Action[]): void {
     if (!result.ok) {
-      out.push(this.log(LOG_CRIT, `${this.opts.firewallName} operation failed: ${result.error}`));
+      out.push(this.log(LOG_CRIT, `${this.opts.firewallName} operation failed: ${result.error}`, 'firewall-failed', { command: n.command }));
       this.replaceReply(`425 Can't open data connection: the firewall refused the ${n.command} pinhole\r\n`, out);
       return;
     }
     const line = n.command === 'PASV' ? format227(this.addr.originalServer, result.proxyPort) : format229(result.proxyPort);
-    out.push(this.log(LOG_INFO, `passive: client to server port ${n.serverPort} via port ${result.proxyPort}`));
+    out.push(
+      this.log(LOG_INFO, `passive: client to server port ${n.serverPort} via port ${result.proxyPort}`, 'passive', {
+        command: n.command,
+        serverPort: n.serverPort,
+        proxyPort: result.proxyPort,
+      }),
+    );
     this.replaceReply(line, out);
   }
 
   /** Send `text` in place of the held server reply and complete its command. */
   private replaceReply(text: string, out: Action[]): void {
-    if (this.opts.debug) out.push(this.log(LOG_DEBUG, `proxy: ${vis(text)}`));
+    if (this.opts.debug) out.push(this.log(LOG_DEBUG, `proxy: ${vis(text)}`, 'proxy-line'));
     out.push({ type: 'toClient', data: Buffer.from(text) });
     this.popServer();
     this.flushLocal(out);
@@ -399,8 +414,10 @@ export class FtpControl {
     }
   }
 
-  private log(level: Level, message: string): Action {
-    return { type: 'log', level, message: `#${this.id} ${message}` };
+  private log(level: Level, message: string, event: string, fields?: LogFields): Action {
+    const a: Action = { type: 'log', level, message: `#${this.id} ${message}`, event };
+    if (fields) a.fields = fields;
+    return a;
   }
 }
 

@@ -30,7 +30,10 @@ const text = (a: Action): string => ('data' in a ? a.data.toString('latin1') : '
 const toServer = (as: Action[]): string[] => as.filter((a) => a.type === 'toServer').map(text);
 const toClient = (as: Action[]): string[] => as.filter((a) => a.type === 'toClient').map(text);
 const negotiations = (as: Action[]) => as.filter((a): a is Extract<Action, { type: 'negotiate' }> => a.type === 'negotiate');
-const logs = (as: Action[]) => as.filter((a): a is Extract<Action, { type: 'log' }> => a.type === 'log');
+type LogAction = Extract<Action, { type: 'log' }>;
+const logActions = (as: Action[]) => as.filter((a): a is LogAction => a.type === 'log');
+/** Log actions as the text format sees them (the JSON events are checked on their own below). */
+const logs = (as: Action[]) => logActions(as).map(({ type, level, message }) => ({ type, level, message }));
 
 /** A machine past the greeting and login, so the command FIFO is empty. */
 function loggedIn(opts: Partial<ControlOptions> = {}, addr: SessionAddresses = V4): FtpControl {
@@ -388,5 +391,23 @@ describe('found by the fuzz test', () => {
     expect(toServer(out)).toEqual([]);
     expect(toClient(out)).toEqual(['500 Only anonymous FTP allowed\r\n']);
     expect(toServer(m.clientLine(b('USER\tftp\r\n')))).toEqual(['USER\tftp\r\n']);
+  });
+});
+
+describe('log events for --log-format json', () => {
+  it('negotiations, refusals and lines carry an event name and their fields', () => {
+    const m = loggedIn({ debug: true });
+    const [n] = negotiations(m.clientLine(b('PORT 192,168,1,10,156,187\r\n')));
+    const done = logActions(m.negotiationDone(n!.id, { ok: true, proxyPort: 55555 }));
+    expect(done.find((a) => a.event === 'active')?.fields).toEqual({ command: 'PORT', clientPort: 40123, proxyPort: 55555 });
+    expect(done.map((a) => a.event)).toContain('proxy-line');
+    m.serverLine(b('200 PORT ok\r\n'));
+    m.clientLine(b('EPSV\r\n'));
+    const [p] = negotiations(m.serverLine(b('229 (|||50000|)\r\n')));
+    const pd = logActions(m.negotiationDone(p!.id, { ok: true, proxyPort: 61000 }));
+    expect(pd.find((a) => a.event === 'passive')?.fields).toEqual({ command: 'EPSV', serverPort: 50000, proxyPort: 61000 });
+    const bad = logActions(m.clientLine(b('PORT 1,2,3,4,0,21\r\n')));
+    expect(bad.find((a) => a.event === 'bad-port')?.fields).toEqual({ command: 'PORT', port: 21 });
+    expect(logActions(m.clientLine(b('NOOP\r\n')))[0]?.event).toBe('client-line');
   });
 });

@@ -8,7 +8,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { parseCommandLine, type Config } from '../../src/config.js';
 import { Daemon } from '../../src/daemon.js';
 import { FakeFirewall } from '../../src/firewall/fake.js';
-import { memoryLog } from '../../src/log.js';
+import { Log, memoryLog } from '../../src/log.js';
 import { LineClient, scriptedServer, type ScriptedServer } from '../helpers/ftp-peers.js';
 
 async function freePort(host: string): Promise<number> {
@@ -39,12 +39,16 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
-async function rig(extra: string[] = [], opts: { greeting?: string | null; bannerTimeout?: number; serverPort?: number; random?: () => number } = {}): Promise<Rig> {
+async function rig(
+  extra: string[] = [],
+  opts: { greeting?: string | null; bannerTimeout?: number; serverPort?: number; random?: () => number; json?: boolean } = {},
+): Promise<Rig> {
   const server = await scriptedServer(opts.greeting === undefined ? {} : { greeting: opts.greeting }, '127.0.0.3');
   cleanups.push(() => server.close());
   const port = await freePort('127.0.0.2');
   const fw = new FakeFirewall();
-  const { log, lines } = memoryLog(7);
+  const { log: textLog, lines } = memoryLog(7);
+  const log = opts.json ? new Log({ level: 7, format: 'json', write: (l) => lines.push(l.trimEnd()) }) : textLog;
   const cfg = config(['-d', '-D', '7', '-b', '127.0.0.2', '-p', String(port), '-a', '127.0.0.5', '-R', '127.0.0.3', '-P', String(opts.serverPort ?? server.port), ...extra]);
   const daemon = new Daemon({
     config: cfg,
@@ -288,5 +292,33 @@ describe('descriptor budget', () => {
     expect(sessionCapacity(limits('40'), () => 24)).toEqual({ limit: 40, capacity: 1 });
     expect(sessionCapacity(limits('unlimited'), () => 24)).toBeNull();
     expect(sessionCapacity(() => { throw new Error('no /proc'); })).toBeNull();
+  });
+});
+
+describe('--log-format json', () => {
+  it('writes one JSON object per event with session, client, server, event and pinhole fields', async () => {
+    const r = await rig([], { json: true });
+    const c = await clientFrom4(r.port);
+    await login(c);
+    c.send('PASV\r\n');
+    await c.next();
+    c.send('QUIT\r\n');
+    await c.waitClosed();
+    await until(() => r.fw.live.size === 0);
+    const events = r.lines.map((l) => JSON.parse(l) as Record<string, unknown>);
+    const by = (e: string) => events.filter((x) => x.event === e);
+    for (const e of events) {
+      expect(typeof e.level).toBe('string');
+      expect(typeof e.time).toBe('string');
+      expect(e.pid).toBe(process.pid);
+      expect(typeof e.msg).toBe('string');
+    }
+    expect(by('listening')[0]).toMatchObject({ level: 'notice', address: '127.0.0.2' });
+    expect(by('session-start')[0]).toMatchObject({ level: 'info', session: 1, client: '127.0.0.4', server: '127.0.0.3', proxy: '127.0.0.5' });
+    const passive = by('passive')[0]!;
+    expect(passive).toMatchObject({ level: 'info', session: 1, client: '127.0.0.4', server: '127.0.0.3', command: 'PASV', serverPort: 50000 });
+    expect(passive.pinhole).toMatch(/^127\.0\.0\.4 -> 127\.0\.0\.2:\d+ => 127\.0\.0\.3:50000 from 127\.0\.0\.5$/);
+    expect(by('client-line').map((e) => e.msg)).toContain('#1 client: PASV\\r\\n');
+    expect(by('session-end')[0]).toMatchObject({ session: 1 });
   });
 });
