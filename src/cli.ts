@@ -4,12 +4,15 @@ import { spawn } from 'node:child_process';
 import { chownSync, closeSync, existsSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
 import { constants } from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { type Config, parseCommandLine } from './config.js';
+import { type Config, parseArgv, type StatusCommand } from './config.js';
 import { Daemon, removePidfile, writePidfile } from './daemon.js';
 import { StartupError } from './errors.js';
+import { type BackendName, checkLinuxRuleOptions, detectBackend, hostProbe, ruleOptions } from './firewall/choose.js';
 import { LOG_CRIT, LOG_ERR, LOG_INFO, LOG_NOTICE } from './levels.js';
 import { Log } from './log.js';
 import { resolvePort } from './net/services.js';
+import { formatStatus, readStatus } from './status.js';
+import { printRules } from './print-rules.js';
 import { CAP_NET_ADMIN, CAP_NET_BIND_SERVICE, capMask, effectiveCaps, lookupUser, setprivArgs } from './privileges.js';
 
 /** Set in the environment of the re-spawned daemon process; its fd 3 reports start-up to the parent. */
@@ -182,11 +185,41 @@ async function run(config: Config, inChild: boolean): Promise<void> {
   process.on('SIGUSR2', () => log.log(LOG_NOTICE, daemon.statusLine(), { event: 'status' }));
 }
 
-const outcome = parseCommandLine(process.argv.slice(2), version());
+/** --print-rules: the backend asked for, or the one this host would use (nftables when none answers). */
+async function printRulesAndExit(c: Config): Promise<never> {
+  try {
+    let name: BackendName;
+    if (c.backend !== 'auto') name = c.backend;
+    else name = await detectBackend(hostProbe()).then((d) => d.name, () => (process.platform === 'openbsd' ? 'pf' : 'nftables'));
+    if (name !== 'pf') checkLinuxRuleOptions(c);
+    process.stdout.write(printRules(c, name, ruleOptions(c)));
+    process.exit(0);
+  } catch (e) {
+    process.stderr.write(`ftp-proxy: ${e instanceof Error ? e.message : String(e)}\n`);
+    process.exit(1);
+  }
+}
+
+async function statusAndExit(s: StatusCommand): Promise<never> {
+  try {
+    const st = await readStatus(s.backend);
+    process.stdout.write(s.json ? `${JSON.stringify(st, null, 2)}\n` : formatStatus(st));
+    process.exit(0);
+  } catch (e) {
+    process.stderr.write(`ftp-proxy status: ${e instanceof Error ? e.message : String(e)}\n`);
+    process.exit(1);
+  }
+}
+
+const outcome = parseArgv(process.argv.slice(2), version());
 if ('exit' in outcome) {
   if (outcome.stdout) process.stdout.write(outcome.stdout);
   if (outcome.stderr) process.stderr.write(outcome.stderr);
   process.exit(outcome.exit);
+} else if ('status' in outcome) {
+  void statusAndExit(outcome.status);
+} else if (outcome.config.printRules) {
+  void printRulesAndExit(outcome.config);
 } else {
   const c = outcome.config;
   const inChild = process.env[DAEMON_ENV] === '1';

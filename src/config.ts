@@ -60,9 +60,26 @@ export interface Config {
   pinholeTimeout: number;
   /** Run as this user, keeping only CAP_NET_ADMIN (Linux). */
   user?: string;
+  /** --print-rules: print what a negotiation would install with these flags, change nothing, exit. */
+  printRules: boolean;
 }
 
-export type ParseOutcome = { config: Config } | { exit: number; stdout?: string; stderr?: string };
+/** `ftp-proxy status`: read the firewall, list sessions and pinholes. */
+export interface StatusCommand {
+  backend: BackendChoice;
+  json: boolean;
+}
+
+export type Exit = { exit: number; stdout?: string; stderr?: string };
+export type ParseOutcome = { config: Config } | Exit;
+/** What the command line asks for: the daemon (or --print-rules), `status`, or an exit. */
+export type CommandOutcome = ParseOutcome | { status: StatusCommand };
+
+export function parseArgv(argv: string[], version = '0.0.0'): CommandOutcome {
+  return argv[0] === 'status' ? parseStatus(argv.slice(1)) : parseCommandLine(argv, version);
+}
+
+export const STATUS_USAGE = 'usage: ftp-proxy status [--backend auto|nftables|iptables|pf] [--json]\n';
 
 /** Long options that take a value; everything else starting with "--" is a switch. */
 const LONG_WITH_VALUE = new Set(['backend', 'pidfile', 'log-format', 'pinhole-timeout', 'user']);
@@ -95,11 +112,44 @@ Our options:
                           nftables and iptables: pf rules stay until replaced)
   --user NAME             Linux: run as NAME with only CAP_NET_ADMIN (and
                           CAP_NET_BIND_SERVICE for a listen port below 1024)
+  --print-rules           print the firewall rules a passive and an active
+                          negotiation would install with the other flags given
+                          (example addresses), change nothing, exit
   --help                  this text
   --version               the version
 
+Commands:
+  ftp-proxy status [--backend NAME] [--json]
+                          the live sessions and pinholes, read from the firewall
+
 See ftp-proxy(8).
 `;
+
+/** `ftp-proxy status ...` (argv after "status"). */
+export function parseStatus(argv: string[]): { status: StatusCommand } | Exit {
+  let error: string | null = null;
+  const a = yargs(argv)
+    .scriptName('ftp-proxy status')
+    .help(false)
+    .version(false)
+    .parserConfiguration({ 'camel-case-expansion': false, 'parse-numbers': false, 'duplicate-arguments-array': false })
+    .option('backend', { type: 'string', default: 'auto' })
+    .option('json', { type: 'boolean', default: false })
+    .option('help', { type: 'boolean', default: false })
+    .strict()
+    .exitProcess(false)
+    .fail((msg) => {
+      error = msg;
+    })
+    .parseSync();
+  if (error) return { exit: 1, stderr: `ftp-proxy: ${error}\n${STATUS_USAGE}` };
+  if (a.help) return { exit: 0, stdout: STATUS_USAGE };
+  if (a._.length) return { exit: 1, stderr: STATUS_USAGE };
+  if (!(BACKENDS as readonly string[]).includes(a.backend)) {
+    return { exit: 1, stderr: `ftp-proxy: --backend ${a.backend}: must be one of ${BACKENDS.join(', ')}\n` };
+  }
+  return { status: { backend: a.backend as BackendChoice, json: a.json } };
+}
 
 export function parseCommandLine(argv: string[], version = '0.0.0'): ParseOutcome {
   // Long options go to yargs, the rest to getopt (OpenBSD's exact short-option grammar).
@@ -134,6 +184,7 @@ export function parseCommandLine(argv: string[], version = '0.0.0'): ParseOutcom
     .option('log-format', { type: 'string', default: 'text' })
     .option('pinhole-timeout', { type: 'string', default: '30' })
     .option('user', { type: 'string' })
+    .option('print-rules', { type: 'boolean', default: false })
     .option('help', { type: 'boolean', default: false })
     .option('version', { type: 'boolean', default: false })
     .strict()
@@ -168,6 +219,7 @@ export function parseCommandLine(argv: string[], version = '0.0.0'): ParseOutcom
     backend: parsedLong.backend as BackendChoice,
     logFormat: parsedLong['log-format'] as LogFormat,
     pinholeTimeout: 30,
+    printRules: parsedLong['print-rules'],
   };
   if (parsedLong.pidfile) c.pidfile = parsedLong.pidfile;
   if (parsedLong.user) c.user = parsedLong.user;

@@ -5,10 +5,10 @@ import { type Action, FtpControl, type Negotiation, type NegotiationResult } fro
 import { LineSplitter } from './ftp/lines.js';
 import {
   activePinhole,
+  describePinhole,
   type FirewallBackend,
   type Owner,
   passivePinhole,
-  type Pinhole,
   PinholeConflict,
   randomProxyPort,
   type SessionEnds,
@@ -48,12 +48,6 @@ export interface SessionOptions {
 }
 
 type EndReason = string;
-
-/** "C -> OS:pp => S:p from P", the pinhole in one line. */
-export function describePinhole(p: Pinhole): string {
-  const port = (a: string, n: number): string => (a.includes(':') ? `[${a}]:${n}` : `${a}:${n}`);
-  return `${p.from} -> ${port(p.to, p.toPort)} => ${port(p.rdrTo, p.rdrPort)} from ${p.natPort ? port(p.natFrom, p.natPort) : p.natFrom}`;
-}
 
 export class Session {
   readonly id: number;

@@ -25,6 +25,12 @@ export interface Pinhole {
   rdomains?: { client: number; proxy: number };
 }
 
+/** "C -> OS:pp => S:p from P", the pinhole in one line (logs, status, --print-rules). */
+export function describePinhole(p: Pick<Pinhole, 'from' | 'to' | 'toPort' | 'rdrTo' | 'rdrPort' | 'natFrom' | 'natPort'>): string {
+  const port = (a: string, n: number): string => (a.includes(':') ? `[${a}]:${n}` : `${a}:${n}`);
+  return `${p.from} -> ${port(p.to, p.toPort)} => ${port(p.rdrTo, p.rdrPort)} from ${p.natPort ? port(p.natFrom, p.natPort) : p.natFrom}`;
+}
+
 /** Whose objects these are: `<pid>.<session id>`, written into every firewall object. */
 export interface Owner {
   pid: number;

@@ -10,6 +10,8 @@
 //   ftp-raw.mjs active-listen HOST LINE  listen for the server's data connection, send the PORT/EPRT LINE
 //                                        (%p is replaced by the port), LIST, report who connected
 //   ftp-raw.mjs pasv-wait HOST SECONDS   PASV, wait, then one connection to the port it names
+//   ftp-raw.mjs pasv-hold HOST A B       PASV, print {phase:"pasv"}, wait A s, connect to the port it names,
+//                                        print {phase:"connected"}, hold both for B s (for `status`)
 //   ftp-raw.mjs greet HOST               the first reply (greeting or refusal), and whether it closed
 //   ftp-raw.mjs greet-many HOST N        N connections at once: how many got 220, 421, nothing
 //   ftp-raw.mjs load HOST SESSIONS TRANSFERS FILE:SHA256...
@@ -127,6 +129,22 @@ async function main() {
       out({ port: hp.port, after: d.result });
       d.sock?.destroy();
       c.sock.destroy();
+      return;
+    }
+    case 'pasv-hold': {
+      const c = await Control.open(host);
+      await c.login();
+      const r = await c.cmd('PASV');
+      const hp = hostPort227(r);
+      if (!hp) return out({ error: `no 227: ${r}` });
+      out({ phase: 'pasv', port: hp.port });
+      await new Promise((res) => setTimeout(res, Number(rest[0]) * 1000));
+      const d = await dial(hp.host, hp.port);
+      out({ phase: 'connected', port: hp.port, result: d.result });
+      await new Promise((res) => setTimeout(res, Number(rest[1]) * 1000));
+      d.sock?.destroy();
+      c.sock.destroy();
+      out({ phase: 'done' });
       return;
     }
     case 'greet': {

@@ -1,7 +1,7 @@
 // The command line (src/config.ts): OpenBSD's flags, defaults, messages and exit status, plus our long
 // options (spec sections 1 and 8, scenarios 1-3).
 import { describe, expect, it } from 'vitest';
-import { BACKENDS, checkNumeric, type Config, OPTSTRING, parseCommandLine, USAGE } from '../../src/config.js';
+import { BACKENDS, checkNumeric, type Config, OPTSTRING, parseArgv, parseCommandLine, STATUS_USAGE, USAGE } from '../../src/config.js';
 
 const INDENT = ' '.repeat(17);
 const USAGE_TEXT =
@@ -31,6 +31,7 @@ const DEFAULTS: Config = {
   backend: 'auto',
   logFormat: 'text',
   pinholeTimeout: 30,
+  printRules: false,
 };
 
 describe('usage text', () => {
@@ -202,6 +203,8 @@ describe('long options', () => {
     [['--pidfile=/tmp/p=1.pid'], { pidfile: '/tmp/p=1.pid' }],
     [['--pidfile', '-x'], { pidfile: '-x' }],
     [['--pidfile', '123'], { pidfile: '123' }],
+    [['--print-rules'], { printRules: true }],
+    [['--print-rules', '-6', '-R', '2001:db8::21', '-vv'], { printRules: true, ipv6: true, fixedServer: '2001:db8::21', verbose: 2, listenAddresses: ['::1'] }],
     // long and short options mixed, in any order
     [['--backend', 'pf', '-6'], { backend: 'pf', ipv6: true, listenAddresses: ['::1'] }],
     [['-6', '--backend', 'pf'], { backend: 'pf', ipv6: true, listenAddresses: ['::1'] }],
@@ -263,6 +266,33 @@ describe('long options', () => {
 
   it('after "--" every word is an operand, even one that looks like a long option', () => {
     expect(parseCommandLine(['--', '--backend', 'pf'])).toEqual({ exit: 1, stderr: USAGE_TEXT });
+  });
+});
+
+describe('ftp-proxy status', () => {
+  it.each<[string[], { backend: string; json: boolean }]>([
+    [['status'], { backend: 'auto', json: false }],
+    [['status', '--json'], { backend: 'auto', json: true }],
+    [['status', '--backend', 'iptables'], { backend: 'iptables', json: false }],
+    [['status', '--backend=pf', '--json'], { backend: 'pf', json: true }],
+  ])('%j', (argv, expected) => {
+    expect(parseArgv(argv)).toEqual({ status: expected });
+  });
+
+  it.each<[string[], number, RegExp]>([
+    [['status', '--help'], 0, /^usage: ftp-proxy status /],
+    [['status', '--backend', 'nft'], 1, /^ftp-proxy: --backend nft: must be one of/],
+    [['status', 'extra'], 1, /^usage: ftp-proxy status /],
+    [['status', '-v'], 1, /^ftp-proxy: Unknown argument/],
+  ])('%j exits %i', (argv, exit, text) => {
+    const r = parseArgv(argv);
+    expect('exit' in r && r.exit).toBe(exit);
+    expect('exit' in r && (r.stdout ?? r.stderr)).toMatch(text);
+  });
+
+  it('is only a command in first place: elsewhere it is an extra argument (usage)', () => {
+    expect(parseArgv(['-d', 'status'])).toEqual({ exit: 1, stderr: USAGE });
+    expect(STATUS_USAGE).toMatch(/--json/);
   });
 });
 

@@ -1,0 +1,90 @@
+// --print-rules prints, for the flags given, exactly what the backends hand to nft, iptables-restore and
+// pfctl (the same functions make both), with example addresses; the pf text passes the pf.conf grammar.
+import { describe, expect, it } from 'vitest';
+import { type Config, parseCommandLine } from '../../src/config.js';
+import { ruleOptions } from '../../src/firewall/choose.js';
+import * as ipt from '../../src/firewall/iptables.js';
+import * as nft from '../../src/firewall/nftables.js';
+import { pfRules } from '../../src/firewall/pf.js';
+import { EXAMPLE_OWNER, exampleEnds, printRules } from '../../src/print-rules.js';
+import { activePinhole, passivePinhole } from '../../src/firewall/backend.js';
+import { checkPfRule } from '../helpers/pf-grammar.js';
+
+const config = (argv: string[]): Config => {
+  const r = parseCommandLine(['--print-rules', ...argv]);
+  if (!('config' in r)) throw new Error(r.stderr);
+  return r.config;
+};
+const statements = (text: string): string[] => text.split('\n').filter((l) => l && !l.startsWith('#'));
+const NOW = new Date('2026-11-21T12:00:00Z');
+
+describe('the example session', () => {
+  it.each<[string[], Record<string, string | number>]>([
+    [[], { family: 4, client: '192.0.2.10', originalServer: '198.51.100.20', server: '198.51.100.20', proxy: '203.0.113.1' }],
+    [['-a', '192.0.2.99'], { proxy: '192.0.2.99' }],
+    [['-6'], { family: 6, client: '2001:db8:1::10', originalServer: '2001:db8:3::20', server: '2001:db8:3::20', proxy: '2001:db8:2::1' }],
+    [['-R', '10.0.0.21'], { originalServer: '203.0.113.21', server: '10.0.0.21' }],
+    [['-R', '10.0.0.21', '-b', '198.51.100.7'], { originalServer: '198.51.100.7', server: '10.0.0.21' }],
+  ])('%j', (argv, expected) => {
+    expect(exampleEnds(config(argv))).toMatchObject(expected);
+  });
+});
+
+describe('nftables', () => {
+  it.each([[[]], [['-r']], [['-v', '-T', '42']], [['-vv', '-q', '1:10']], [['-6']], [['--pinhole-timeout', '5']]])('%j: the table, both negotiations, the removal', (argv) => {
+    const c = config(argv);
+    const o = ruleOptions(c);
+    const text = printRules(c, 'nftables', o);
+    const e = exampleEnds(c);
+    const chain = nft.variantChain(o);
+    const passive = passivePinhole(e, 40001, 50001);
+    const active = activePinhole(e, 40002, 50002, c.port20 && !c.ipv6);
+    const perPacket = nft.needsPerPacket(o) ? { label: 127, present: false } : null;
+    expect(statements(text)).toEqual([
+      ...statements(nft.tableScript(o, perPacket)),
+      ...nft.addScript([passive], '4242.1', chain, o.timeout),
+      ...nft.addScript([active], '4242.1', chain, o.timeout),
+      ...nft.removeScript([active], chain),
+    ]);
+    expect(text).toContain(`timeout ${o.timeout}s comment "4242.1"`);
+    expect(text).toMatch(/^# ftp-proxy --print-rules: nftables, forward proxy .*Nothing was changed\.$/m);
+  });
+
+  it('-r: the active pinhole goes from port 20 (snatport map)', () => {
+    const text = printRules(config(['-r']), 'nftables', ruleOptions(config(['-r'])));
+    expect(text).toMatch(/^create element inet ftp-proxy snatport4 \{ 198\.51\.100\.20 \. 192\.0\.2\.10 \. 40002 timeout 30s comment "4242\.1" : 198\.51\.100\.20 \. 20 \}$/m);
+    expect(text).toContain('"PORT 192,0,2,10,156,66"');
+  });
+});
+
+describe('iptables', () => {
+  it.each([[[]], [['-r', '-v']], [['-vv', '-T', '0x2a', '-q', '1:10']], [['-6']]])('%j: add A, add B, remove A, remove B', (argv) => {
+    const c = config(argv);
+    const o = ruleOptions(c);
+    const text = printRules(c, 'iptables', o, NOW);
+    const e = exampleEnds(c);
+    const mangle = o.queue !== undefined;
+    const passive = ipt.pinholeRules([passivePinhole(e, 40001, 50001)], o, EXAMPLE_OWNER, 1, NOW);
+    const active = ipt.pinholeRules([activePinhole(e, 40002, 50002, c.port20 && !c.ipv6)], o, EXAMPLE_OWNER, 2, NOW);
+    expect(statements(text).join('\n') + '\n').toBe(
+      ipt.addScript(EXAMPLE_OWNER, 'A', passive, mangle) +
+        ipt.addScript(EXAMPLE_OWNER, 'B', active, mangle) +
+        ipt.removeScript(EXAMPLE_OWNER, 'A', mangle) +
+        ipt.removeScript(EXAMPLE_OWNER, 'B', mangle),
+    );
+    expect(text).toContain('--datestop 2026-11-21T12:00:30');
+  });
+});
+
+describe('pf', () => {
+  it.each([[[]], [['-r']], [['-v', '-T', 'ftp', '-q', 'std']], [['-vv']], [['-6', '-R', '2001:db8::50']]])('%j: the anchor rules, valid pf.conf', (argv) => {
+    const c = config(argv);
+    const o = ruleOptions(c);
+    const text = printRules(c, 'pf', o);
+    const e = exampleEnds(c);
+    const rules = statements(text);
+    expect(rules).toEqual([...pfRules(passivePinhole(e, 40001, 50001), o), ...pfRules(activePinhole(e, 40002, 50002, c.port20 && !c.ipv6), o)]);
+    for (const r of rules) expect(checkPfRule(r)).toEqual({ ok: true });
+    expect(text).toContain('# pfctl -a ftp-proxy/4242.1 -f -');
+  });
+});

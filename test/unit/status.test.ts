@@ -1,0 +1,166 @@
+// `ftp-proxy status` parsing: real kernel listings (test/fixtures/status, captured from nft and
+// iptables-save in a scratch namespace after loading what --print-rules prints) into sessions and pinholes.
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import type { NftJson } from '../../src/firewall/nftables.js';
+import { formatStatus, iptablesStatus, nftStatus, readStatus } from '../../src/status.js';
+import { parseProcTcp, procAddress } from '../../src/net/sockets.js';
+
+const fixture = (name: string): string => readFileSync(new URL(`../fixtures/status/${name}`, import.meta.url), 'utf8');
+const NFT = JSON.parse(fixture('nft-list.json')) as NftJson;
+const SAVE = fixture('iptables-save.txt');
+
+describe('nftStatus', () => {
+  const st = nftStatus(NFT, (pid) => pid === 4242);
+
+  it('groups the elements by owner and joins dnat and snat maps into pinholes', () => {
+    expect(st.present).toBe(true);
+    expect(st.instances).toEqual([{ pid: 4242, running: true, sockets: [] }]);
+    expect(st.sessions.map((s) => `${s.pid}.${s.session}`)).toEqual(['4242.1', '4242.2']);
+    const [v4, v6] = st.sessions;
+    expect(v4!.pinholes).toEqual(
+      expect.arrayContaining([
+        // passive; its once-element is gone: the connection came
+        expect.objectContaining({ from: '192.0.2.10', to: '198.51.100.20', toPort: 50001, rdrTo: '198.51.100.20', rdrPort: 40001, natFrom: '203.0.113.1', state: 'used' }),
+        // active with -r: source port 20, from the snatport map
+        expect.objectContaining({ from: '198.51.100.20', to: '203.0.113.1', toPort: 50002, rdrTo: '192.0.2.10', rdrPort: 40002, natFrom: '198.51.100.20', natPort: 20, state: 'waiting' }),
+      ]),
+    );
+    expect(v4!.pinholes).toHaveLength(2);
+    expect(v6!.pinholes).toHaveLength(2);
+    expect(v6!.pinholes[0]).toMatchObject({ from: '2001:db8:1::10', state: 'waiting' });
+    for (const p of [...v4!.pinholes, ...v6!.pinholes]) expect(p.expires).toBeGreaterThan(0);
+  });
+
+  it('no table: not present, nothing listed', () => {
+    expect(nftStatus(null, () => true)).toEqual({ backend: 'nftables', present: false, instances: [], sessions: [] });
+  });
+
+  it('an owner whose process is gone shows as not running', () => {
+    expect(nftStatus(NFT, () => false).instances).toEqual([{ pid: 4242, running: false, sockets: [] }]);
+  });
+});
+
+describe('iptablesStatus', () => {
+  const now = new Date(Date.parse('2026-11-21T19:57:49Z'));
+
+  it('reads DNAT and SNAT rules of the session chains; xt_recent says used or waiting; --datestop the expiry', () => {
+    const st = iptablesStatus([SAVE, ''], (list) => list.endsWith('-1'), now, () => true);
+    expect(st.present).toBe(true);
+    expect(st.instances).toEqual([{ pid: 4242, running: true, sockets: [] }]);
+    expect(st.sessions).toEqual([
+      {
+        pid: 4242,
+        session: 1,
+        pinholes: [
+          { from: '192.0.2.10', to: '198.51.100.20', toPort: 50001, rdrTo: '198.51.100.20', rdrPort: 40001, natFrom: '203.0.113.1', state: 'used', expires: 30 },
+          { from: '198.51.100.20', to: '203.0.113.1', toPort: 50002, rdrTo: '192.0.2.10', rdrPort: 40002, natFrom: '198.51.100.20', natPort: 20, state: 'waiting', expires: 30 },
+        ],
+      },
+    ]);
+  });
+
+  it('without /proc/net/xt_recent the state is unknown', () => {
+    const st = iptablesStatus([SAVE], () => null, now, () => true);
+    expect(st.sessions[0]!.pinholes.map((p) => p.state)).toEqual(['unknown', 'unknown']);
+  });
+
+  it('IPv6 rules: addresses in brackets are read', () => {
+    const v6 = [
+      ':FTPPROXY-PRE - [0:0]',
+      ':FTPP-7-3-DA - [0:0]',
+      '-A FTPP-7-3-DA -s 2001:db8:1::10/128 -d 2001:db8:3::20/128 -p tcp -m tcp --dport 50001 --tcp-flags SYN,ACK SYN -m time --datestop 2026-11-21T19:58:19 -m recent ! --rcheck --name ftpp-7.3-9 --rsource -j DNAT --to-destination [2001:db8:3::20]:40001',
+      '-A FTPP-7-3-SA -s 2001:db8:1::10/128 -d 2001:db8:3::20/128 -p tcp -m tcp --dport 40001 -j SNAT --to-source 2001:db8:2::1',
+      '',
+    ].join('\n');
+    const st = iptablesStatus(['', v6], () => false, now, () => false);
+    expect(st.sessions[0]!.pinholes[0]).toEqual({
+      from: '2001:db8:1::10',
+      to: '2001:db8:3::20',
+      toPort: 50001,
+      rdrTo: '2001:db8:3::20',
+      rdrPort: 40001,
+      natFrom: '2001:db8:2::1',
+      state: 'waiting',
+      expires: 30,
+    });
+    expect(st.instances).toEqual([{ pid: 7, running: false, sockets: [] }]);
+  });
+
+  it('no chains at all: not present', () => {
+    expect(iptablesStatus(['*nat\n:PREROUTING ACCEPT [0:0]\nCOMMIT\n'], () => null, now, () => true).present).toBe(false);
+  });
+});
+
+describe('formatStatus', () => {
+  it('one line per instance, session and pinhole, like pfctl -sr', () => {
+    const st = nftStatus(NFT, () => true);
+    st.instances[0]!.sockets = [
+      { local: '127.0.0.1', localPort: 8021, remote: '0.0.0.0', remotePort: 0, state: 'listen' },
+      { local: '127.0.0.1', localPort: 8021, remote: '192.0.2.10', remotePort: 40000, state: 'established' },
+      { local: '203.0.113.1', localPort: 33000, remote: '198.51.100.20', remotePort: 21, state: 'established' },
+    ];
+    const text = formatStatus([st]);
+    expect(text).toMatch(/^nftables: table inet ftp-proxy\ninstance 4242: running, listening on 127\.0\.0\.1:8021, 2 control-channel TCP connections\n/);
+    expect(text).toContain('  tcp 192.0.2.10:40000 <-> 127.0.0.1:8021\n');
+    expect(text).toContain('session 4242.1: 2 pinholes\n');
+    expect(text).toMatch(/^ {2}192\.0\.2\.10 -> 198\.51\.100\.20:50001 => 198\.51\.100\.20:40001 from 203\.0\.113\.1 {2}used \(its one connection came\), expires in \d+s$/m);
+    expect(text).toMatch(/^ {2}198\.51\.100\.20 -> 203\.0\.113\.1:50002 => 192\.0\.2\.10:40002 from 198\.51\.100\.20:20 {2}waiting for its connection, expires in \d+s$/m);
+    expect(text).toMatch(/^ {2}2001:db8:1::10 -> \[2001:db8:3::20\]:50001 => \[2001:db8:3::20\]:40001 from 2001:db8:2::1 {2}waiting/m);
+  });
+
+  it('says so when there is nothing, and names a dead instance', () => {
+    expect(formatStatus([nftStatus(null, () => true)])).toBe('nftables: no table inet ftp-proxy: no ftp-proxy instance uses nftables\n');
+    expect(formatStatus([nftStatus(NFT, () => false)])).toMatch(/^instance 4242: gone \(the next ftp-proxy to start removes its objects\)$/m);
+    expect(formatStatus([{ backend: 'pf', present: true, instances: [], sessions: [], text: '' }])).toBe("pf: anchors ftp-proxy/* (pfctl -a 'ftp-proxy/*' -sr)\n  no pinholes\n");
+  });
+});
+
+describe('readStatus', () => {
+  const readers = { nft: async () => NFT, iptablesSave: async () => [SAVE], recent: () => false, alive: () => true, sockets: () => [], pfctl: async () => 'anchor "ftp-proxy/1.2" all {\n}\n' };
+
+  it('auto on Linux reads nftables and iptables both; on OpenBSD pf only', async () => {
+    expect((await readStatus('auto', readers, 'linux')).map((s) => s.backend)).toEqual(['nftables', 'iptables']);
+    const pf = await readStatus('auto', readers, 'openbsd');
+    expect(pf.map((s) => s.backend)).toEqual(['pf']);
+    expect(pf[0]!.text).toMatch(/^anchor "ftp-proxy\/1\.2"/);
+  });
+
+  it('a named backend that cannot be read is an error; under auto another one answers', async () => {
+    const broken = { ...readers, nft: async () => Promise.reject(new Error('Operation not permitted')) };
+    await expect(readStatus('nftables', broken, 'linux')).rejects.toThrow(/Operation not permitted/);
+    expect((await readStatus('auto', broken, 'linux')).map((s) => s.backend)).toEqual(['iptables']);
+    const none = { ...broken, iptablesSave: async () => null };
+    await expect(readStatus('auto', none, 'linux')).rejects.toThrow(/cannot read the firewall: nftables: Operation not permitted/);
+  });
+});
+
+describe('/proc/net/tcp', () => {
+  it.each([
+    ['0100007F', '127.0.0.1'],
+    ['0A01A8C0', '192.168.1.10'],
+    ['00000000000000000000000001000000', '::1'],
+    ['0000000000000000FFFF00000100007F', '127.0.0.1'],
+    ['B80D0120000000000000000010000000', '2001:db8::10'],
+    ['B80D0120000001000000000010000000', '2001:db8:1::10'],
+    ['B80D0120010000000000000010000000', '2001:db8:0:1::10'],
+    ['00000000000000000000000000000000', '::'],
+  ])('%s is %s', (hex, address) => {
+    expect(procAddress(hex)).toBe(address);
+  });
+
+  it('reads the rows of the inodes asked for, with their state', () => {
+    const text = [
+      '  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode',
+      '   0: 0100007F:1F55 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1111 1 0 100 0 0 10 0',
+      '   1: 0100007F:1F55 0A01A8C0:9C40 01 00000000:00000000 00:00000000 00000000     0        0 2222 1 0 20 4 30 10 -1',
+      '   2: 0100007F:1F56 0A01A8C0:9C41 01 00000000:00000000 00:00000000 00000000     0        0 3333 1 0 20 4 30 10 -1',
+      '   3: 0100007F:1F57 0A01A8C0:9C42 06 00000000:00000000 00:00000000 00000000     0        0 4444 1 0 20 4 30 10 -1',
+    ].join('\n');
+    expect(parseProcTcp(text, new Set(['1111', '2222', '4444']))).toEqual([
+      { local: '127.0.0.1', localPort: 8021, remote: '0.0.0.0', remotePort: 0, state: 'listen' },
+      { local: '127.0.0.1', localPort: 8021, remote: '192.168.1.10', remotePort: 40000, state: 'established' },
+      { local: '127.0.0.1', localPort: 8023, remote: '192.168.1.10', remotePort: 40002, state: 'other' },
+    ]);
+  });
+});
