@@ -19,7 +19,8 @@ import { CAP_NET_ADMIN, CAP_NET_BIND_SERVICE, capMask, effectiveCaps, lookupUser
 const DAEMON_ENV = 'FTP_PROXY_DAEMON_CHILD';
 /** Set in the environment of the process started as --user (through setpriv). */
 const USER_ENV = 'FTP_PROXY_AS_USER';
-const DEFAULT_PIDFILE = '/run/ftp-proxy.pid';
+/** OpenBSD has no /run. */
+const DEFAULT_PIDFILE = process.platform === 'openbsd' ? '/var/run/ftp-proxy.pid' : '/run/ftp-proxy.pid';
 
 function version(): string {
   try {
