@@ -104,6 +104,26 @@ describe.each([
     await proxy.stop();
   });
 
+  it('--log-format json: every line is one JSON event; a session\'s lines carry session, client, server, and the negotiation its pinhole', async () => {
+    const proxy = await lab.proxy(['--backend', backend, '--log-format', 'json', '-D7'], env);
+    expect((await lab.get('curl', 'pasv', 'small.txt')).ok).toBe(true);
+    expect((await lab.get('lftp', 'port', 'small.txt')).ok).toBe(true);
+    for (let i = 0; i < 100 && proxy.lines.filter((l) => l.includes('"event":"session-end"')).length < 2; i++) await new Promise((r) => setTimeout(r, 100));
+    await proxy.stop();
+    const lines = proxy.log.split('\n').filter(Boolean);
+    const events = lines.map((l) => JSON.parse(l) as Record<string, unknown>);
+    for (const e of events) expect(Object.keys(e).slice(0, 3)).toEqual(['level', 'time', 'pid']);
+    // "accepted" comes before the server is known (as OpenBSD logs it); every later line names both.
+    const session = events.filter((e) => typeof e.session === 'number' && e.event !== 'accepted');
+    expect(session.length).toBeGreaterThan(10);
+    for (const e of session) expect(e).toMatchObject({ client: lab.clientAddress, server: lab.serverAddress, event: expect.any(String), msg: expect.stringMatching(/^#\d+ /) });
+    const passive = events.find((e) => e.event === 'passive')!;
+    expect(passive.pinhole).toMatch(new RegExp(`^${lab.clientAddress.replace(/\./g, '\\.')} -> ${lab.serverAddress.replace(/\./g, '\\.')}:\\d+ => ${lab.serverAddress.replace(/\./g, '\\.')}:\\d+ from \\S+$`));
+    const active = events.find((e) => e.event === 'active')!;
+    expect(active.pinhole).toMatch(new RegExp(`^${lab.serverAddress.replace(/\./g, '\\.')} -> \\S+:\\d+ => ${lab.clientAddress.replace(/\./g, '\\.')}:\\d+ from ${lab.serverAddress.replace(/\./g, '\\.')}$`));
+    for (const ev of ['listening', 'session-start', 'client-line', 'server-line', 'session-end', 'exiting']) expect(events.map((e) => e.event)).toContain(ev);
+  });
+
   it('says which instance is gone after a SIGKILL (its objects wait for the next start)', async () => {
     const proxy = await lab.proxy(['--backend', backend, '--pinhole-timeout', '60'], env);
     const raw = lab.rawSpawn(['pasv-hold', lab.target, '30', '0']);
