@@ -125,26 +125,30 @@ Commands:
 See ftp-proxy(8).
 `;
 
-/** `ftp-proxy status ...` (argv after "status"). */
-export function parseStatus(argv: string[]): { status: StatusCommand } | Exit {
-  let error: string | null = null;
-  const a = yargs(argv)
-    .scriptName('ftp-proxy status')
+/** What both command lines share: strict, no exits, values kept as strings; --backend and --help. */
+function longParser(argv: string[], name: string, onFail: (msg: string) => void) {
+  return yargs(argv)
+    .scriptName(name)
     .help(false)
     .version(false)
     .parserConfiguration({ 'camel-case-expansion': false, 'parse-numbers': false, 'duplicate-arguments-array': false })
-    .option('backend', { type: 'string', default: 'auto' })
-    .option('json', { type: 'boolean', default: false })
-    .option('help', { type: 'boolean', default: false })
     .strict()
     .exitProcess(false)
-    .fail((msg) => {
-      error = msg;
-    })
+    .fail(onFail)
+    .option('backend', { type: 'string', default: 'auto' })
+    .option('help', { type: 'boolean', default: false });
+}
+
+/** `ftp-proxy status ...` (argv after "status"). */
+export function parseStatus(argv: string[]): { status: StatusCommand } | Exit {
+  let error: string | null = null;
+  const a = longParser(argv, 'ftp-proxy status', (msg) => {
+    error = msg;
+  })
+    .option('json', { type: 'boolean', default: false })
     .parseSync();
   if (error) return { exit: 1, stderr: `ftp-proxy: ${error}\n${STATUS_USAGE}` };
   if (a.help) return { exit: 0, stdout: STATUS_USAGE };
-  if (a._.length) return { exit: 1, stderr: STATUS_USAGE };
   if (!(BACKENDS as readonly string[]).includes(a.backend)) {
     return { exit: 1, stderr: `ftp-proxy: --backend ${a.backend}: must be one of ${BACKENDS.join(', ')}\n` };
   }
@@ -174,24 +178,15 @@ export function parseCommandLine(argv: string[], version = '0.0.0'): ParseOutcom
   }
 
   let longError: string | null = null;
-  const parsedLong = yargs(long)
-    .scriptName('ftp-proxy')
-    .help(false)
-    .version(false)
-    .parserConfiguration({ 'camel-case-expansion': false, 'parse-numbers': false, 'duplicate-arguments-array': false })
-    .option('backend', { type: 'string', default: 'auto' })
+  const parsedLong = longParser(long, 'ftp-proxy', (msg) => {
+    longError = msg;
+  })
     .option('pidfile', { type: 'string' })
     .option('log-format', { type: 'string', default: 'text' })
     .option('pinhole-timeout', { type: 'string', default: '30' })
     .option('user', { type: 'string' })
     .option('print-rules', { type: 'boolean', default: false })
-    .option('help', { type: 'boolean', default: false })
     .option('version', { type: 'boolean', default: false })
-    .strict()
-    .exitProcess(false)
-    .fail((msg) => {
-      longError = msg;
-    })
     .parseSync();
   if (longError) return { exit: 1, stderr: `ftp-proxy: ${longError}\n${USAGE}` };
   if (parsedLong.help) return { exit: 0, stdout: LONG_HELP };

@@ -3,21 +3,15 @@
 // way `pfctl -a 'ftp-proxy/*' -sr` answers on OpenBSD. Parsing is pure; reading is at the bottom.
 import { readFileSync } from 'node:fs';
 import { execa } from 'execa';
-import { describePinhole, processAlive } from './firewall/backend.js';
+import { describePinhole, type Pinhole, processAlive } from './firewall/backend.js';
 import type { BackendName } from './firewall/choose.js';
 import { createNftRunner, type NftRunner } from './firewall/nft-runner.js';
 import { instancePids, NFT_TABLE, type NftJson } from './firewall/nftables.js';
 import { PF_ANCHOR } from './firewall/pf.js';
 import { processTcpSockets, type TcpSocket } from './net/sockets.js';
 
-export interface LivePinhole {
-  from: string;
-  to: string;
-  toPort: number;
-  rdrTo: string;
-  rdrPort: number;
-  natFrom: string;
-  natPort?: number;
+/** A pinhole as the kernel holds it: the addresses of a Pinhole, and what the kernel says of its use. */
+export interface LivePinhole extends Pick<Pinhole, 'from' | 'to' | 'toPort' | 'rdrTo' | 'rdrPort' | 'natFrom' | 'natPort'> {
   /** waiting: no data connection yet; used: its one connection came (a second would be refused). */
   state: 'waiting' | 'used' | 'unknown';
   /** Seconds until the kernel drops the pinhole by itself; null when it does not say. */

@@ -282,7 +282,7 @@ describe('ftp-proxy status', () => {
   it.each<[string[], number, RegExp]>([
     [['status', '--help'], 0, /^usage: ftp-proxy status /],
     [['status', '--backend', 'nft'], 1, /^ftp-proxy: --backend nft: must be one of/],
-    [['status', 'extra'], 1, /^usage: ftp-proxy status /],
+    [['status', 'extra'], 1, /^ftp-proxy: Unknown argument: extra\nusage: ftp-proxy status /],
     [['status', '-v'], 1, /^ftp-proxy: Unknown argument/],
   ])('%j exits %i', (argv, exit, text) => {
     const r = parseArgv(argv);
