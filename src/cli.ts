@@ -150,6 +150,9 @@ async function run(config: Config, inChild: boolean): Promise<void> {
   });
 
   const daemon = new Daemon({ config, log });
+  // Before start: a SIGUSR2 that comes as soon as "listening" is logged must not meet Node's default
+  // action for it (terminate).
+  process.on('SIGUSR2', () => log.log(LOG_NOTICE, daemon.statusLine(), { event: 'status' }));
   try {
     if (process.env[USER_ENV]) checkUser(config, log);
     await daemon.start();
@@ -183,7 +186,6 @@ async function run(config: Config, inChild: boolean): Promise<void> {
     });
   };
   for (const s of ['SIGHUP', 'SIGINT', 'SIGTERM'] as const) process.on(s, () => onSignal(s));
-  process.on('SIGUSR2', () => log.log(LOG_NOTICE, daemon.statusLine(), { event: 'status' }));
 }
 
 /** --print-rules: the backend asked for, or the one this host would use (nftables when none answers). */
