@@ -64,6 +64,8 @@ show_pinholes() {
       else
         echo "   (no once4 element: the data connection consumed it; a second connection to that port finds no pinhole)"
       fi
+      echo "   the same, as \`ftp-proxy status\` reads it from the kernel:"
+      ip netns exec "$FW" node dist/cli.js status --backend nftables | sed 's/^/     /'
       return
     fi
     sleep 0.1

@@ -163,7 +163,8 @@ export function processAlive(pid: number, read = (p: string): string => readFile
   if (stat.replace(/^.*\) /, '').startsWith('Z')) return false;
   try {
     const cmdline = read(`/proc/${pid}/cmdline`).split('\0');
-    return cmdline.some((a) => /ftp-proxy|\/dist\/cli\.js$/.test(a));
+    // `node dist/cli.js -d` (relative, as the demo and a checkout run it) is ours too.
+    return cmdline.some((a) => /ftp-proxy|(^|\/)dist\/cli\.js$/.test(a));
   } catch {
     return false;
   }

@@ -256,6 +256,8 @@ describe('processAlive', () => {
     const me = process.pid; // surely alive for kill(2)
     expect(processAlive(me, proc('S', ['/usr/bin/node', '/opt/app/dist/cli.js', '-d']))).toBe(true);
     expect(processAlive(me, proc('S', ['/usr/bin/node', '/usr/lib/node_modules/ftp-proxy/dist/cli.js']))).toBe(true);
+    expect(processAlive(me, proc('S', ['node', 'dist/cli.js', '-d', '-D6']))).toBe(true);
+    expect(processAlive(me, proc('S', ['node', './dist/cli.js']))).toBe(true);
     expect(processAlive(me, proc('Z', ['/usr/bin/node', '/opt/app/dist/cli.js']))).toBe(false);
     expect(processAlive(me, proc('S', ['/usr/sbin/sshd', '-D']))).toBe(false);
     expect(processAlive(2 ** 22 + 1)).toBe(false); // above pid_max: no such process
