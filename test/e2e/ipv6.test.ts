@@ -72,7 +72,7 @@ describe.each(SETUPS)('IPv6 with $name', ({ backend, iptables, rulesets, args })
   });
 
   it('the same instance serves an IPv4 and an IPv6 client at once', async () => {
-    const rate = { RATE: '8M' }; // 20 MiB at 8 MB/s: both transfers overlap for seconds
+    const rate = { RATE: '4M' }; // 20 MiB at 4 MB/s: both transfers overlap for seconds, even on a busy machine
     const [v4, v6] = await Promise.all([lab.get('lftp', 'pasv', 'test20M.bin', rate), lab.get('lftp', 'eprt', 'test20M.bin', { ...rate, ...V6 })]);
     expect(v4.ok, v4.output).toBe(true);
     expect(v6.ok, v6.output).toBe(true);
