@@ -1,0 +1,50 @@
+// Reading the policy file: at start-up (a mistake stops the daemon), on SIGUSR1 (a mistake keeps the
+// policy in force), and for --check-config.
+import { readFileSync } from 'node:fs';
+import { parsePolicy, type Policy, PolicyError } from './parse.js';
+
+/** The file could not be read at all (no line to point at). */
+export class PolicyFileError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'PolicyFileError';
+  }
+}
+
+/** Read and check `file`; throws PolicyFileError or PolicyError (every mistake, file:line: key: ...). */
+export function loadPolicy(file: string, read = (f: string): string => readFileSync(f, 'utf8')): Policy {
+  let text: string;
+  try {
+    text = read(file);
+  } catch (e) {
+    throw new PolicyFileError(`cannot read policy file ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+  const p = parsePolicy(text, file);
+  if (p instanceof PolicyError) throw p;
+  return p;
+}
+
+/** One line saying what a policy does, for the log and --check-config. */
+export function describePolicy(p: Policy): string {
+  const parts = [`profile ${p.profile}`, `${p.commands.length} command rule(s)`, `${p.replies.size} reply rule(s)`, `${p.feat.size} feat rule(s)`];
+  const l = p.limits;
+  if (l.line !== undefined || l.username !== undefined || l.password !== undefined) {
+    parts.push(`limits ${l.line ?? '-'}/${l.username ?? '-'}/${l.password ?? '-'}`);
+  }
+  parts.push(`data_mode ${p.dataMode}`);
+  const masq = [...Object.values(p.masqueradeClient), ...Object.values(p.masqueradeServer)];
+  if (masq.length) parts.push(`masquerade ${masq.join(', ')}`);
+  return parts.join(', ');
+}
+
+/** --check-config: what to print and the exit status. */
+export function checkConfig(file: string | undefined, read?: (f: string) => string): { exit: number; stdout?: string; stderr?: string } {
+  if (file === undefined) return { exit: 0, stdout: 'ftp-proxy: flags OK; no policy file (-f): OpenBSD behaviour\n' };
+  try {
+    const p = loadPolicy(file, read);
+    return { exit: 0, stdout: `ftp-proxy: flags OK; ${file}: OK (${describePolicy(p)})\n` };
+  } catch (e) {
+    if (e instanceof PolicyError) return { exit: 1, stderr: `${e.message}\nftp-proxy: ${file}: ${e.issues.length} error(s), not started\n` };
+    return { exit: 1, stderr: `ftp-proxy: ${(e as Error).message}\n` };
+  }
+}
