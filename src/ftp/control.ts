@@ -10,10 +10,17 @@
 //  - The line that depends on a pinhole is held back until the firewall has it (lines behind it too).
 //  - Commands are tracked in order (pipelining works; multi-line 227/229 replies are understood), so
 //    replies the proxy makes up itself (refusals) reach the client in the right place.
+//  - The policy (-f, src/policy/) decides which commands go on, what replies and FEAT lines the client
+//    gets, the length limits, and whether the server side is forced into passive or active mode; a forced
+//    data connection is joined by the session itself ('join' actions).
 import type { Family } from '../net/address.js';
-import { type Level, LOG_CRIT, LOG_DEBUG, LOG_ERR, LOG_INFO } from '../levels.js';
+import { type Level, LOG_CRIT, LOG_DEBUG, LOG_ERR, LOG_INFO, LOG_NOTICE, LOG_WARNING } from '../levels.js';
 import { format227, format229, formatEprt, formatPort, parse227, parse229, parseEprtArg, parsePortArg } from './port-args.js';
 import { vis } from './vis.js';
+import { decideCommand } from '../policy/commands.js';
+import { featureOf, featuresToInsert, keepFeature } from '../policy/feat.js';
+import { defaultPolicy, type Policy } from '../policy/parse.js';
+import { decideReply } from '../policy/replies.js';
 
 /** Ports below this are never negotiated (OpenBSD's MIN_PORT): no bounce to privileged services. */
 export const MIN_DATA_PORT = 1024;
@@ -38,6 +45,10 @@ export interface SessionAddresses {
   proxy: string;
   clientFamily: Family;
   serverFamily: Family;
+  /** masquerade_client: named in 227 replies instead of OS (an outer NAT takes it to OS). */
+  advertiseToClient?: string;
+  /** masquerade_server: named in PORT/EPRT instead of P (an outer NAT takes it to P). */
+  advertiseToServer?: string;
 }
 
 export interface ControlOptions {
@@ -47,6 +58,8 @@ export interface ControlOptions {
   debug: boolean;
   /** The firewall's name in error messages ("pf", "nftables", "iptables"). */
   firewallName: string;
+  /** The session's policy (-f); OpenBSD's behaviour without one. */
+  policy?: Policy;
 }
 
 export type Negotiation =
@@ -55,26 +68,65 @@ export type Negotiation =
 
 export type LogFields = Record<string, string | number>;
 
-export type NegotiationResult = { ok: true; proxyPort: number } | { ok: false; error: string };
+/**
+ * A data connection the session joins itself, for data_mode passive/active when the client asked for the
+ * other mode: connect to the client's PORT and to the server's passive port, or listen for both.
+ */
+export type JoinRequest =
+  | { kind: 'join-connect'; command: 'PORT' | 'EPRT'; clientPort: number; serverPort: number }
+  | { kind: 'join-listen'; command: 'PASV' | 'EPSV' };
+
+/** For join-listen: proxyPort is the port the server is told, clientPort the one the client is told. */
+export type NegotiationResult = { ok: true; proxyPort: number; clientPort?: number } | { ok: false; error: string };
 
 export type Action =
   | { type: 'toServer'; data: Buffer }
   | { type: 'toClient'; data: Buffer }
   /** Install the pinhole for this negotiation, then call negotiationDone(id, result). */
   | { type: 'negotiate'; id: number; negotiation: Negotiation }
+  /** Set up a data connection the proxy joins itself, then call negotiationDone(id, result). */
+  | { type: 'join'; id: number; join: JoinRequest }
+  /** The server refused the command a join was for: close its listeners. */
+  | { type: 'joinCancel' }
   /** `event` and `fields` are for --log-format json; the text format prints only the message. */
   | { type: 'log'; level: Level; message: string; event: string; fields?: LogFields }
   /** End the session (after flushing what was sent). */
   | { type: 'close'; reason: string };
 
-type Pending =
-  | { kind: 'server'; verb: string }
-  | { kind: 'local'; data: Buffer };
+/** A command whose server side differs from what the client asked (data_mode, EPSV fallback). */
+type Forced =
+  /** The client sent PORT/EPRT; the server got PASV/EPSV; its 227/229 makes a join-connect. */
+  | { mode: 'connect'; client: 'PORT' | 'EPRT'; clientPort: number }
+  /** The client sent PASV/EPSV; the server got PORT/EPRT to a join-listen; its 2xx makes our 227/229. */
+  | { mode: 'listen'; client: 'PASV' | 'EPSV'; clientPort: number }
+  /** The client sent PASV/EPSV and the server gets it too, answered in the client's format. */
+  | { mode: 'passive'; client: 'PASV' | 'EPSV' };
+
+interface ServerPending {
+  kind: 'server';
+  /** What the server was sent (changes from EPSV to PASV on a fallback). */
+  verb: string;
+  forced?: Forced;
+  /** data_mode passive: a 5xx to EPSV is answered by trying PASV (IPv4). */
+  fallback?: boolean;
+}
+
+type Pending = ServerPending | { kind: 'local'; data: Buffer };
 
 interface Inflight {
   id: number;
-  negotiation: Negotiation;
+  negotiation: Negotiation | JoinRequest;
 }
+
+/** How the lines of the reply being read are handled. */
+type ReplyMode =
+  | { how: 'relay' }
+  /** Held back: a 227/229 to rewrite, a 2xx to a forced PORT, a 5xx to EPSV before the PASV fallback. */
+  | { how: 'hold' }
+  /** Reply policy `change`: swallowed, the new line goes out at the end. */
+  | { how: 'change'; text: string }
+  /** A FEAT reply: feature lines filtered, inserts before the last line. */
+  | { how: 'feat'; seen: Set<string> };
 
 export class FtpControl {
   /** Commands sent to the server (or answered locally) whose final reply the client has not had yet. */
@@ -85,6 +137,12 @@ export class FtpControl {
   private serverInflight: Inflight | null = null;
   /** Code of the multi-line reply being relayed, if any. */
   private replyCode: string | null = null;
+  private replyMode: ReplyMode = { how: 'relay' };
+  /** A forced command is at the server: the client's next lines wait for its reply. */
+  private clientHold = false;
+  /** Between a 1xx and the final reply of its command: a transfer runs, the idle timer rests. */
+  private inTransfer = false;
+  private readonly policy: Policy;
   /** Lines of a 227/229 reply held back for rewriting. */
   private held: Buffer[] | null = null;
   private heldOverflow = false;
@@ -95,11 +153,18 @@ export class FtpControl {
     private readonly id: number,
     private readonly addr: SessionAddresses,
     private readonly opts: ControlOptions,
-  ) {}
+  ) {
+    this.policy = opts.policy ?? defaultPolicy();
+  }
 
   /** True while a line waits on the firewall; the session stops reading that side meanwhile. */
   get clientBlocked(): boolean {
-    return this.clientInflight !== null;
+    return this.clientInflight !== null || this.clientHold;
+  }
+
+  /** A transfer is running: the server said 1xx and its final reply has not come yet. */
+  get transferring(): boolean {
+    return this.inTransfer;
   }
 
   get serverBlocked(): boolean {
@@ -118,7 +183,7 @@ export class FtpControl {
 
   clientLine(line: Buffer): Action[] {
     if (this.closed) return [];
-    if (this.clientInflight) {
+    if (this.clientBlocked) {
       this.clientQueue.push(line);
       return [];
     }
@@ -160,15 +225,18 @@ export class FtpControl {
     if (this.clientInflight?.id === id) {
       const { negotiation } = this.clientInflight;
       this.clientInflight = null;
-      if (negotiation.kind !== 'active') throw new Error('client-side negotiation must be active');
-      this.finishActive(negotiation, result, out);
+      if (negotiation.kind === 'active') this.finishActive(negotiation, result, out);
+      else if (negotiation.kind === 'join-listen') this.finishJoinListen(negotiation, result, out);
+      else throw new Error(`client-side negotiation cannot be ${negotiation.kind}`);
       this.drainClient(out);
     } else if (this.serverInflight?.id === id) {
       const { negotiation } = this.serverInflight;
       this.serverInflight = null;
-      if (negotiation.kind !== 'passive') throw new Error('server-side negotiation must be passive');
-      this.finishPassive(negotiation, result, out);
+      if (negotiation.kind === 'passive') this.finishPassive(negotiation, result, out);
+      else if (negotiation.kind === 'join-connect') this.finishJoinConnect(negotiation, result, out);
+      else throw new Error(`server-side negotiation cannot be ${negotiation.kind}`);
       this.drainServer(out);
+      this.drainClient(out);
     }
     return out;
   }
@@ -184,11 +252,44 @@ export class FtpControl {
       out.push({ type: 'close', reason: 'too many pipelined commands' });
       return;
     }
+    const limits = this.policy.limits;
+    if (limits.line !== undefined && contentLength(line) > limits.line) {
+      out.push(this.log(LOG_NOTICE, `command line too long (${contentLength(line)} bytes, max_line_length ${limits.line})`, 'policy-length', { what: 'line' }));
+      this.localReply(`500 Command line too long (more than ${limits.line} bytes), not sent to the server\r\n`, out);
+      return;
+    }
     const { verb, arg } = splitCommand(line);
+    const decision = decideCommand(this.policy, verb, arg);
+    if (decision.action !== 'accept') {
+      // The verb only, never the argument: it may be a password.
+      const shown = vis(Buffer.from(verb.slice(0, 16), 'latin1'));
+      if (decision.action === 'reject') {
+        out.push(this.log(LOG_INFO, `command ${shown || '(empty)'} refused by policy (${decision.why})`, 'policy-reject', { command: shown, rule: decision.why }));
+        this.localReply(decision.reply, out);
+      } else {
+        this.closed = true;
+        out.push(this.log(LOG_NOTICE, `command ${shown || '(empty)'} refused by policy, ending session (${decision.why})`, 'policy-drop', { command: shown, rule: decision.why }));
+        out.push({ type: 'toClient', data: Buffer.from(decision.reply) });
+        out.push({ type: 'close', reason: `command ${shown} dropped by policy` });
+      }
+      return;
+    }
     switch (verb) {
       case 'USER':
+        if (limits.username !== undefined && arg.length > limits.username) {
+          out.push(this.log(LOG_NOTICE, `user name too long (${arg.length} bytes, max_username_length ${limits.username})`, 'policy-length', { what: 'username' }));
+          this.localReply(`501 User name too long (more than ${limits.username} characters)\r\n`, out);
+          return;
+        }
         if (this.opts.anonymousOnly && !/^(ftp|anonymous)$/i.test(arg)) {
           this.localReply('500 Only anonymous FTP allowed\r\n', out);
+          return;
+        }
+        break;
+      case 'PASS':
+        if (limits.password !== undefined && arg.length > limits.password) {
+          out.push(this.log(LOG_NOTICE, `password too long (max_password_length ${limits.password})`, 'policy-length', { what: 'password' }));
+          this.localReply(`501 Password too long (more than ${limits.password} characters)\r\n`, out);
           return;
         }
         break;
@@ -200,6 +301,26 @@ export class FtpControl {
       case 'PASV':
       case 'EPSV':
         if (this.refuseFamily(verb, out)) return;
+        if (verb === 'EPSV' && /^all$/i.test(arg)) {
+          if (this.policy.dataMode === 'active') {
+            // The server will be sent PORT/EPRT, which it would refuse after EPSV ALL.
+            this.localReply('200 EPSV ALL command successful\r\n', out);
+            return;
+          }
+          break;
+        }
+        if (this.policy.dataMode === 'active') {
+          this.joinListen(verb, out);
+          return;
+        }
+        if (this.policy.dataMode === 'passive' && verb === 'EPSV' && this.addr.serverFamily === 4) {
+          // A server that refuses EPSV is asked PASV; the client still gets its 229. The fallback PASV
+          // must reach the server before anything else, so the client's next lines wait.
+          this.fifo.push({ kind: 'server', verb, forced: { mode: 'passive', client: 'EPSV' }, fallback: true });
+          this.clientHold = true;
+          out.push({ type: 'toServer', data: line });
+          return;
+        }
         break;
       case 'PORT':
       case 'EPRT':
@@ -209,6 +330,66 @@ export class FtpControl {
         break;
     }
     this.toServer(line, verb, out);
+  }
+
+  /** data_mode active, the client asked PASV/EPSV: listeners and pinholes first, then PORT/EPRT. */
+  private joinListen(verb: 'PASV' | 'EPSV', out: Action[]): void {
+    const join: JoinRequest = { kind: 'join-listen', command: verb };
+    this.clientInflight = { id: this.nextId++, negotiation: join };
+    out.push({ type: 'join', id: this.clientInflight.id, join });
+  }
+
+  private finishJoinListen(n: Extract<JoinRequest, { kind: 'join-listen' }>, result: NegotiationResult, out: Action[]): void {
+    if (!result.ok || result.clientPort === undefined) {
+      const error = result.ok ? 'no client port' : result.error;
+      out.push(this.log(LOG_CRIT, `${this.opts.firewallName} operation failed: ${error}`, 'firewall-failed', { command: n.command }));
+      this.localReply(`425 Can't open data connection: the proxy could not prepare the ${n.command} data connection\r\n`, out);
+      return;
+    }
+    const serverVerb = this.addr.serverFamily === 6 ? 'EPRT' : 'PORT';
+    const named = this.addr.advertiseToServer ?? this.addr.proxy;
+    const line = serverVerb === 'PORT' ? formatPort(named, result.proxyPort) : formatEprt(this.addr.serverFamily, named, result.proxyPort);
+    out.push(
+      this.log(LOG_INFO, `data mode active: client ${n.command} becomes ${serverVerb}, server to proxy port ${result.proxyPort}, client to proxy port ${result.clientPort}`, 'forced-active', {
+        command: n.command,
+        proxyPort: result.proxyPort,
+        clientPort: result.clientPort,
+      }),
+    );
+    if (this.opts.debug) out.push(this.log(LOG_DEBUG, `proxy: ${vis(line)}`, 'proxy-line'));
+    this.fifo.push({ kind: 'server', verb: serverVerb, forced: { mode: 'listen', client: n.command, clientPort: result.clientPort } });
+    this.clientHold = true;
+    out.push({ type: 'toServer', data: Buffer.from(line) });
+  }
+
+  /** data_mode passive, the client sent PORT/EPRT: ask the server for passive mode instead. */
+  private forcePassive(verb: 'PORT' | 'EPRT', clientPort: number, out: Action[]): void {
+    const serverVerb = verb === 'EPRT' || this.addr.serverFamily === 6 ? 'EPSV' : 'PASV';
+    out.push(this.log(LOG_INFO, `data mode passive: client ${verb} becomes ${serverVerb}`, 'forced-passive', { command: verb, clientPort }));
+    this.fifo.push({
+      kind: 'server',
+      verb: serverVerb,
+      forced: { mode: 'connect', client: verb, clientPort },
+      fallback: serverVerb === 'EPSV' && this.addr.serverFamily === 4,
+    });
+    this.clientHold = true;
+    out.push({ type: 'toServer', data: Buffer.from(`${serverVerb}\r\n`) });
+  }
+
+  private finishJoinConnect(n: Extract<JoinRequest, { kind: 'join-connect' }>, result: NegotiationResult, out: Action[]): void {
+    if (!result.ok) {
+      out.push(this.log(LOG_ERR, `data connection for ${n.command} failed: ${result.error}`, 'join-failed', { command: n.command }));
+      this.replaceReply(`425 Can't open data connection: ${result.error.replace(/[\r\n]/g, ' ').slice(0, 120)}\r\n`, out);
+      return;
+    }
+    out.push(
+      this.log(LOG_INFO, `data mode passive: proxy joins client port ${n.clientPort} and server port ${n.serverPort}`, 'joined', {
+        command: n.command,
+        clientPort: n.clientPort,
+        serverPort: n.serverPort,
+      }),
+    );
+    this.replaceReply(`200 ${n.command} command successful\r\n`, out);
   }
 
   /**
@@ -243,6 +424,10 @@ export class FtpControl {
       this.localReply(`500 Illegal ${verb} command: ports below ${MIN_DATA_PORT} are refused\r\n`, out);
       return;
     }
+    if (this.policy.dataMode === 'passive') {
+      this.forcePassive(verb, parsed.value.port, out);
+      return;
+    }
     const negotiation: Negotiation = { kind: 'active', command: verb, clientPort: parsed.value.port };
     this.clientInflight = { id: this.nextId++, negotiation };
     out.push({ type: 'negotiate', id: this.clientInflight.id, negotiation });
@@ -254,10 +439,8 @@ export class FtpControl {
       this.localReply(`425 Can't open data connection: the firewall refused the ${n.command} pinhole\r\n`, out);
       return;
     }
-    const line =
-      n.command === 'PORT'
-        ? formatPort(this.addr.proxy, result.proxyPort)
-        : formatEprt(this.addr.serverFamily, this.addr.proxy, result.proxyPort);
+    const named = this.addr.advertiseToServer ?? this.addr.proxy;
+    const line = n.command === 'PORT' ? formatPort(named, result.proxyPort) : formatEprt(this.addr.serverFamily, named, result.proxyPort);
     out.push(
       this.log(LOG_INFO, `active: server to client port ${n.clientPort} via port ${result.proxyPort}`, 'active', {
         command: n.command,
@@ -290,7 +473,7 @@ export class FtpControl {
   }
 
   private drainClient(out: Action[]): void {
-    while (!this.clientInflight && !this.closed) {
+    while (!this.clientBlocked && !this.closed) {
       const line = this.clientQueue.shift();
       if (!line) break;
       this.processClientLine(line, out);
@@ -304,9 +487,9 @@ export class FtpControl {
     const text = line.toString('latin1');
     if (this.replyCode !== null) {
       const code = this.replyCode;
-      if (this.held) this.hold(line);
-      else out.push({ type: 'toClient', data: line });
-      if (isReplyEnd(text, code)) this.finishReply(code, out);
+      const end = isReplyEnd(text, code);
+      this.replyLine(line, text, end, out);
+      if (end) this.finishReply(code, out);
       return;
     }
     const m = /^(\d{3})(-?)/.exec(text);
@@ -316,16 +499,100 @@ export class FtpControl {
       return;
     }
     const code = m[1]!;
+    this.startReply(code, m[2] === '-', line, out);
+    if (this.closed) return;
+    if (m[2] === '-') this.replyCode = code;
+    else this.finishReply(code, out);
+  }
+
+  /** The first line of a reply: decide how its lines are handled. */
+  private startReply(code: string, multi: boolean, line: Buffer, out: Action[]): void {
     const head = this.headServer();
-    if ((head?.verb === 'PASV' && code === '227') || (head?.verb === 'EPSV' && code === '229')) {
+    const verb = head?.verb ?? '';
+    const forced = head?.forced;
+    const negotiationReply = (verb === 'PASV' && code === '227') || (verb === 'EPSV' && code === '229');
+    if (forced && (negotiationReply || (forced.mode === 'listen' && code.startsWith('2')) || (head?.fallback && code.startsWith('5')))) {
+      // The proxy's own translation: the reply is not the client's to see as it is.
+      this.replyMode = { how: 'hold' };
       this.held = [];
       this.heldOverflow = false;
       this.hold(line);
-    } else {
-      out.push({ type: 'toClient', data: line });
+      return;
     }
-    if (m[2] === '-') this.replyCode = code;
-    else this.finishReply(code, out);
+    const d = decideReply(this.policy, verb, code);
+    if (d.then.action === 'abort') {
+      this.closed = true;
+      out.push(this.log(LOG_NOTICE, `reply ${code} to ${verb || 'the greeting'} refused by policy, ending session (reply ${d.key} on policy line ${d.line})`, 'policy-abort', { code, command: verb }));
+      out.push({ type: 'toClient', data: Buffer.from('421 Reply not allowed by policy, closing control connection.\r\n') });
+      out.push({ type: 'close', reason: `reply ${code} aborted by policy` });
+      return;
+    }
+    if (d.then.action === 'change') {
+      // A preliminary reply stays preliminary (and a final one final): the client counts replies too.
+      if (code.startsWith('1') === d.then.code.startsWith('1')) {
+        out.push(this.log(LOG_INFO, `reply ${code} to ${verb || 'the greeting'} changed to ${d.then.code} by policy (reply ${d.key} on policy line ${d.line})`, 'policy-change', { code, command: verb, to: d.then.code }));
+        this.replyMode = { how: 'change', text: `${d.then.code} ${d.then.text}\r\n` };
+        if (forced?.mode === 'listen') out.push({ type: 'joinCancel' });
+        return;
+      }
+      out.push(this.log(LOG_WARNING, `reply ${code} to ${verb || 'the greeting'} not changed to ${d.then.code} (reply ${d.key} on policy line ${d.line}): a preliminary reply must stay preliminary`, 'policy-change-refused', { code, command: verb }));
+    }
+    if (!forced && negotiationReply) {
+      this.replyMode = { how: 'hold' };
+      this.held = [];
+      this.heldOverflow = false;
+      this.hold(line);
+      return;
+    }
+    if (forced?.mode === 'listen') out.push({ type: 'joinCancel' }); // the server refused our PORT/EPRT
+    if (verb === 'FEAT' && code === '211') {
+      this.replyMode = { how: 'feat', seen: new Set() };
+      if (!multi) {
+        // A one-line FEAT reply lists nothing; inserted features make it a multi-line one.
+        const ins = featuresToInsert(this.policy, new Set());
+        if (ins.length) {
+          const first = line.toString('latin1').replace(/\r?\n$/, '').slice(4);
+          out.push({ type: 'toClient', data: Buffer.from(`211-${first}\r\n${ins.map((f) => ` ${f}\r\n`).join('')}211 End\r\n`, 'latin1') });
+          return;
+        }
+      }
+    } else {
+      this.replyMode = { how: 'relay' };
+    }
+    out.push({ type: 'toClient', data: line });
+  }
+
+  /** A further line of a multi-line reply. */
+  private replyLine(line: Buffer, text: string, end: boolean, out: Action[]): void {
+    const mode = this.replyMode;
+    switch (mode.how) {
+      case 'hold':
+        this.hold(line);
+        return;
+      case 'change':
+        return;
+      case 'feat': {
+        if (end) {
+          const ins = featuresToInsert(this.policy, mode.seen);
+          if (ins.length) out.push({ type: 'toClient', data: Buffer.from(ins.map((f) => ` ${f}\r\n`).join(''), 'latin1') });
+          out.push({ type: 'toClient', data: line });
+          return;
+        }
+        const f = featureOf(text);
+        if (f !== null) {
+          mode.seen.add(f.toUpperCase());
+          if (!keepFeature(this.policy, f)) {
+            if (this.opts.debug) out.push(this.log(LOG_DEBUG, `FEAT: dropped ${vis(line)}`, 'feat-drop'));
+            return;
+          }
+        }
+        out.push({ type: 'toClient', data: line });
+        return;
+      }
+      case 'relay':
+        out.push({ type: 'toClient', data: line });
+        return;
+    }
   }
 
   private hold(line: Buffer): void {
@@ -334,36 +601,64 @@ export class FtpControl {
     else this.held.push(line);
   }
 
-  private headServer(): { kind: 'server'; verb: string } | undefined {
-    const head = this.fifo.find((p) => p.kind === 'server');
-    return head as { kind: 'server'; verb: string } | undefined;
+  private headServer(): ServerPending | undefined {
+    return this.fifo.find((p): p is ServerPending => p.kind === 'server');
   }
 
   private finishReply(code: string, out: Action[]): void {
     this.replyCode = null;
-    if (this.held) {
+    const mode = this.replyMode;
+    this.replyMode = { how: 'relay' };
+    if (mode.how === 'hold' && this.held) {
       const lines = this.held;
       const overflow = this.heldOverflow;
       this.held = null;
-      this.passiveReply(code === '227' ? 'PASV' : 'EPSV', lines, overflow, out);
+      this.heldReply(code, lines, overflow, out);
+      this.drainClient(out);
       return;
     }
-    // A preliminary reply leaves its command waiting for the final one, but a local reply queued behind
-    // a reply that has now ended may go.
-    if (!code.startsWith('1')) this.popServer();
+    if (mode.how === 'change') out.push({ type: 'toClient', data: Buffer.from(mode.text, 'latin1') });
+    // A preliminary reply leaves its command waiting for the final one (a transfer runs meanwhile), but
+    // a local reply queued behind a reply that has now ended may go.
+    if (code.startsWith('1')) this.inTransfer = true;
+    else {
+      this.inTransfer = false;
+      this.popServer();
+    }
     this.flushLocal(out);
+    this.drainClient(out);
   }
 
+  /** Remove the server command at the head; a forced one releases the client's lines. */
   private popServer(): void {
     const i = this.fifo.findIndex((p) => p.kind === 'server');
-    if (i >= 0) this.fifo.splice(i, 1);
+    if (i < 0) return;
+    const [p] = this.fifo.splice(i, 1) as [ServerPending];
+    if (p.forced) this.clientHold = false;
   }
 
-  private passiveReply(command: 'PASV' | 'EPSV', lines: Buffer[], overflow: boolean, out: Action[]): void {
+  /** A held reply is complete: rewrite it, make a negotiation or a join of it, or fall back. */
+  private heldReply(code: string, lines: Buffer[], overflow: boolean, out: Action[]): void {
+    const head = this.headServer();
+    const forced = head?.forced;
+    if (head?.fallback && code.startsWith('5')) {
+      // data_mode passive and a server without EPSV: ask PASV; the client never sees the refusal.
+      head.verb = 'PASV';
+      head.fallback = false;
+      out.push(this.log(LOG_INFO, `server refused EPSV (${code}), trying PASV`, 'epsv-fallback', { code }));
+      out.push({ type: 'toServer', data: Buffer.from('PASV\r\n') });
+      return;
+    }
+    if (forced?.mode === 'listen') {
+      const reply = forced.client === 'PASV' ? format227(this.advertiseToClient, forced.clientPort) : format229(forced.clientPort);
+      this.replaceReply(reply, out);
+      return;
+    }
     const text = Buffer.concat(lines).toString('latin1');
+    const serverForm = code === '227' ? 'PASV' : 'EPSV';
     let port: number | null = null;
     if (!overflow) {
-      if (command === 'PASV') {
+      if (serverForm === 'PASV') {
         const p = parse227(text);
         if (p.ok) port = p.value.port;
       } else {
@@ -371,14 +666,26 @@ export class FtpControl {
         if (p.ok) port = p.value;
       }
     }
+    const clientCommand = forced?.client ?? serverForm;
     if (port === null || port < MIN_DATA_PORT) {
-      out.push(this.log(LOG_CRIT, `bad port in '${vis(text)}'`, 'bad-port', { command }));
-      this.replaceReply(`425 Can't open data connection: the server's ${command} reply was refused by the proxy\r\n`, out);
+      out.push(this.log(LOG_CRIT, `bad port in '${vis(text)}'`, 'bad-port', { command: serverForm }));
+      this.replaceReply(`425 Can't open data connection: the server's ${serverForm} reply was refused by the proxy\r\n`, out);
       return;
     }
-    const negotiation: Negotiation = { kind: 'passive', command, serverPort: port };
+    if (forced?.mode === 'connect') {
+      const join: JoinRequest = { kind: 'join-connect', command: forced.client, clientPort: forced.clientPort, serverPort: port };
+      this.serverInflight = { id: this.nextId++, negotiation: join };
+      out.push({ type: 'join', id: this.serverInflight.id, join });
+      return;
+    }
+    const negotiation: Negotiation = { kind: 'passive', command: clientCommand as 'PASV' | 'EPSV', serverPort: port };
     this.serverInflight = { id: this.nextId++, negotiation };
     out.push({ type: 'negotiate', id: this.serverInflight.id, negotiation });
+  }
+
+  /** The address passive replies name: masquerade_client, else the one the client dialled. */
+  private get advertiseToClient(): string {
+    return this.addr.advertiseToClient ?? this.addr.originalServer;
   }
 
   private finishPassive(n: Extract<Negotiation, { kind: 'passive' }>, result: NegotiationResult, out: Action[]): void {
@@ -387,7 +694,7 @@ export class FtpControl {
       this.replaceReply(`425 Can't open data connection: the firewall refused the ${n.command} pinhole\r\n`, out);
       return;
     }
-    const line = n.command === 'PASV' ? format227(this.addr.originalServer, result.proxyPort) : format229(result.proxyPort);
+    const line = n.command === 'PASV' ? format227(this.advertiseToClient, result.proxyPort) : format229(result.proxyPort);
     out.push(
       this.log(LOG_INFO, `passive: client to server port ${n.serverPort} via port ${result.proxyPort}`, 'passive', {
         command: n.command,
@@ -419,6 +726,14 @@ export class FtpControl {
     if (fields) a.fields = fields;
     return a;
   }
+}
+
+/** Bytes of a line without its line ending. */
+function contentLength(line: Buffer): number {
+  let n = line.length;
+  if (n && line[n - 1] === 0x0a) n--;
+  if (n && line[n - 1] === 0x0d) n--;
+  return n;
 }
 
 /** The end line of a multi-line reply repeats the code followed by a space (or ends right there). */
