@@ -10,10 +10,13 @@ import type { Family } from '../net/address.js';
  *
  *   passive: C -> OS:pp  =>  S:p   from P
  *   active:  S -> P:pp   =>  C:p   from OS
+ *   local:   X -> T:pp   =>  P:lp  (data-mode forcing: to the proxy's own listener, source kept)
  */
 export interface Pinhole {
   family: Family;
-  kind: 'passive' | 'active';
+  kind: 'passive' | 'active' | 'local';
+  /** local only: the leg of the data connection it admits (the client's or the server's). */
+  side?: 'client' | 'server';
   from: string;
   to: string;
   toPort: number;
@@ -130,6 +133,22 @@ export function activePinhole(s: SessionEnds, clientPort: number, proxyPort: num
   };
   if (port20) p.natPort = 20;
   return p;
+}
+
+/**
+ * The pinhole for a data connection the proxy accepts itself (data_mode): `from` connects to `to:toPort`
+ * and is redirected to the proxy's listener `listen:listenPort`. It keeps its source address.
+ */
+export function localPinhole(
+  side: 'client' | 'server',
+  family: Family,
+  from: string,
+  to: string,
+  toPort: number,
+  listen: string,
+  listenPort: number,
+): Pinhole {
+  return { family, kind: 'local', side, from, to, toPort, rdrTo: listen, rdrPort: listenPort, natFrom: from };
 }
 
 /** On Linux a -T tag is a conntrack mark: a number, decimal or 0x-hex, 1..0xffffffff. */

@@ -5,8 +5,11 @@
 //   nat    POSTROUTING -> FTPPROXY-POST  SNAT of the connections we DNATed
 //   filter FORWARD     -> FTPPROXY-FWD   ACCEPT of those connections (pf's "pass quick")
 //   mangle FORWARD     -> FTPPROXY-MGL   (-q only) CLASSIFY into the tc class
+//   filter INPUT       -> FTPPROXY-IN    ACCEPT of a data connection to the proxy's own listener (the
+//                                        `local` pinholes of data_mode in a policy file)
 // and per session the chains FTPP-<pid>-<id>-<kind><set>: kind D (DNAT, nat PREROUTING), S (SNAT, nat
-// POSTROUTING), F (filter FORWARD), M (mangle FORWARD); set A or B. They are applied with
+// POSTROUTING), F (filter FORWARD), M (mangle FORWARD), I (filter INPUT, only when a negotiation has a
+// local pinhole); set A or B. They are applied with
 // `iptables-restore --noflush` (one transaction per table set).
 //
 // Replacing a negotiation writes the *other* chain set (A/B) and only then removes the old one: the
@@ -29,6 +32,7 @@ export const PARENTS: { table: Table; chain: string; builtin: string }[] = [
   { table: 'nat', chain: 'FTPPROXY-POST', builtin: 'POSTROUTING' },
   { table: 'filter', chain: 'FTPPROXY-FWD', builtin: 'FORWARD' },
   { table: 'mangle', chain: 'FTPPROXY-MGL', builtin: 'FORWARD' },
+  { table: 'filter', chain: 'FTPPROXY-IN', builtin: 'INPUT' },
 ];
 
 const KINDS = [
@@ -36,6 +40,7 @@ const KINDS = [
   { kind: 'S', rules: 'POST', table: 'nat', parent: 'FTPPROXY-POST' },
   { kind: 'F', rules: 'FWD', table: 'filter', parent: 'FTPPROXY-FWD' },
   { kind: 'M', rules: 'MGL', table: 'mangle', parent: 'FTPPROXY-MGL' },
+  { kind: 'I', rules: 'IN', table: 'filter', parent: 'FTPPROXY-IN' },
 ] as const;
 type Kind = (typeof KINDS)[number]['kind'];
 
@@ -56,6 +61,8 @@ export interface IptablesRules {
   POST: string[];
   FWD: string[];
   MGL: string[];
+  /** Local pinholes only: ACCEPT in INPUT. */
+  IN: string[];
 }
 
 /**
@@ -63,7 +70,7 @@ export interface IptablesRules {
  * negotiation, so a new pinhole never sees an old one's entry).
  */
 export function pinholeRules(pins: Pinhole[], o: RuleOptions, owner: Owner, seq: number, now: Date): IptablesRules {
-  const r: IptablesRules = { PRE: [], POST: [], FWD: [], MGL: [] };
+  const r: IptablesRules = { PRE: [], POST: [], FWD: [], MGL: [], IN: [] };
   const list = `ftpp-${ownerTag(owner)}-${seq}`;
   const until = datestop(now, o.timeout);
   const comment = `-m comment --comment "ftp-proxy ${ownerTag(owner)}"`;
@@ -78,6 +85,11 @@ export function pinholeRules(pins: Pinhole[], o: RuleOptions, owner: Owner, seq:
     const after = `-s ${host(p.from, f)} -d ${host(p.rdrTo, f)} -p tcp -m tcp --dport ${p.rdrPort} -m conntrack --ctstate DNAT --ctorigdst ${p.to} --ctorigdstport ${p.toPort}`;
     // Every packet of that connection, both directions: what conntrack remembers of it.
     const conn = `-p tcp -m conntrack --ctstate DNAT --ctorigsrc ${p.from} --ctorigdst ${p.to} --ctorigdstport ${p.toPort}`;
+    if (p.kind === 'local') {
+      // To the proxy's own listener: up the input path, no source NAT, nothing forwarded.
+      if (o.tag === undefined) r.IN.push(`${after} ${comment} -j ACCEPT`);
+      continue;
+    }
     const nat = p.natPort === undefined ? p.natFrom : hostPort(p.natFrom, p.natPort, f);
     r.POST.push(`${after} ${comment} -j SNAT --to-source ${nat}`);
     if (o.log === 2) r.FWD.push(`${conn} ${comment} -j LOG --log-prefix "ftp-proxy: "`);
@@ -88,13 +100,16 @@ export function pinholeRules(pins: Pinhole[], o: RuleOptions, owner: Owner, seq:
   return r;
 }
 
+/** The chain kinds a set has in a table: I only when it holds local pinholes. */
+const kindsOf = (table: Table, withInput: boolean) => KINDS.filter((k) => k.table === table && (k.kind !== 'I' || withInput));
+
 /** iptables-restore input that creates (or empties) a chain set and fills it; `link` adds the jumps. */
 export function addScript(owner: Owner, set: Set_, rules: IptablesRules, withMangle: boolean): string {
   const out: string[] = [];
   for (const table of ['nat', 'filter', 'mangle'] as const) {
     if (table === 'mangle' && !withMangle) continue;
     out.push(`*${table}`);
-    const kinds = KINDS.filter((k) => k.table === table);
+    const kinds = kindsOf(table, rules.IN.length > 0);
     for (const k of kinds) out.push(`:${chainName(owner, k.kind, set)} - [0:0]`);
     for (const k of kinds) for (const rule of rules[k.rules]) out.push(`-A ${chainName(owner, k.kind, set)} ${rule}`);
     for (const k of kinds) out.push(`-A ${k.parent} -j ${chainName(owner, k.kind, set)}`);
@@ -104,12 +119,12 @@ export function addScript(owner: Owner, set: Set_, rules: IptablesRules, withMan
 }
 
 /** Unlink and delete a chain set. */
-export function removeScript(owner: Owner, set: Set_, withMangle: boolean): string {
+export function removeScript(owner: Owner, set: Set_, withMangle: boolean, withInput = false): string {
   const out: string[] = [];
   for (const table of ['nat', 'filter', 'mangle'] as const) {
     if (table === 'mangle' && !withMangle) continue;
     out.push(`*${table}`);
-    const kinds = KINDS.filter((k) => k.table === table);
+    const kinds = kindsOf(table, withInput);
     for (const k of kinds) out.push(`-D ${k.parent} -j ${chainName(owner, k.kind, set)}`);
     for (const k of kinds) out.push(`-F ${chainName(owner, k.kind, set)}`, `-X ${chainName(owner, k.kind, set)}`);
     out.push('COMMIT');
@@ -131,6 +146,8 @@ interface SessionState {
   family: Fam;
   /** The set now linked, if any. */
   set: Set_ | null;
+  /** Sets that have an INPUT chain (local pinholes). */
+  input: Set<Set_>;
   /** Operations of this session, in order (removals finish after replace() has returned). */
   queue: Promise<unknown>;
 }
@@ -211,17 +228,21 @@ export class IptablesBackend implements FirewallBackend {
     const tag = ownerTag(owner);
     const family = (pinholes[0]?.family ?? 4) as Fam;
     if (!this.families.has(family)) throw new FirewallError(`no IPv${family} iptables on this host`);
-    const st = this.sessions.get(tag) ?? { family, set: null, queue: Promise.resolve() };
+    const st = this.sessions.get(tag) ?? { family, set: null, input: new Set<Set_>(), queue: Promise.resolve() };
     this.sessions.set(tag, st);
     const next: Set_ = st.set === 'A' ? 'B' : 'A';
     const rules = pinholeRules(pinholes, this.o.rules, owner, ++this.seq, this.o.now?.() ?? new Date());
+    const withInput = rules.IN.length > 0;
     const add = st.queue.then(async () => {
+      // Inside the queue: the removal of this set's previous use has run by now.
+      if (withInput) st.input.add(next);
+      else st.input.delete(next);
       const [added, repaired] = await Promise.allSettled([this.restore(family, addScript(owner, next, rules, this.mangle)), this.ensureParents(family)]);
       if (added.status === 'rejected') {
         // An admin reload may have removed the parent chains: repair, then write the set again.
         this.o.warn?.(`iptables: adding pinhole chains failed (${(added.reason as Error).message}); repairing and retrying`);
         await this.ensureParents(family);
-        await this.restoreQuiet(family, removeScript(owner, next, this.mangle));
+        await this.restoreQuiet(family, removeScript(owner, next, this.mangle, withInput));
         await this.restore(family, addScript(owner, next, rules, this.mangle));
       } else if (repaired.status === 'fulfilled' && repaired.value) {
         this.o.warn?.('iptables: the jumps to the ftp-proxy chains were missing (a ruleset reload?), restored them');
@@ -232,7 +253,11 @@ export class IptablesBackend implements FirewallBackend {
     st.family = family;
     // The old set goes after the reply: the caller does not wait for it, the next operation does.
     st.queue = add.then(
-      () => (old ? this.restoreQuiet(family, removeScript(owner, old, this.mangle)) : undefined),
+      () => {
+        if (!old) return undefined;
+        const oldInput = st.input.delete(old);
+        return this.restoreQuiet(family, removeScript(owner, old, this.mangle, oldInput));
+      },
       () => undefined,
     );
     await add;
@@ -244,7 +269,7 @@ export class IptablesBackend implements FirewallBackend {
     if (!st) return;
     this.sessions.delete(tag);
     await st.queue;
-    const both = removeScript(owner, 'A', this.mangle) + removeScript(owner, 'B', this.mangle);
+    const both = removeScript(owner, 'A', this.mangle, st.input.has('A')) + removeScript(owner, 'B', this.mangle, st.input.has('B'));
     await this.removeAll(st.family, both);
   }
 
@@ -301,12 +326,12 @@ export class IptablesBackend implements FirewallBackend {
     const save = await this.run(f, '-save', []);
     const alive = this.o.isAlive ?? processAlive;
     const stale = new Map<string, Owner>();
-    for (const m of save.matchAll(/^:FTPP-(\d+)-(\d+)-[DSFM][AB] /gm)) {
+    for (const m of save.matchAll(/^:FTPP-(\d+)-(\d+)-[DSFMI][AB] /gm)) {
       const pid = Number(m[1]);
       if (pid === this.pid || !alive(pid)) stale.set(`${m[1]}.${m[2]}`, { pid, session: Number(m[2]) });
     }
     for (const owner of stale.values()) {
-      const script = removeScript(owner, 'A', true) + removeScript(owner, 'B', true);
+      const script = removeScript(owner, 'A', true, true) + removeScript(owner, 'B', true, true);
       // Only what exists: filter the script down to chains present in the saved ruleset.
       await this.restoreQuiet(f, keepExisting(script, save));
     }

@@ -10,7 +10,8 @@
 //     keyed on the post-DNAT tuple.
 //
 // The admin's ruleset adds only the interception of port 21 and `ct status dnat accept` in forward
-// (or `ct mark <tag> accept` with -T). See nftables-examples/.
+// (or `ct mark <tag> accept` with -T), and in input for the data connections the proxy joins itself
+// (data_mode in a policy file: `local` pinholes DNAT to the proxy's listener). See nftables-examples/.
 import { createHash } from 'node:crypto';
 import {
   type FirewallBackend,
@@ -112,10 +113,15 @@ interface Element {
 
 function elements(p: Pinhole, chain: string): Element[] {
   const f = p.family;
-  return [
+  const dnat: Element[] = [
     { object: `once${f}`, key: key(p) },
     { object: `pin${f}`, key: key(p), value: `goto ${chain}` },
     { object: `dnat${f}`, key: key(p), value: `${p.rdrTo} . ${p.rdrPort}` },
+  ];
+  // A connection to the proxy's own listener goes up the input path, never through srcnat: no source NAT.
+  if (p.kind === 'local') return dnat;
+  return [
+    ...dnat,
     p.natPort === undefined
       ? { object: `snat${f}`, key: snatKey(p), value: p.natFrom }
       : { object: `snatport${f}`, key: snatKey(p), value: `${p.natFrom} . ${p.natPort}` },

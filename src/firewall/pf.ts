@@ -45,6 +45,25 @@ export function pfRules(p: Pinhole, o: RuleOptions, rd: Rdomains = p.rdomains ??
   return [rdr, nat];
 }
 
+/**
+ * A local pinhole (data_mode): one rule, the rdr-to to the proxy's own listener; no nat-to (the
+ * connection keeps its source) and no pass out (it ends on this host). The SYN comes in on the side of
+ * its peer: the client's rdomain for the client leg, the proxy's for the server leg.
+ */
+export function pfLocalRule(p: Pinhole, o: RuleOptions, rd: Rdomains = p.rdomains ?? { client: 0, proxy: 0 }): string {
+  const on = p.side === 'server' ? rd.proxy : rd.client;
+  const w: string[] = [o.tag !== undefined ? 'match' : 'pass', 'in'];
+  if (o.log === 1) w.push('log');
+  if (o.log === 2) w.push('log (all)');
+  if (o.tag === undefined) w.push('quick');
+  w.push(`on rdomain ${on}`, p.family === 4 ? 'inet' : 'inet6', 'proto tcp');
+  const opts = ['flags S/SA'];
+  if (o.queue !== undefined) opts.push(`set queue ${o.queue}`);
+  if (o.tag === undefined) opts.push('keep state (max 1)');
+  else opts.push(`tag ${o.tag}`);
+  return `${w.join(' ')} from ${p.from} to ${p.to} port = ${p.toPort} ${opts.join(' ')} rdr-to ${p.rdrTo} port ${p.rdrPort}`;
+}
+
 export type PfctlRun = (args: string[], input?: string) => Promise<{ exitCode: number; stdout: string; stderr: string }>;
 
 export interface PfOptions {
@@ -91,7 +110,7 @@ export class PfBackend implements FirewallBackend {
   }
 
   async replace(owner: Owner, pinholes: Pinhole[]): Promise<void> {
-    const text = pinholes.flatMap((p) => pfRules(p, this.o.rules)).join('\n') + '\n';
+    const text = pinholes.flatMap((p) => (p.kind === 'local' ? [pfLocalRule(p, this.o.rules)] : pfRules(p, this.o.rules))).join('\n') + '\n';
     const anchor = this.anchor(owner);
     await this.pfctl(['-a', anchor, '-f', '-'], text);
     this.loaded.add(anchor);

@@ -22,6 +22,7 @@ describe.each(VARIANTS)('golden scripts with %s', (variant) => {
         ['nat', 'FTPPROXY-POST'],
         ['filter', 'FTPPROXY-FWD'],
         ['mangle', 'FTPPROXY-MGL'],
+        ['filter', 'FTPPROXY-IN'],
       ]) {
         await execa('ip', ['netns', 'exec', ns, cmd, '-t', table!, '-N', chain!]);
       }
@@ -49,7 +50,7 @@ describe.each(VARIANTS)('golden scripts with %s', (variant) => {
     const script: string[] = [];
     for (const line of remove) {
       script.push(line);
-      if (line.startsWith('*')) script.push(...unlink.filter((u) => (line === '*nat' ? /FTPPROXY-(PRE|POST)/ : line === '*filter' ? /FTPPROXY-FWD/ : /FTPPROXY-MGL/).test(u)));
+      if (line.startsWith('*')) script.push(...unlink.filter((u) => (line === '*nat' ? /FTPPROXY-(PRE|POST)/ : line === '*filter' ? /FTPPROXY-(FWD|IN)/ : /FTPPROXY-MGL/).test(u)));
     }
     const rm = await execa('ip', ['netns', 'exec', ns, `${cmd}-restore`, '--noflush'], { input: script.join('\n') + '\n', reject: false });
     expect(rm.exitCode, `${rm.stderr}\n${script.join('\n')}`).toBe(0);
