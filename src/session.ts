@@ -1,12 +1,14 @@
 // One FTP session: the client's control connection, the proxy's connection to the server, the timers,
 // and the firewall calls. The protocol decisions are FtpControl's; this file carries out its actions.
 import { connect, type Socket } from 'node:net';
-import { type Action, FtpControl, type Negotiation, type NegotiationResult } from './ftp/control.js';
+import { DataJoin, localAddressToward } from './data/join.js';
+import { type Action, FtpControl, type JoinRequest, type Negotiation, type NegotiationResult } from './ftp/control.js';
 import { LineSplitter } from './ftp/lines.js';
 import {
   activePinhole,
   describePinhole,
   type FirewallBackend,
+  localPinhole,
   type Owner,
   passivePinhole,
   PinholeConflict,
@@ -17,6 +19,7 @@ import { type Level, LOG_CRIT, LOG_DEBUG, LOG_ERR, LOG_INFO, LOG_NOTICE } from '
 import type { Fields, Log } from './log.js';
 import { canonical, type Family, familyOf } from './net/address.js';
 import { type Endpoint, rdomains } from './net/original-dst.js';
+import { defaultPolicy, type Policy } from './policy/parse.js';
 
 /** OpenBSD's CONNECT_TIMEOUT: the server must connect and say something within this many seconds. */
 export const BANNER_TIMEOUT = 30;
@@ -24,6 +27,9 @@ export const BANNER_TIMEOUT = 30;
 const PORT_ATTEMPTS = 8;
 /** Stop reading a client that has this many commands outstanding, until replies catch up. */
 const PIPELINE_PAUSE = 64;
+/** A joined data connection (data_mode): seconds to connect to a peer, or for both peers to connect. */
+const JOIN_CONNECT_TIMEOUT = 10;
+const JOIN_LISTEN_TIMEOUT = 30;
 
 export interface SessionOptions {
   id: number;
@@ -33,6 +39,8 @@ export interface SessionOptions {
   /** -t, seconds; 0 = none. */
   idleTimeout: number;
   anonymousOnly: boolean;
+  /** The policy (-f) in force when the session started; a reload does not change it. */
+  policy?: Policy;
   port20: boolean;
   sourceAddress?: string;
   /** Where the client was going (OS). */
@@ -70,6 +78,9 @@ export class Session {
   private lastPinhole = '';
   /** OpenBSD routing domains for pf rules; null elsewhere. */
   private readonly rdomains: { client: number; proxy: number } | null;
+  private readonly policy: Policy;
+  /** The data connection the proxy joins itself (data_mode), if any. */
+  private dataJoin: DataJoin | null = null;
 
   constructor(
     private readonly client: Socket,
@@ -79,6 +90,7 @@ export class Session {
     this.owner = { pid: o.pid, session: o.id };
     this.clientAddress = canonical(client.remoteAddress ?? '');
     this.rdomains = process.platform === 'openbsd' ? rdomains(client) : null;
+    this.policy = o.policy ?? defaultPolicy();
   }
 
   /** What every JSON log line of this session carries. */
@@ -143,8 +155,13 @@ export class Session {
       originalServer: this.o.original.address,
       sessions: count,
     });
-    up.setKeepAlive(true);
-    this.client.setKeepAlive(true);
+    // Probes after tcp_keepalive seconds of silence keep NAT state alive while a long transfer leaves the
+    // control connections idle, and find a dead peer; 0 keeps the system's timers (OpenBSD's SO_KEEPALIVE).
+    const keepalive = this.policy.tcpKeepalive * 1000;
+    up.setKeepAlive(true, keepalive);
+    this.client.setKeepAlive(true, keepalive);
+    const advertiseToClient = this.policy.masqueradeClient[clientFamily];
+    const advertiseToServer = this.policy.masqueradeServer[serverFamily];
     this.control = new FtpControl(
       this.id,
       {
@@ -154,8 +171,10 @@ export class Session {
         proxy,
         clientFamily,
         serverFamily,
+        ...(advertiseToClient ? { advertiseToClient } : {}),
+        ...(advertiseToServer ? { advertiseToServer } : {}),
       },
-      { anonymousOnly: this.o.anonymousOnly, debug: this.o.log.enabled(LOG_DEBUG), firewallName: this.o.firewall.name },
+      { anonymousOnly: this.o.anonymousOnly, debug: this.o.log.enabled(LOG_DEBUG), firewallName: this.o.firewall.name, policy: this.policy },
     );
     up.on('data', (chunk: Buffer) => this.onServerData(chunk));
     this.client.on('data', (chunk: Buffer) => this.onClientData(chunk));
@@ -183,10 +202,13 @@ export class Session {
       if (this.bannerTimer) clearTimeout(this.bannerTimer);
       this.bannerTimer = null;
     }
+    const wasTransferring = this.control?.transferring ?? false;
     for (const ev of this.serverLines.push(chunk)) {
       if (!this.control || this.ended) return;
       this.run(ev.kind === 'line' ? this.control.serverLine(ev.line) : this.control.lineError('server', ev.error));
     }
+    // A transfer just ended: the idle time counts from now, for both sides.
+    if (wasTransferring && this.control && !this.control.transferring) this.lastClientRead = this.lastServerRead;
     if (this.control?.serverBlocked) this.upstream?.pause();
     // Replies drained the client's backlog of commands: read it again.
     if (this.control && this.client.isPaused() && !this.control.clientBlocked && this.control.pendingCommands < PIPELINE_PAUSE) this.client.resume();
@@ -210,6 +232,13 @@ export class Session {
           break;
         case 'negotiate':
           this.negotiate(a.id, a.negotiation);
+          break;
+        case 'join':
+          this.join(a.id, a.join);
+          break;
+        case 'joinCancel':
+          this.dataJoin?.close('the server refused the command');
+          this.dataJoin = null;
           break;
         case 'close':
           void this.end(a.reason);
@@ -260,7 +289,11 @@ export class Session {
       }
       return { ok: false, error: `no free proxy port after ${PORT_ATTEMPTS} attempts (${last})` };
     };
-    const job = this.fw.then(attempt);
+    this.settle(id, this.fw.then(attempt));
+  }
+
+  /** Firewall and join jobs run one at a time, in order; their result goes back to the state machine. */
+  private settle(id: number, job: Promise<NegotiationResult>): void {
     this.fw = job.catch(() => undefined);
     void job.then((result) => {
       if (this.ended || !this.control) return;
@@ -270,12 +303,106 @@ export class Session {
     });
   }
 
+  /** data_mode: a data connection the proxy joins itself (src/data/join.ts). */
+  private join(id: number, j: JoinRequest): void {
+    // A join nobody used is stale once a new one is asked for; one carrying a transfer finishes.
+    if (this.dataJoin && !this.dataJoin.carried) this.dataJoin.close('replaced by a new negotiation');
+    const attempt = async (): Promise<NegotiationResult> => {
+      try {
+        return j.kind === 'join-connect' ? await this.joinConnect(j) : await this.joinListen(j);
+      } catch (e) {
+        return { ok: false, error: e instanceof Error ? e.message : String(e) };
+      }
+    };
+    this.settle(id, this.fw.then(attempt));
+  }
+
+  /** Client PORT, server PASV: connect to both, outward only; no firewall change. */
+  private async joinConnect(j: Extract<JoinRequest, { kind: 'join-connect' }>): Promise<NegotiationResult> {
+    const proxy = canonical(this.upstream?.localAddress ?? '');
+    const join = await DataJoin.connect(
+      // From P, so the server sees the control connection's address (servers check it).
+      { host: canonical(this.o.server.address), port: j.serverPort, localAddress: proxy },
+      { host: this.clientAddress, port: j.clientPort },
+      JOIN_CONNECT_TIMEOUT * 1000,
+    );
+    this.adopt(join);
+    return { ok: true, proxyPort: 0 };
+  }
+
+  /**
+   * Client PASV, server PORT: listen on both sides and admit exactly one connection on each through
+   * local pinholes (client: C -> OS:pp, server: S -> P:pp2), which the next negotiation or the end of the
+   * session removes.
+   */
+  private async joinListen(_j: Extract<JoinRequest, { kind: 'join-listen' }>): Promise<NegotiationResult> {
+    const family = familyOf(this.o.original.address) ?? 4;
+    const proxy = canonical(this.upstream?.localAddress ?? '');
+    const server = canonical(this.o.server.address);
+    const towardClient = await localAddressToward(this.clientAddress, family);
+    const { join, serverPort, clientPort } = await DataJoin.listen(
+      { address: proxy, peer: server },
+      { address: towardClient, peer: this.clientAddress },
+      JOIN_LISTEN_TIMEOUT * 1000,
+    );
+    try {
+      let last = '';
+      for (let i = 0; i < PORT_ATTEMPTS; i++) {
+        const pp = randomProxyPort(this.o.random);
+        let pp2 = randomProxyPort(this.o.random);
+        if (pp2 === pp) pp2 = pp === 65534 ? pp - 1 : pp + 1;
+        const pins = [
+          localPinhole('client', family, this.clientAddress, this.o.original.address, pp, towardClient, clientPort),
+          localPinhole('server', family, server, proxy, pp2, proxy, serverPort),
+        ];
+        if (this.rdomains) for (const p of pins) p.rdomains = this.rdomains;
+        try {
+          await this.o.firewall.replace(this.owner, pins);
+          this.hasPinholes = true;
+          this.lastPinhole = pins.map(describePinhole).join(', ');
+          this.adopt(join);
+          return { ok: true, proxyPort: pp2, clientPort: pp };
+        } catch (e) {
+          last = e instanceof Error ? e.message : String(e);
+          if (!(e instanceof PinholeConflict)) break;
+        }
+      }
+      throw new Error(last);
+    } catch (e) {
+      join.close();
+      throw e;
+    }
+  }
+
+  private adopt(join: DataJoin): void {
+    if (this.ended) {
+      join.close();
+      return;
+    }
+    this.dataJoin = join;
+    join.onEnd((st) => {
+      if (this.dataJoin === join) this.dataJoin = null;
+      const how = st.error ? `, ${st.error}` : '';
+      this.ev(LOG_INFO, 'join-end', `data connection joined by the proxy ended: ${st.toClient} bytes to the client, ${st.toServer} to the server${how}`, {
+        toClient: st.toClient,
+        toServer: st.toServer,
+      });
+    });
+  }
+
   private armIdle(): void {
     const t = this.o.idleTimeout * 1000;
     if (t <= 0) return;
     const check = (): void => {
       if (this.ended) return;
       const now = Date.now();
+      if (this.control?.transferring) {
+        // A transfer is running (1xx seen, final reply not yet): the control connection is quiet on
+        // purpose. Keepalive probes watch the peers meanwhile.
+        this.lastClientRead = this.lastServerRead = now;
+        this.idleTimer = setTimeout(check, t);
+        return;
+      }
       if (now - this.lastClientRead >= t) {
         this.ev(LOG_ERR, 'client-timeout', 'client timeout');
         void this.end('client timeout');
@@ -335,6 +462,7 @@ export class Session {
     this.ev(LOG_INFO, 'session-end', 'ending session', { reason: _reason });
     if (this.bannerTimer) clearTimeout(this.bannerTimer);
     if (this.idleTimer) clearTimeout(this.idleTimer);
+    this.dataJoin?.close();
     for (const s of [this.client, this.upstream]) {
       if (!s) continue;
       s.removeAllListeners('data');

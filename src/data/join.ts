@@ -1,0 +1,190 @@
+// A data connection the proxy joins itself (data_mode passive/active, when the client asked for the other
+// mode): two TCP connections, one to each peer, spliced in userland. Kernel pinholes cannot do this:
+// client-PORT with server-PASV leaves two listeners and nobody to connect, client-PASV with server-PORT
+// two connectors and nobody to listen. Keep mode never comes here; its bytes never pass the proxy.
+//
+//   connect(): both peers listen (client PORT, server 227); the proxy connects to each, outward only.
+//   listen():  both peers connect (client PASV, server PORT); the proxy listens on one port per side and
+//              takes one connection from the expected peer on each (its firewall pinholes admit exactly
+//              that one); the listeners close after it.
+import { createSocket } from 'node:dgram';
+import { connect, createServer, type Server, type Socket } from 'node:net';
+import { canonical, type Family } from '../net/address.js';
+
+export interface JoinStats {
+  /** Bytes from the server to the client, and the other way. */
+  toClient: number;
+  toServer: number;
+  error?: string;
+}
+
+export interface ConnectEnd {
+  host: string;
+  port: number;
+  localAddress?: string;
+}
+
+export interface ListenEnd {
+  /** Local address to listen on. */
+  address: string;
+  /** The only peer address accepted. */
+  peer: string;
+}
+
+/** The local address this host uses towards `peer` (a UDP connect sends nothing; it only routes). */
+export function localAddressToward(peer: string, family: Family): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const s = createSocket(family === 6 ? 'udp6' : 'udp4');
+    s.once('error', (e) => {
+      s.close();
+      reject(e);
+    });
+    s.connect(9, peer, () => {
+      try {
+        resolve(canonical(s.address().address));
+      } catch (e) {
+        reject(e as Error);
+      } finally {
+        s.close();
+      }
+    });
+  });
+}
+
+export class DataJoin {
+  private client: Socket | null = null;
+  private server: Socket | null = null;
+  private readonly listeners: Server[] = [];
+  private timer: NodeJS.Timeout | null = null;
+  private closed = false;
+  private readonly stats: JoinStats = { toClient: 0, toServer: 0 };
+  private endHandler: ((s: JoinStats) => void) | null = null;
+  private open = 0;
+
+  private constructor() {}
+
+  /** Called once when both legs are closed (or the join is given up). */
+  onEnd(f: (s: JoinStats) => void): void {
+    this.endHandler = f;
+  }
+
+  get ended(): boolean {
+    return this.closed;
+  }
+
+  /** Whether any byte has passed (a join nobody used may be replaced). */
+  get carried(): boolean {
+    return this.stats.toClient + this.stats.toServer > 0;
+  }
+
+  /** Connect to the server's passive port and to the client's active port; resolves when both are up. */
+  static async connect(server: ConnectEnd, client: ConnectEnd, timeoutMs: number): Promise<DataJoin> {
+    const j = new DataJoin();
+    try {
+      const [s, c] = await Promise.all([dial(server, timeoutMs, 'server'), dial(client, timeoutMs, 'client')].map((p) => p.then((sock) => j.keep(sock))));
+      j.server = s!;
+      j.client = c!;
+      j.splice();
+      return j;
+    } catch (e) {
+      j.close((e as Error).message);
+      throw e;
+    }
+  }
+
+  /**
+   * Listen on both sides (ports chosen by the kernel); the legs are spliced when both peers have
+   * connected. Gives up after timeoutMs without both.
+   */
+  static async listen(serverSide: ListenEnd, clientSide: ListenEnd, timeoutMs: number): Promise<{ join: DataJoin; serverPort: number; clientPort: number }> {
+    const j = new DataJoin();
+    try {
+      const [serverPort, clientPort] = await Promise.all([
+        j.listenOne(serverSide, (s) => (j.server = s)),
+        j.listenOne(clientSide, (s) => (j.client = s)),
+      ]);
+      j.timer = setTimeout(() => j.close(`no data connection within ${timeoutMs / 1000} s`), timeoutMs);
+      j.timer.unref();
+      return { join: j, serverPort, clientPort };
+    } catch (e) {
+      j.close((e as Error).message);
+      throw e;
+    }
+  }
+
+  private keep(s: Socket): Socket {
+    if (this.closed) {
+      s.destroy();
+      throw new Error('join closed');
+    }
+    this.open++;
+    s.on('error', (e) => this.close(e.message));
+    s.on('close', () => {
+      if (--this.open === 0 && this.client && this.server) this.close();
+    });
+    return s;
+  }
+
+  private listenOne(end: ListenEnd, take: (s: Socket) => void): Promise<number> {
+    return new Promise((resolve, reject) => {
+      const srv = createServer({ allowHalfOpen: true, pauseOnConnect: true }, (s) => {
+        // The pinhole admits only this peer; anything else here is not ours to relay.
+        if (this.closed || canonical(s.remoteAddress ?? '') !== end.peer) {
+          s.destroy();
+          return;
+        }
+        srv.close(); // one connection per side: the listener goes at once
+        take(this.keep(s));
+        if (this.client && this.server) this.splice();
+      });
+      this.listeners.push(srv);
+      srv.once('error', reject);
+      srv.listen({ host: end.address, port: 0, backlog: 1 }, () => resolve((srv.address() as { port: number }).port));
+    });
+  }
+
+  private splice(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    const c = this.client!;
+    const s = this.server!;
+    c.on('data', (d: Buffer) => (this.stats.toServer += d.length));
+    s.on('data', (d: Buffer) => (this.stats.toClient += d.length));
+    // pipe() ends the other side when one side ends (half-close), and applies backpressure both ways.
+    s.pipe(c);
+    c.pipe(s);
+    s.resume();
+    c.resume();
+  }
+
+  /** Close everything: listeners, both legs. Idempotent. */
+  close(error?: string): void {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.timer) clearTimeout(this.timer);
+    for (const l of this.listeners) l.close();
+    for (const s of [this.client, this.server]) s?.destroy();
+    if (error) this.stats.error = error;
+    this.endHandler?.(this.stats);
+  }
+}
+
+function dial(end: ConnectEnd, timeoutMs: number, what: string): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const s = connect({ host: end.host, port: end.port, allowHalfOpen: true, ...(end.localAddress ? { localAddress: end.localAddress } : {}) });
+    s.pause();
+    const t = setTimeout(() => {
+      s.destroy();
+      reject(new Error(`${what} ${end.host} port ${end.port}: no answer within ${timeoutMs / 1000} s`));
+    }, timeoutMs);
+    s.once('connect', () => {
+      clearTimeout(t);
+      s.removeAllListeners('error');
+      resolve(s);
+    });
+    s.once('error', (e: NodeJS.ErrnoException) => {
+      clearTimeout(t);
+      reject(new Error(`${what} ${end.host} port ${end.port}: ${e.code ?? e.message}`));
+    });
+  });
+}
