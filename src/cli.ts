@@ -13,6 +13,7 @@ import { Log } from './log.js';
 import { resolvePort } from './net/services.js';
 import { formatStatus, readStatus } from './status.js';
 import { printRules } from './print-rules.js';
+import { checkConfig } from './policy/load.js';
 import { CAP_NET_ADMIN, CAP_NET_BIND_SERVICE, capMask, effectiveCaps, lookupUser, setprivArgs } from './privileges.js';
 
 /** Set in the environment of the re-spawned daemon process; its fd 3 reports start-up to the parent. */
@@ -153,6 +154,10 @@ async function run(config: Config, inChild: boolean): Promise<void> {
   // Before start: a SIGUSR2 that comes as soon as "listening" is logged must not meet Node's default
   // action for it (terminate).
   process.on('SIGUSR2', () => log.log(LOG_NOTICE, daemon.statusLine(), { event: 'status' }));
+  // SIGUSR1 reloads the policy file. Not SIGHUP: that ends the daemon, as on OpenBSD (which has no
+  // reload), and scripts and rc systems rely on it. Our handler also keeps Node from opening its
+  // inspector on SIGUSR1, its default.
+  process.on('SIGUSR1', () => daemon.reloadPolicy());
   try {
     if (process.env[USER_ENV]) checkUser(config, log);
     await daemon.start();
@@ -221,6 +226,11 @@ if ('exit' in outcome) {
   process.exit(outcome.exit);
 } else if ('status' in outcome) {
   void statusAndExit(outcome.status);
+} else if (outcome.config.checkConfig) {
+  const r = checkConfig(outcome.config.policyFile);
+  if (r.stdout) process.stdout.write(r.stdout);
+  if (r.stderr) process.stderr.write(r.stderr);
+  process.exit(r.exit);
 } else if (outcome.config.printRules) {
   void printRulesAndExit(outcome.config);
 } else {

@@ -6,12 +6,12 @@ import type { Level } from './levels.js';
 import type { LogFormat } from './log.js';
 import { familyOf } from './net/address.js';
 
-export const OPTSTRING = '6Aa:b:D:dm:P:p:q:R:rT:t:v';
+export const OPTSTRING = '6Aa:b:D:df:m:P:p:q:R:rT:t:v';
 
 export const USAGE =
   'usage: ftp-proxy [-6Adrv] [-a sourceaddr] [-b address] [-D level] [-m maxsessions]\n' +
   '                 [-P port] [-p port] [-q queue] [-R address] [-T tag]\n' +
-  '                 [-t timeout]\n';
+  '                 [-f policy] [-t timeout]\n';
 
 export const BACKENDS = ['auto', 'nftables', 'iptables', 'pf'] as const;
 export type BackendChoice = (typeof BACKENDS)[number];
@@ -62,6 +62,10 @@ export interface Config {
   user?: string;
   /** --print-rules: print what a negotiation would install with these flags, change nothing, exit. */
   printRules: boolean;
+  /** -f: the policy file (ftp-proxy(8), POLICY FILE); without it OpenBSD's behaviour. */
+  policyFile?: string;
+  /** --check-config: check the flags and the policy file, say what is wrong, exit. */
+  checkConfig?: true;
 }
 
 /** `ftp-proxy status`: read the firewall, list sessions and pinholes. */
@@ -93,6 +97,9 @@ OpenBSD ftp-proxy(8) flags:
                   twice (127.0.0.1 and ::1) to serve IPv4 and IPv6 at once
   -D level        log priority threshold 0-7 (default 5)
   -d              stay in the foreground and log to stderr
+  -f policy       policy file: command, reply and FEAT policy, length limits,
+                  data mode, masquerade addresses (ftp-proxy(8), POLICY FILE);
+                  SIGUSR1 reloads it for new sessions
   -m maxsessions  concurrent sessions, 1-500 (default 100)
   -P port         port of the fixed server given with -R (default 21)
   -p port         listen port (default 8021)
@@ -112,6 +119,8 @@ Our options:
                           nftables and iptables: pf rules stay until replaced)
   --user NAME             Linux: run as NAME with only CAP_NET_ADMIN (and
                           CAP_NET_BIND_SERVICE for a listen port below 1024)
+  --check-config          check the flags and the -f policy file, print what is
+                          wrong (file:line: key: problem), exit 0 or 1
   --print-rules           print the firewall rules a passive and an active
                           negotiation would install with the other flags given
                           (example addresses), change nothing, exit
@@ -186,6 +195,7 @@ export function parseCommandLine(argv: string[], version = '0.0.0'): ParseOutcom
     .option('pinhole-timeout', { type: 'string', default: '30' })
     .option('user', { type: 'string' })
     .option('print-rules', { type: 'boolean', default: false })
+    .option('check-config', { type: 'boolean', default: false })
     .option('version', { type: 'boolean', default: false })
     .parseSync();
   if (longError) return { exit: 1, stderr: `ftp-proxy: ${longError}\n${USAGE}` };
@@ -218,6 +228,7 @@ export function parseCommandLine(argv: string[], version = '0.0.0'): ParseOutcom
   };
   if (parsedLong.pidfile) c.pidfile = parsedLong.pidfile;
   if (parsedLong.user) c.user = parsedLong.user;
+  if (parsedLong['check-config']) c.checkConfig = true;
   const pt = strtonum(String(parsedLong['pinhole-timeout']), 1, 3600);
   if ('error' in pt) return { exit: 1, stderr: `ftp-proxy: pinhole timeout ${pt.error}\n` };
   c.pinholeTimeout = pt.value;
@@ -245,6 +256,9 @@ export function parseCommandLine(argv: string[], version = '0.0.0'): ParseOutcom
       }
       case 'd':
         c.foreground = true;
+        break;
+      case 'f':
+        c.policyFile = arg;
         break;
       case 'm': {
         const r = strtonum(arg, 1, 500);

@@ -13,6 +13,8 @@ import { canonical, familyOf } from './net/address.js';
 import { isLocalAddress } from './net/local-addresses.js';
 import { type Endpoint, originalDestination, setTransparent } from './net/original-dst.js';
 import { resolvePort } from './net/services.js';
+import { describePolicy, loadPolicy } from './policy/load.js';
+import { defaultPolicy, type Policy, PolicyError } from './policy/parse.js';
 import { Session } from './session.js';
 
 
@@ -79,6 +81,8 @@ export class Daemon {
   private fixedServer: Endpoint | undefined;
   private listenPort = 0;
   private stopping = false;
+  /** The policy new sessions get (-f); a reload replaces it, live sessions keep the one they started with. */
+  private policy: Policy = defaultPolicy();
   /** -m, lowered when the descriptor limit cannot hold that many sessions. */
   private maxSessions: number;
 
@@ -97,6 +101,14 @@ export class Daemon {
     const c = this.o.config;
     const { log } = this.o;
     if (!this.o.unprivileged && !hasNetAdmin()) throw new StartupError('needs to start as root (or with CAP_NET_ADMIN)');
+    if (c.policyFile !== undefined) {
+      try {
+        this.policy = loadPolicy(c.policyFile);
+      } catch (e) {
+        throw new StartupError(e instanceof PolicyError ? `${e.message}\n${c.policyFile}: ${e.issues.length} error(s), not started` : (e as Error).message);
+      }
+      log.log(LOG_INFO, `policy ${c.policyFile}: ${describePolicy(this.policy)}`, { event: 'policy', file: c.policyFile });
+    }
 
     for (const a of c.sourceAddresses) {
       const bad = checkNumeric('getaddrinfo: fixed proxy address', a, c.ipv6);
@@ -232,6 +244,7 @@ export class Daemon {
       log,
       idleTimeout: c.timeout,
       anonymousOnly: c.anonymousOnly,
+      policy: this.policy,
       port20: c.port20,
       ...sourceFor(c.sourceAddresses, (this.fixedServer ?? original).address),
       original,
@@ -243,6 +256,32 @@ export class Daemon {
     });
     this.sessions.add(session);
     session.start();
+  }
+
+  /**
+   * SIGUSR1: read the policy file again. New sessions get the new policy; live sessions keep theirs, so
+   * nothing is dropped. A file with mistakes changes nothing: each mistake is logged, the old policy stays.
+   */
+  reloadPolicy(): boolean {
+    const { log, config: c } = this.o;
+    if (c.policyFile === undefined) {
+      log.log(LOG_NOTICE, 'no policy file (-f) to reload', { event: 'policy-reload' });
+      return false;
+    }
+    try {
+      this.policy = loadPolicy(c.policyFile);
+    } catch (e) {
+      const lines = e instanceof PolicyError ? e.message.split('\n') : [(e as Error).message];
+      for (const l of lines) log.log(LOG_ERR, l, { event: 'policy-error', file: c.policyFile });
+      log.log(LOG_ERR, `policy ${c.policyFile} not reloaded, the previous one stays in force`, { event: 'policy-reload-failed', file: c.policyFile });
+      return false;
+    }
+    log.log(LOG_NOTICE, `policy ${c.policyFile} reloaded: ${describePolicy(this.policy)}; ${this.sessions.size} live session(s) keep the previous one`, {
+      event: 'policy-reload',
+      file: c.policyFile,
+      sessions: this.sessions.size,
+    });
+    return true;
   }
 
   /**

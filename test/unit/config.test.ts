@@ -7,7 +7,7 @@ const INDENT = ' '.repeat(17);
 const USAGE_TEXT =
   'usage: ftp-proxy [-6Adrv] [-a sourceaddr] [-b address] [-D level] [-m maxsessions]\n' +
   `${INDENT}[-P port] [-p port] [-q queue] [-R address] [-T tag]\n` +
-  `${INDENT}[-t timeout]\n`;
+  `${INDENT}[-f policy] [-t timeout]\n`;
 
 function config(argv: string[]): Config {
   const r = parseCommandLine(argv, '1.2.3');
@@ -51,7 +51,7 @@ describe('usage text', () => {
   });
 
   it('uses the OpenBSD getopt string', () => {
-    expect(OPTSTRING).toBe('6Aa:b:D:dm:P:p:q:R:rT:t:v');
+    expect(OPTSTRING).toBe('6Aa:b:D:df:m:P:p:q:R:rT:t:v');
   });
 });
 
@@ -293,6 +293,25 @@ describe('ftp-proxy status', () => {
   it('is only a command in first place: elsewhere it is an extra argument (usage)', () => {
     expect(parseArgv(['-d', 'status'])).toEqual({ exit: 1, stderr: USAGE });
     expect(STATUS_USAGE).toMatch(/--json/);
+  });
+});
+
+describe('-f policy and --check-config', () => {
+  it.each<[string[], Partial<Config>]>([
+    [['-f', '/etc/ftp-proxy.policy'], { policyFile: '/etc/ftp-proxy.policy' }],
+    [['-dfx.policy'], { foreground: true, policyFile: 'x.policy' }],
+    [['--check-config', '-f', 'p'], { policyFile: 'p', checkConfig: true }],
+  ])('%j', (argv, want) => {
+    expect(config(argv)).toMatchObject(want);
+  });
+
+  it('-f needs an argument', () => {
+    expect(parseCommandLine(['-f'])).toEqual({ exit: 1, stderr: `ftp-proxy: option requires an argument -- f\n${USAGE_TEXT}` });
+  });
+
+  it('without them the config has neither', () => {
+    const c = config([]);
+    expect('policyFile' in c || 'checkConfig' in c).toBe(false);
   });
 });
 
