@@ -119,13 +119,13 @@ Our options:
                           nftables and iptables: pf rules stay until replaced)
   --user NAME             Linux: run as NAME with only CAP_NET_ADMIN (and
                           CAP_NET_BIND_SERVICE for a listen port below 1024)
-  --check-config          check the flags and the -f policy file, print what is
-                          wrong (file:line: key: problem), exit 0 or 1
   --print-rules           print the firewall rules a passive and an active
                           negotiation would install with the other flags given
                           (example addresses), change nothing, exit
   --help                  this text
   --version               the version
+  --check-config          check the flags and the -f policy file, print what is
+                          wrong (file:line: key: problem), exit 0 or 1
 
 Commands:
   ftp-proxy status [--backend NAME] [--json]
