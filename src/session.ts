@@ -30,6 +30,8 @@ const PIPELINE_PAUSE = 64;
 /** A joined data connection (data_mode): seconds to connect to a peer, or for both peers to connect. */
 const JOIN_CONNECT_TIMEOUT = 10;
 const JOIN_LISTEN_TIMEOUT = 30;
+/** After the session ends, a joined transfer still running has this many seconds to finish. */
+const JOIN_GRACE = 30;
 
 export interface SessionOptions {
   id: number;
@@ -462,7 +464,7 @@ export class Session {
     this.ev(LOG_INFO, 'session-end', 'ending session', { reason: _reason });
     if (this.bannerTimer) clearTimeout(this.bannerTimer);
     if (this.idleTimer) clearTimeout(this.idleTimer);
-    this.dataJoin?.close();
+    this.dataJoin?.finish(JOIN_GRACE * 1000);
     for (const s of [this.client, this.upstream]) {
       if (!s) continue;
       s.removeAllListeners('data');

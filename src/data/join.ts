@@ -157,6 +157,22 @@ export class DataJoin {
     c.resume();
   }
 
+  /**
+   * The control session ended: a join that never carried a byte goes now; one in the middle of a
+   * transfer may finish (the 226 can reach the client before the last bytes do), for at most graceMs.
+   */
+  finish(graceMs: number): void {
+    if (this.closed) return;
+    if (!this.carried) {
+      this.close();
+      return;
+    }
+    for (const l of this.listeners) l.close();
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = setTimeout(() => this.close('the control session ended'), graceMs);
+    this.timer.unref();
+  }
+
   /** Close everything: listeners, both legs. Idempotent. */
   close(error?: string): void {
     if (this.closed) return;

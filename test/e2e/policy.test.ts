@@ -433,6 +433,64 @@ describe('data_mode active with iptables: local pinholes in INPUT', () => {
   });
 });
 
+describe('data_mode over IPv6 (dual-stack instance, tproxy) and in reverse mode (-R) behind an outer NAT', () => {
+  let lab: Lab | null = null;
+  let proxy: ProxyProcess | null = null;
+  afterEach(async () => {
+    await proxy?.stop();
+    proxy = null;
+    await lab?.down();
+    lab = null;
+  });
+
+  it('IPv6: EPSV joined under data_mode active, EPRT joined under data_mode passive; nothing left', async () => {
+    lab = await Lab.up('forward');
+    await lab.loadRuleset(`${EXAMPLES}forward-dualstack.nft`);
+    const V6 = { FAMILY: '6' };
+    for (const [mode, client, how] of [
+      ['active', 'curl', 'epsv'],
+      ['active', 'lftp', 'epsv'],
+      ['passive', 'curl', 'eprt'],
+      ['passive', 'tnftp', 'eprt'],
+    ] as const) {
+      writeFileSync(`${lab.runDir}/v6.policy`, `data_mode ${mode}\n`);
+      proxy = await lab.proxy(['-D', '7', '-b', '127.0.0.1', '-b', '::1', '-f', `${lab.runDir}/v6.policy`]);
+      const g = await lab.get(client, how, 'test20M.bin', V6);
+      expect(g.ok, `${mode} ${client} ${how}: ${g.output}\n${proxy.log.split('\n').slice(-15).join('\n')}`).toBe(true);
+      expect(proxy.log).toMatch(/data connection joined by the proxy ended: 20971520 bytes/);
+      expect(proxy.log).toMatch(mode === 'active' ? /proxy: EPRT \|2\|2001:db8:2::1\|\d+\|/ : /data mode passive: client EPRT becomes EPSV/);
+      expect(await lab.waitNoPinholes()).toBe(0);
+      await proxy.stop();
+      proxy = null;
+    }
+  });
+
+  it('reverse mode: masquerade_client behind an outer NAT, with data_mode active and passive', async () => {
+    lab = await Lab.up('reverse');
+    await lab.loadRuleset(`${EXAMPLES}reverse.nft`);
+    // The upstream router: clients reach the firewall's public address 203.0.113.5 as 198.51.100.80.
+    await lab.exec('cli', ['bash', '-c', 'nft -f <(cat)'], {
+      input: 'table ip outer {\n chain out {\n  type nat hook output priority -100; policy accept;\n  ip daddr 198.51.100.80 dnat to 203.0.113.5\n }\n}\n',
+    });
+    for (const [mode, client, how] of [
+      ['keep', 'curl', 'pasv'],
+      ['active', 'curl', 'pasv'],
+      ['active', 'lftp', 'pasv'],
+      ['passive', 'curl', 'port'],
+    ] as const) {
+      writeFileSync(`${lab.runDir}/rev.policy`, `masquerade_client 198.51.100.80\ndata_mode ${mode}\n`);
+      proxy = await lab.proxy(['-D', '7', '-R', '10.0.0.21', '-P', '21', '-f', `${lab.runDir}/rev.policy`]);
+      const g = await lab.get(client, how, 'test20M.bin');
+      expect(g.ok, `${mode} ${client} ${how}: ${g.output}\n${proxy.log.split('\n').slice(-15).join('\n')}`).toBe(true);
+      if (how === 'pasv') expect(proxy.log).toMatch(/proxy: 227 Entering Passive Mode \(198,51,100,80,\d+,\d+\)/);
+      if (mode !== 'keep') expect(proxy.log).toMatch(/data connection joined by the proxy ended: 20971520 bytes/);
+      expect(await lab.waitNoPinholes()).toBe(0);
+      await proxy.stop();
+      proxy = null;
+    }
+  });
+});
+
 describe('golden local pinholes load into a real kernel', () => {
   const NS = `ftpe${process.pid}xlocal`;
   const inNs = (cmd: string[], input?: string) => execa('ip', ['netns', 'exec', NS, ...cmd], { reject: false, ...(input !== undefined ? { input } : {}) });
