@@ -5,6 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { decideCommand } from '../../src/policy/commands.js';
 import { featureOf, featuresToInsert, keepFeature } from '../../src/policy/feat.js';
 import { KNOWN_COMMANDS, MINIMAL_COMMANDS } from '../../src/policy/known.js';
+import { checkConfig } from '../../src/policy/load.js';
 import { defaultPolicy, formatIssue, parsePolicy, type Policy, PolicyError, tokenize } from '../../src/policy/parse.js';
 import { decideReply, replyKeys } from '../../src/policy/replies.js';
 
@@ -263,6 +264,24 @@ describe('FEAT policy', () => {
     ['211 End\r\n', null],
   ])('featureOf(%j) = %j', (line, want) => {
     expect(featureOf(line)).toBe(want);
+  });
+});
+
+describe('--check-config', () => {
+  const files: Record<string, string> = { 'good.policy': 'profile minimal\nlimits zorp\n', 'bad.policy': 'profile x\nfeat PROT accept\n' };
+  const read = (f: string): string => {
+    if (!(f in files)) throw Object.assign(new Error('no such file'), { code: 'ENOENT' });
+    return files[f]!;
+  };
+  it.each([
+    [undefined, 0, /no policy file \(-f\): OpenBSD behaviour/],
+    ['good.policy', 0, /good\.policy: OK \(profile minimal, 0 command rule\(s\), 0 reply rule\(s\), 0 feat rule\(s\), limits 255\/32\/64, data_mode keep\)/],
+    ['bad.policy', 1, /^bad\.policy:1: profile: .*\nbad\.policy:2: feat: PROT cannot be accepted.*\nftp-proxy: bad\.policy: 2 error\(s\), not started\n$/],
+    ['gone.policy', 1, /cannot read policy file gone\.policy: ENOENT/],
+  ])('%s -> exit %i', (file, exit, text) => {
+    const r = checkConfig(file, read);
+    expect(r.exit).toBe(exit);
+    expect(r.stdout ?? r.stderr).toMatch(text);
   });
 });
 
