@@ -12,6 +12,8 @@ import { processTcpSockets, type TcpSocket } from './net/sockets.js';
 
 /** A pinhole as the kernel holds it: the addresses of a Pinhole, and what the kernel says of its use. */
 export interface LivePinhole extends Pick<Pinhole, 'from' | 'to' | 'toPort' | 'rdrTo' | 'rdrPort' | 'natFrom' | 'natPort'> {
+  /** No source NAT: a data_mode pinhole to the proxy's own listener (the proxy joins the two legs). */
+  local?: true;
   /** waiting: no data connection yet; used: its one connection came (a second would be refused). */
   state: 'waiting' | 'used' | 'unknown';
   /** Seconds until the kernel drops the pinhole by itself; null when it does not say. */
@@ -89,8 +91,9 @@ export function nftStatus(listing: NftJson | null, alive: (pid: number) => boole
       const rdrTo = String(c[0]);
       const rdrPort = Number(c[1]);
       const nat = snat.get(keyStr([from, rdrTo, rdrPort]));
-      const p: LivePinhole = { from, to, toPort, rdrTo, rdrPort, natFrom: nat?.from ?? '?', state: once.has(keyStr(e.key)) ? 'waiting' : 'used', expires: e.expires };
+      const p: LivePinhole = { from, to, toPort, rdrTo, rdrPort, natFrom: nat?.from ?? from, state: once.has(keyStr(e.key)) ? 'waiting' : 'used', expires: e.expires };
       if (nat?.port !== undefined) p.natPort = nat.port;
+      if (!nat) p.local = true;
       const s = sessions.get(e.owner) ?? { pid: Number(m[1]), session: Number(m[2]), pinholes: [] };
       s.pinholes.push(p);
       sessions.set(e.owner, s);
@@ -151,11 +154,12 @@ export function iptablesStatus(saves: string[], used: (list: string) => boolean 
         toPort,
         rdrTo: rdr.address,
         rdrPort: rdr.port ?? 0,
-        natFrom: nat?.from ?? '?',
+        natFrom: nat?.from ?? from,
         state: u === null ? 'unknown' : u ? 'used' : 'waiting',
         expires: expires === null || Number.isNaN(expires) ? null : expires,
       };
       if (nat?.port !== undefined) p.natPort = nat.port;
+      if (!nat) p.local = true;
       const owner = `${m[2]}.${m[3]}`;
       const s = sessions.get(owner) ?? { pid: Number(m[2]), session: Number(m[3]), pinholes: [] };
       s.pinholes.push(p);
@@ -208,7 +212,8 @@ export function formatStatus(statuses: BackendStatus[]): string {
       for (const p of s.pinholes) {
         const state = p.state === 'waiting' ? 'waiting for its connection' : p.state === 'used' ? 'used (its one connection came)' : 'state unknown';
         const exp = p.expires === null ? '' : p.expires > 0 ? `, expires in ${p.expires}s` : ', expired';
-        out.push(`  ${describePinhole(p)}  ${state}${exp}`);
+        const where = p.local ? ' (to the proxy itself, source kept: data_mode)' : '';
+        out.push(`  ${describePinhole(p)}${where}  ${state}${exp}`);
       }
     }
   }

@@ -32,6 +32,12 @@ describe('nftStatus', () => {
     for (const p of [...v4!.pinholes, ...v6!.pinholes]) expect(p.expires).toBeGreaterThan(0);
   });
 
+  it('a dnat element without an snat element is a data_mode pinhole to the proxy itself', () => {
+    const noSnat = { nftables: NFT.nftables!.filter((i) => !/^snat/.test(i.map?.name ?? '')) };
+    const p = nftStatus(noSnat, () => true).sessions[0]!.pinholes.find((x) => x.toPort === 50001)!;
+    expect(p).toMatchObject({ from: '192.0.2.10', natFrom: '192.0.2.10', local: true });
+  });
+
   it('no table: not present, nothing listed', () => {
     expect(nftStatus(null, () => true)).toEqual({ backend: 'nftables', present: false, instances: [], sessions: [] });
   });
@@ -85,6 +91,17 @@ describe('iptablesStatus', () => {
       expires: 30,
     });
     expect(st.instances).toEqual([{ pid: 7, running: false, sockets: [] }]);
+  });
+
+  it('a DNAT without SNAT is a data_mode pinhole to the proxy itself: its source is kept', () => {
+    const local = [
+      ':FTPPROXY-PRE - [0:0]',
+      '-A FTPP-9-1-DA -s 192.0.2.10/32 -d 198.51.100.20/32 -p tcp -m tcp --dport 50001 --tcp-flags SYN,ACK SYN -m time --datestop 2026-11-21T19:58:19 -m recent ! --rcheck --name ftpp-9.1-1 --rsource -j DNAT --to-destination 203.0.113.1:41000',
+      '',
+    ].join('\n');
+    const st = iptablesStatus([local], () => false, now, () => true);
+    expect(st.sessions[0]!.pinholes[0]).toMatchObject({ from: '192.0.2.10', rdrTo: '203.0.113.1', rdrPort: 41000, natFrom: '192.0.2.10', local: true });
+    expect(formatStatus([st])).toMatch(/^ {2}192\.0\.2\.10 -> 198\.51\.100\.20:50001 => 203\.0\.113\.1:41000 from 192\.0\.2\.10 \(to the proxy itself, source kept: data_mode\) {2}waiting/m);
   });
 
   it('no chains at all: not present', () => {
