@@ -13,7 +13,7 @@ import { Log } from './log.js';
 import { resolvePort } from './net/services.js';
 import { formatStatus, readStatus } from './status.js';
 import { printRules } from './print-rules.js';
-import { checkConfig } from './policy/load.js';
+import { checkConfig, loadPolicy } from './policy/load.js';
 import { CAP_NET_ADMIN, CAP_NET_BIND_SERVICE, capMask, effectiveCaps, lookupUser, setprivArgs } from './privileges.js';
 
 /** Set in the environment of the re-spawned daemon process; its fd 3 reports start-up to the parent. */
@@ -200,7 +200,8 @@ async function printRulesAndExit(c: Config): Promise<never> {
     if (c.backend !== 'auto') name = c.backend;
     else name = await detectBackend(hostProbe()).then((d) => d.name, () => (process.platform === 'openbsd' ? 'pf' : 'nftables'));
     if (name !== 'pf') checkLinuxRuleOptions(c);
-    process.stdout.write(printRules(c, name, ruleOptions(c)));
+    const dataMode = c.policyFile ? loadPolicy(c.policyFile).dataMode : 'keep';
+    process.stdout.write(printRules(c, name, ruleOptions(c), new Date(), dataMode));
     process.exit(0);
   } catch (e) {
     process.stderr.write(`ftp-proxy: ${e instanceof Error ? e.message : String(e)}\n`);

@@ -2,11 +2,12 @@
 // backend, as the exact text handed to nft, iptables-restore or pfctl. Pure: it changes nothing, and
 // the addresses are documentation examples (RFC 5737 / RFC 3849), named in the header.
 import type { Config } from './config.js';
-import { activePinhole, describePinhole, type Owner, ownerTag, passivePinhole, type Pinhole, type RuleOptions, type SessionEnds } from './firewall/backend.js';
+import { activePinhole, describePinhole, localPinhole, type Owner, ownerTag, passivePinhole, type Pinhole, type RuleOptions, type SessionEnds } from './firewall/backend.js';
 import type { BackendName } from './firewall/choose.js';
 import * as ipt from './firewall/iptables.js';
 import * as nft from './firewall/nftables.js';
-import { pfRules, PF_ANCHOR } from './firewall/pf.js';
+import { pfLocalRule, pfRules, PF_ANCHOR } from './firewall/pf.js';
+import type { DataMode } from './policy/parse.js';
 
 /** An example owner: "<pid>.<session id>" as every object carries it. */
 export const EXAMPLE_OWNER: Owner = { pid: 4242, session: 1 };
@@ -14,6 +15,9 @@ const SERVER_PORT = 40001;
 const CLIENT_PORT = 40002;
 const PASSIVE_PORT = 50001;
 const ACTIVE_PORT = 50002;
+/** data_mode active: the proxy's two listeners (client side, server side). */
+const LISTEN_CLIENT = 41001;
+const LISTEN_SERVER = 41002;
 
 /** The example session: who is who, for the flags given (-6, -R, -a). */
 export function exampleEnds(c: Config): SessionEnds {
@@ -35,32 +39,71 @@ function bytes(a: string, port: number): string {
   return [...a.split('.'), String(port >> 8), String(port & 255)].join(',');
 }
 
-export function printRules(c: Config, backend: BackendName, rules: RuleOptions, now = new Date()): string {
+/** A negotiation: what was said, and the pinholes it installs (none: the proxy connects out itself). */
+interface Case {
+  name: string;
+  says: string;
+  pins: Pinhole[];
+}
+
+/**
+ * The passive and the active negotiation for these flags; with a policy's data_mode, the forced one
+ * (client PORT towards a passive server: no pinhole; client PASV towards an active server: two local
+ * pinholes to the proxy's own listeners).
+ */
+function negotiations(c: Config, e: SessionEnds, dataMode: DataMode): Case[] {
+  const v4 = e.family === 4;
+  const pasv = v4 ? 'PASV' : 'EPSV';
+  const port = v4 ? 'PORT' : 'EPRT';
+  const addr = (a: string, p: number): string => (v4 ? `PORT ${bytes(a, p)}` : `EPRT |2|${a}|${p}|`);
+  const reply = (a: string, p: number): string => (v4 ? `227 Entering Passive Mode (${bytes(a, p)})` : `229 Entering Extended Passive Mode (|||${p}|)`);
+  // The proxy's address towards the client: its LAN side (forward), the address clients dial (reverse).
+  const towardClient = c.fixedServer ? e.originalServer : v4 ? '192.0.2.1' : '2001:db8:1::1';
+  const passive: Case =
+    dataMode === 'active'
+      ? {
+          name: `Passive, forced active towards the server (data_mode active)`,
+          says: `the client sent ${pasv}; the server is told "${addr(e.proxy, ACTIVE_PORT)}" and the client "${reply(e.originalServer, PASSIVE_PORT)}"; the proxy listens on both sides and joins the two connections`,
+          pins: [
+            localPinhole('client', e.family, e.client, e.originalServer, PASSIVE_PORT, towardClient, LISTEN_CLIENT),
+            localPinhole('server', e.family, e.server, e.proxy, ACTIVE_PORT, e.proxy, LISTEN_SERVER),
+          ],
+        }
+      : {
+          name: 'Passive',
+          says: `the server replied "${reply(e.server, SERVER_PORT)}"; the client is told "${reply(e.originalServer, PASSIVE_PORT)}"`,
+          pins: [passivePinhole(e, SERVER_PORT, PASSIVE_PORT)],
+        };
+  const active: Case =
+    dataMode === 'passive'
+      ? {
+          name: 'Active, forced passive towards the server (data_mode passive)',
+          says: `the client sent "${addr(e.client, CLIENT_PORT)}"; the server is told ${pasv}; the proxy connects to the server's port and to the client's itself and joins the two connections: no pinhole, nothing in the firewall`,
+          pins: [],
+        }
+      : {
+          name: 'Active',
+          says: `the client sent "${addr(e.client, CLIENT_PORT)}"; the server is told "${addr(e.proxy, ACTIVE_PORT)}"`,
+          pins: [activePinhole(e, CLIENT_PORT, ACTIVE_PORT, c.port20 && port === 'PORT')],
+        };
+  return [passive, active];
+}
+
+export function printRules(c: Config, backend: BackendName, rules: RuleOptions, now = new Date(), dataMode: DataMode = 'keep'): string {
   const e = exampleEnds(c);
-  const passive = passivePinhole(e, SERVER_PORT, PASSIVE_PORT);
-  const activeCmd = c.ipv6 ? 'EPRT' : 'PORT';
-  const active = activePinhole(e, CLIENT_PORT, ACTIVE_PORT, c.port20 && activeCmd === 'PORT');
   const owner = ownerTag(EXAMPLE_OWNER);
   const out: string[] = [];
   const mode = c.fixedServer ? `reverse proxy to ${c.fixedServer}` : 'forward proxy (intercepted connections)';
   out.push(
-    `# ftp-proxy --print-rules: ${backend}, ${mode}, IPv${e.family}. Nothing was changed.`,
+    `# ftp-proxy --print-rules: ${backend}, ${mode}, IPv${e.family}${dataMode === 'keep' ? '' : `, data_mode ${dataMode}`}. Nothing was changed.`,
     `# Example session ${owner} (pid ${EXAMPLE_OWNER.pid}, session ${EXAMPLE_OWNER.session}): client ${e.client} dialled ${e.originalServer} port 21;`,
     `# the proxy reaches the server ${e.server} from ${e.proxy}. Real sessions use their own addresses, ports and owner.`,
     '',
   );
-  const passiveSays =
-    e.family === 4
-      ? `the server replied "227 Entering Passive Mode (${bytes(e.server, SERVER_PORT)})"; the client is told "227 ... (${bytes(e.originalServer, PASSIVE_PORT)})"`
-      : `the server replied "229 Entering Extended Passive Mode (|||${SERVER_PORT}|)"; the client is told "229 ... (|||${PASSIVE_PORT}|)"`;
-  const activeSays =
-    e.family === 4
-      ? `the client sent "PORT ${bytes(e.client, CLIENT_PORT)}"; the server is told "PORT ${bytes(e.proxy, ACTIVE_PORT)}"`
-      : `the client sent "EPRT |2|${e.client}|${CLIENT_PORT}|"; the server is told "EPRT |2|${e.proxy}|${ACTIVE_PORT}|"`;
-  const cases: [string, string, Pinhole][] = [
-    ['Passive', passiveSays, passive],
-    ['Active', activeSays, active],
-  ];
+  const cases = negotiations(c, e, dataMode);
+  const header = (k: Case): string[] => [`# ${k.name}: ${k.says}.`, ...k.pins.map((p) => `#   ${describePinhole(p)}${p.kind === 'local' ? ' (to the proxy itself, source kept)' : ''}`)];
+  // The pinholes the session holds at its end: those of the last negotiation that installed any.
+  const last = [...cases].reverse().find((k) => k.pins.length)?.pins ?? [];
   switch (backend) {
     case 'nftables': {
       const chain = nft.variantChain(rules);
@@ -72,50 +115,69 @@ export function printRules(c: Config, backend: BackendName, rules: RuleOptions, 
         nft.tableScript(rules, perPacket).trimEnd(),
         '',
       );
-      for (const [name, says, p] of cases) {
-        out.push(
-          `# ${name}: ${says}.`,
-          `#   ${describePinhole(p)}`,
-          `# One transaction; elements expire after ${rules.timeout}s unused, and the first SYN consumes the once-element:`,
-          ...nft.addScript([p], owner, chain, rules.timeout),
-          '',
-        );
+      let held: Pinhole[] = [];
+      for (const k of cases) {
+        out.push(...header(k));
+        if (k.pins.length) {
+          out.push(
+            `# One transaction${held.length ? " that first removes the previous negotiation's elements" : ''}; elements expire after ${rules.timeout}s unused, and the first SYN consumes the once-element:`,
+            ...nft.removeScript(held, chain),
+            ...nft.addScript(k.pins, owner, chain, rules.timeout),
+          );
+          held = k.pins;
+        }
+        out.push('');
       }
       out.push('# When the session ends or negotiates again, one transaction removes them (add+delete cannot fail on an element already gone):');
-      out.push(...nft.removeScript([active], chain), '');
+      out.push(...nft.removeScript(last, chain), '');
       break;
     }
     case 'iptables': {
       const cmd = e.family === 6 ? 'ip6tables' : 'iptables';
+      const local = cases.some((k) => k.pins.some((p) => p.kind === 'local'));
       out.push(
         `# At start: parent chains and the jumps to them (${cmd}-restore --noflush), where missing:`,
-        ...ipt.PARENTS.filter((p) => p.table !== 'mangle' || rules.queue !== undefined).map((p) => `#   *${p.table}  :${p.chain}  -I ${p.builtin} 1 -j ${p.chain}`),
+        ...ipt.PARENTS.filter((p) => (p.table !== 'mangle' || rules.queue !== undefined) && (p.chain !== 'FTPPROXY-IN' || local)).map(
+          (p) => `#   *${p.table}  :${p.chain}  -I ${p.builtin} 1 -j ${p.chain}`,
+        ),
         '',
       );
-      let set: 'A' | 'B' = 'A';
+      const sets: { set: 'A' | 'B'; input: boolean }[] = [];
+      const mangle = rules.queue !== undefined;
       let seq = 1;
-      for (const [name, says, p] of cases) {
-        const r = ipt.pinholeRules([p], rules, EXAMPLE_OWNER, seq++, now);
-        out.push(
-          `# ${name}: ${says}.`,
-          `#   ${describePinhole(p)}`,
-          `# ${cmd}-restore --noflush (the rules stop matching at --datestop, ${rules.timeout}s from now, even if the proxy dies):`,
-          ipt.addScript(EXAMPLE_OWNER, set, r, rules.queue !== undefined).trimEnd(),
-          '',
-        );
-        if (set === 'B') {
-          out.push('# ... and, after the reply has gone, the previous negotiation\'s chain set goes:', ipt.removeScript(EXAMPLE_OWNER, 'A', rules.queue !== undefined).trimEnd(), '');
+      for (const k of cases) {
+        out.push(...header(k));
+        if (k.pins.length) {
+          const set: 'A' | 'B' = sets.at(-1)?.set === 'A' ? 'B' : 'A';
+          const r = ipt.pinholeRules(k.pins, rules, EXAMPLE_OWNER, seq++, now);
+          out.push(
+            `# ${cmd}-restore --noflush (the rules stop matching at --datestop, ${rules.timeout}s from now, even if the proxy dies):`,
+            ipt.addScript(EXAMPLE_OWNER, set, r, mangle).trimEnd(),
+          );
+          const prev = sets.at(-1);
+          if (prev) {
+            out.push('', "# ... and, after the reply has gone, the previous negotiation's chain set goes:", ipt.removeScript(EXAMPLE_OWNER, prev.set, mangle, prev.input).trimEnd());
+          }
+          sets.push({ set, input: r.IN.length > 0 });
         }
-        set = 'B';
+        out.push('');
       }
-      out.push('# When the session ends:', ipt.removeScript(EXAMPLE_OWNER, 'B', rules.queue !== undefined).trimEnd(), '');
+      const end = sets.at(-1);
+      if (end) out.push('# When the session ends:', ipt.removeScript(EXAMPLE_OWNER, end.set, mangle, end.input).trimEnd(), '');
       break;
     }
     case 'pf': {
       const anchor = `${PF_ANCHOR}/${owner}`;
       out.push(`# pf.conf needs: anchor "${PF_ANCHOR}/*" (see pf-examples/).`, '');
-      for (const [name, says, p] of cases) {
-        out.push(`# ${name}: ${says}.`, `#   ${describePinhole(p)}`, `# pfctl -a ${anchor} -f - (replaces the anchor's rules in one transaction):`, ...pfRules(p, rules), '');
+      for (const k of cases) {
+        out.push(...header(k));
+        if (k.pins.length) {
+          out.push(
+            `# pfctl -a ${anchor} -f - (replaces the anchor's rules in one transaction):`,
+            ...k.pins.flatMap((p) => (p.kind === 'local' ? [pfLocalRule(p, rules)] : pfRules(p, rules))),
+          );
+        }
+        out.push('');
       }
       out.push(`# When the session ends: pfctl -a ${anchor} -f - with an empty ruleset (pf drops the empty anchor).`, '');
       break;

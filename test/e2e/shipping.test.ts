@@ -156,17 +156,17 @@ describe('service files', () => {
     /** The variables the script gives rc.subr(8), with rc.conf's flags. */
     const rcVars = async (flags: string): Promise<Record<string, string>> => {
       const fake = join(dir, 'rc.subr');
-      writeFileSync(fake, 'rc_cmd() { printf "daemon=%s\\npexp=%s\\nrc_reload=%s\\ncmd=%s\\n" "$daemon" "$pexp" "$rc_reload" "$1"; }\n');
+      writeFileSync(fake, 'rc_cmd() { printf "daemon=%s\\npexp=%s\\nrc_reload=%s\\nrc_reload_signal=%s\\ncmd=%s\\n" "$daemon" "$pexp" "$rc_reload" "$rc_reload_signal" "$1"; }\n');
       const script = readFileSync(RC, 'utf8').replace('. /etc/rc.d/rc.subr', `daemon_flags=${JSON.stringify(flags)}\n. ${fake}`);
       expect(script).not.toBe(readFileSync(RC, 'utf8'));
       const r = await execa('bash', ['-c', script, 'ftp_proxy', 'check']);
       return Object.fromEntries(r.stdout.split('\n').map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));
     };
 
-    it('parses, names the npm-installed command, and has no reload (SIGHUP ends the daemon, as on OpenBSD)', async () => {
+    it('parses, names the npm-installed command, reloads with SIGUSR1 (SIGHUP ends the daemon, as on OpenBSD)', async () => {
       expect((await execa('bash', ['-n', RC], { reject: false })).exitCode).toBe(0);
       const v = await rcVars('-D6');
-      expect(v).toMatchObject({ daemon: '/usr/local/bin/ftp-proxy', rc_reload: 'NO', cmd: 'check' });
+      expect(v).toMatchObject({ daemon: '/usr/local/bin/ftp-proxy', rc_reload: '', rc_reload_signal: 'USR1', cmd: 'check' });
     });
 
     it('its pexp matches the command line of the daemon it starts (npm layout), and only with the same flags', async () => {
@@ -191,6 +191,11 @@ describe('service files', () => {
       expect(await grep((await rcVars(flags)).pexp!)).toBe(0);
       expect(await grep((await rcVars('-D7')).pexp!)).toBe(1);
       expect(await grep((await rcVars('')).pexp!)).toBe(1);
+      // rc_reload's SIGUSR1 (the policy re-read): the daemon lives on.
+      process.kill(pid, 'SIGUSR1');
+      await new Promise((r) => setTimeout(r, 500));
+      expect(readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '')[0]).not.toBe('Z');
+      expect(readFileSync(pidfile, 'utf8').trim()).toBe(String(pid));
       // rc_stop's SIGTERM: a clean exit that removes the pid file.
       process.kill(pid, 'SIGTERM');
       const written = (): boolean => existsSync(pidfile) && readFileSync(pidfile, 'utf8').trim() !== '';

@@ -5,9 +5,9 @@ import { type Config, parseCommandLine } from '../../src/config.js';
 import { ruleOptions } from '../../src/firewall/choose.js';
 import * as ipt from '../../src/firewall/iptables.js';
 import * as nft from '../../src/firewall/nftables.js';
-import { pfRules } from '../../src/firewall/pf.js';
+import { pfLocalRule, pfRules } from '../../src/firewall/pf.js';
 import { EXAMPLE_OWNER, exampleEnds, printRules } from '../../src/print-rules.js';
-import { activePinhole, passivePinhole } from '../../src/firewall/backend.js';
+import { activePinhole, localPinhole, passivePinhole } from '../../src/firewall/backend.js';
 import { checkPfRule } from '../helpers/pf-grammar.js';
 
 const config = (argv: string[]): Config => {
@@ -43,6 +43,7 @@ describe('nftables', () => {
     expect(statements(text)).toEqual([
       ...statements(nft.tableScript(o, perPacket)),
       ...nft.addScript([passive], '4242.1', chain, o.timeout),
+      ...nft.removeScript([passive], chain),
       ...nft.addScript([active], '4242.1', chain, o.timeout),
       ...nft.removeScript([active], chain),
     ]);
@@ -86,5 +87,46 @@ describe('pf', () => {
     expect(rules).toEqual([...pfRules(passivePinhole(e, 40001, 50001), o), ...pfRules(activePinhole(e, 40002, 50002, c.port20 && !c.ipv6), o)]);
     for (const r of rules) expect(checkPfRule(r)).toEqual({ ok: true });
     expect(text).toContain('# pfctl -a ftp-proxy/4242.1 -f -');
+  });
+});
+
+describe('with a policy data_mode', () => {
+  const c = config([]);
+  const o = ruleOptions(c);
+  const e = exampleEnds(c);
+  const locals = [localPinhole('client', 4, e.client, e.originalServer, 50001, '192.0.2.1', 41001), localPinhole('server', 4, e.server, e.proxy, 50002, e.proxy, 41002)];
+  const active = activePinhole(e, 40002, 50002, false);
+
+  it('active: a client PASV installs two local pinholes to the proxy itself, replaced by the PORT negotiation', () => {
+    const text = printRules(c, 'nftables', o, NOW, 'active');
+    const chain = nft.variantChain(o);
+    expect(text).toMatch(/^# ftp-proxy --print-rules: nftables, .*, data_mode active\. Nothing was changed\.$/m);
+    expect(statements(text).slice(statements(nft.tableScript(o, null)).length)).toEqual([
+      ...nft.addScript(locals, '4242.1', chain, o.timeout),
+      ...nft.removeScript(locals, chain),
+      ...nft.addScript([active], '4242.1', chain, o.timeout),
+      ...nft.removeScript([active], chain),
+    ]);
+    expect(text).toContain('#   192.0.2.10 -> 198.51.100.20:50001 => 192.0.2.1:41001 from 192.0.2.10 (to the proxy itself, source kept)');
+  });
+
+  it('active, pf: one rdr-to rule per leg, valid pf.conf', () => {
+    const rules = statements(printRules(c, 'pf', o, NOW, 'active'));
+    expect(rules).toEqual([...locals.map((p) => pfLocalRule(p, o)), ...pfRules(active, o)]);
+    for (const r of rules) expect(checkPfRule(r)).toEqual({ ok: true });
+  });
+
+  it('active, iptables: the local chain set includes the INPUT accept (FTPPROXY-IN)', () => {
+    const text = printRules(c, 'iptables', o, NOW, 'active');
+    expect(text).toMatch(/^#   \*filter {2}:FTPPROXY-IN {2}-I INPUT 1 -j FTPPROXY-IN$/m);
+    expect(text).toMatch(/^-A FTPPROXY-IN -j FTPP-4242-1-IA$/m);
+  });
+
+  it('passive: a client PORT installs nothing (the proxy connects out to both); the PASV is the usual pinhole', () => {
+    const text = printRules(c, 'nftables', o, NOW, 'passive');
+    expect(text).toMatch(/^# Active, forced passive towards the server \(data_mode passive\): .* no pinhole, nothing in the firewall\.$/m);
+    const chain = nft.variantChain(o);
+    const passive = passivePinhole(e, 40001, 50001);
+    expect(statements(text).slice(statements(nft.tableScript(o, null)).length)).toEqual([...nft.addScript([passive], '4242.1', chain, o.timeout), ...nft.removeScript([passive], chain)]);
   });
 });
