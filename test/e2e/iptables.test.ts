@@ -3,6 +3,7 @@
 // or `iptables -F` under a running proxy is repaired and the next transfer works.
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { execa } from 'execa';
+import { PARENTS } from '../../src/firewall/iptables.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Lab, type ProxyProcess, requireLab, ROOT } from './lab.js';
 
@@ -17,15 +18,8 @@ describe.each(VARIANTS)('golden scripts with %s', (variant) => {
   beforeAll(async () => {
     await execa('ip', ['netns', 'add', ns]);
     for (const cmd of [variant, ip6]) {
-      for (const [table, chain] of [
-        ['nat', 'FTPPROXY-PRE'],
-        ['nat', 'FTPPROXY-POST'],
-        ['filter', 'FTPPROXY-FWD'],
-        ['mangle', 'FTPPROXY-MGL'],
-        ['filter', 'FTPPROXY-IN'],
-      ]) {
-        await execa('ip', ['netns', 'exec', ns, cmd, '-t', table!, '-N', chain!]);
-      }
+      // The parent chains the backend creates at start.
+      for (const p of PARENTS) await execa('ip', ['netns', 'exec', ns, cmd, '-t', p.table, '-N', p.chain]);
     }
   });
   afterAll(async () => {

@@ -4,6 +4,7 @@
 import type { ChildProcess } from 'node:child_process';
 import { rmSync, writeFileSync } from 'node:fs';
 import { execa } from 'execa';
+import { PARENTS } from '../../src/firewall/iptables.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLI, EXAMPLES, Lab, requireLab, ROOT } from './lab.js';
 
@@ -187,15 +188,8 @@ describe('ftp-proxy --print-rules changes nothing, and the kernel takes what it 
     const cmd = v6 ? 'ip6tables' : 'iptables';
     const text = await print(['--backend', 'iptables', ...flags]);
     expect((await inNs([`${cmd}-save`])).stdout).not.toMatch(/FTPP/);
-    for (const [table, chain] of [
-      ['nat', 'FTPPROXY-PRE'],
-      ['nat', 'FTPPROXY-POST'],
-      ['filter', 'FTPPROXY-FWD'],
-      ['mangle', 'FTPPROXY-MGL'],
-      ['filter', 'FTPPROXY-IN'],
-    ]) {
-      await inNs([cmd, '-t', table!, '-N', chain!]);
-    }
+    // The parent chains the backend creates at start.
+    for (const p of PARENTS) await inNs([cmd, '-t', p.table, '-N', p.chain]);
     // Each *table ... COMMIT block is one iptables-restore transaction, in the order printed.
     const blocks = statements(text).split(/(?<=^COMMIT\n)/m).filter((b) => b.trim());
     expect(blocks.length).toBeGreaterThanOrEqual(4);
