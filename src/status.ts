@@ -76,7 +76,8 @@ export function nftStatus(listing: NftJson | null, alive: (pid: number) => boole
   const sessions = new Map<string, LiveSession>();
   const pids = new Set(instancePids(listing));
   for (const f of [4, 6]) {
-    const once = new Set(nftElements(listing, `once${f}`).map((e) => keyStr(e.key)));
+    // not yet used: in once (plain instances) or oncev (instances with -v, -T or -q)
+    const once = new Set([...nftElements(listing, `once${f}`), ...nftElements(listing, `oncev${f}`)].map((e) => keyStr(e.key)));
     const snat = new Map<string, { owner: string; from: string; port?: number }>();
     for (const e of nftElements(listing, `snat${f}`)) snat.set(keyStr(e.key), { owner: e.owner, from: String(e.value) });
     for (const e of nftElements(listing, `snatport${f}`)) {

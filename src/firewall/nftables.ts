@@ -2,10 +2,13 @@
 // connection only set/map *elements*, each with a timeout and the comment "<pid>.<session>".
 //
 //   dstnat (nat prerouting, before the admin's dstnat):
-//     a SYN whose (saddr . daddr . dport) is in @onceN consumes that element and jumps, through the
-//     verdict map @pinN, to the instance's pinhole chain, which logs/marks as the flags say and DNATs
-//     through @dnatN. NAT chains see only a connection's first packet, so a retransmitted SYN keeps its
-//     binding while any second connection finds the pinhole gone: pf's `keep state (max 1)`.
+//     a SYN whose (saddr . daddr . dport) is in @onceN consumes that element and goes to chain
+//     `pinhole`, which DNATs through @dnatN. With -v/-T/-q the element is in @oncevN instead, and the
+//     verdict map @pinN sends the SYN to the instance's own pinhole chain, which logs/marks as the flags
+//     say before the DNAT. (A jump in a map element makes the kernel re-check every element of that map
+//     at each commit: 0.85 ms per negotiation with 10,000 pinholes, bench/. Plain instances add none.)
+//     NAT chains see only a connection's first packet, so a retransmitted SYN keeps its binding while
+//     any second connection finds the pinhole gone: pf's `keep state (max 1)`.
 //   srcnat (nat postrouting): a connection we DNATed gets its source from @snatN (or @snatportN, -r),
 //     keyed on the post-DNAT tuple.
 //
@@ -37,11 +40,14 @@ const ipKw = (f: Fam): string => (f === 4 ? 'ip' : 'ip6');
 const tuple = (f: Fam): string => `${ipKw(f)} saddr . ${ipKw(f)} daddr . tcp dport`;
 
 /** Sets and maps the elements go into, per family. */
-export const OBJECTS = ['once', 'pin', 'dnat', 'snat', 'snatport'] as const;
+export const OBJECTS = ['once', 'oncev', 'pin', 'dnat', 'snat', 'snatport'] as const;
+
+/** The pinhole chain of instances without -v/-T/-q; the dstnat rule for @onceN goes straight to it. */
+const PLAIN_CHAIN = 'pinhole';
 
 /** The pinhole chain for a combination of -v/-T/-q: instances with the same flags share it. */
 export function variantChain(o: RuleOptions): string {
-  if (!o.log && !o.tag && !o.queue) return 'pinhole';
+  if (!o.log && !o.tag && !o.queue) return PLAIN_CHAIN;
   const h = createHash('sha256').update(JSON.stringify([o.log, o.tag ?? '', o.queue ?? ''])).digest('hex');
   return `pinhole-${h.slice(0, 8)}`;
 }
@@ -63,6 +69,7 @@ export function tableScript(o: RuleOptions, perPacket: { label: number; present:
     // Declared as the kernel stores it (a set the packet path deletes from is dynamic, sized 64k),
     // so that re-adding it is a no-op rather than EEXIST.
     L.push(`add set ${T} once${f} { type ${k}; size 65535; flags dynamic,timeout; }`);
+    L.push(`add set ${T} oncev${f} { type ${k}; size 65535; flags dynamic,timeout; }`);
     L.push(`add map ${T} pin${f} { type ${k} : verdict; flags timeout; }`);
     L.push(`add map ${T} dnat${f} { type ${k} : ${addrType(f)} . inet_service; flags timeout; }`);
     L.push(`add map ${T} snat${f} { type ${k} : ${addrType(f)}; flags timeout; }`);
@@ -73,23 +80,28 @@ export function tableScript(o: RuleOptions, perPacket: { label: number; present:
   L.push(`add chain ${T} dstnat { type nat hook prerouting priority dstnat - 10; policy accept; }`);
   L.push(`add chain ${T} srcnat { type nat hook postrouting priority srcnat - 10; policy accept; }`);
   L.push(`flush chain ${T} dstnat`, `flush chain ${T} srcnat`);
+  // Every instance writes the plain chain, which the first dstnat rule needs, whatever its own flags.
+  L.push(`add chain ${T} ${PLAIN_CHAIN}`, `flush chain ${T} ${PLAIN_CHAIN}`);
+  for (const f of FAMILIES) L.push(`add rule ${T} ${PLAIN_CHAIN} dnat ${ipKw(f)} to ${tuple(f)} map @dnat${f}`);
   for (const f of FAMILIES) {
-    L.push(
-      `add rule ${T} dstnat tcp flags & (syn | ack) == syn ${tuple(f)} @once${f} delete @once${f} { ${tuple(f)} } ${tuple(f)} vmap @pin${f}`,
-    );
+    const syn = `add rule ${T} dstnat tcp flags & (syn | ack) == syn ${tuple(f)}`;
+    L.push(`${syn} @once${f} delete @once${f} { ${tuple(f)} } goto ${PLAIN_CHAIN}`);
+    L.push(`${syn} @oncev${f} delete @oncev${f} { ${tuple(f)} } ${tuple(f)} vmap @pin${f}`);
   }
   for (const f of FAMILIES) {
     L.push(`add rule ${T} srcnat ct status dnat snat ${ipKw(f)} to ${tuple(f)} map @snat${f}`);
     L.push(`add rule ${T} srcnat ct status dnat snat ${ipKw(f)} to ${tuple(f)} map @snatport${f}`);
   }
   const chain = variantChain(o);
-  L.push(`add chain ${T} ${chain}`, `flush chain ${T} ${chain}`);
-  const first: string[] = [];
-  if (o.log === 1) first.push(`log prefix ${LOG_PREFIX}`);
-  if (o.tag !== undefined) first.push(`ct mark set 0x${parseMark(o.tag)!.toString(16).padStart(8, '0')}`);
-  if (perPacket) first.push(`ct label set ${perPacket.label}`);
-  if (first.length) L.push(`add rule ${T} ${chain} ${first.join(' ')}`);
-  for (const f of FAMILIES) L.push(`add rule ${T} ${chain} dnat ${ipKw(f)} to ${tuple(f)} map @dnat${f}`);
+  if (chain !== PLAIN_CHAIN) {
+    L.push(`add chain ${T} ${chain}`, `flush chain ${T} ${chain}`);
+    const first: string[] = [];
+    if (o.log === 1) first.push(`log prefix ${LOG_PREFIX}`);
+    if (o.tag !== undefined) first.push(`ct mark set 0x${parseMark(o.tag)!.toString(16).padStart(8, '0')}`);
+    if (perPacket) first.push(`ct label set ${perPacket.label}`);
+    if (first.length) L.push(`add rule ${T} ${chain} ${first.join(' ')}`);
+    for (const f of FAMILIES) L.push(`add rule ${T} ${chain} dnat ${ipKw(f)} to ${tuple(f)} map @dnat${f}`);
+  }
   if (perPacket) {
     L.push(`add chain ${T} perpacket { type filter hook forward priority mangle; policy accept; }`);
     if (!perPacket.present) {
@@ -113,11 +125,14 @@ interface Element {
 
 function elements(p: Pinhole, chain: string): Element[] {
   const f = p.family;
-  const dnat: Element[] = [
-    { object: `once${f}`, key: key(p) },
-    { object: `pin${f}`, key: key(p), value: `goto ${chain}` },
-    { object: `dnat${f}`, key: key(p), value: `${p.rdrTo} . ${p.rdrPort}` },
-  ];
+  const gate: Element[] =
+    chain === PLAIN_CHAIN
+      ? [{ object: `once${f}`, key: key(p) }]
+      : [
+          { object: `oncev${f}`, key: key(p) },
+          { object: `pin${f}`, key: key(p), value: `goto ${chain}` },
+        ];
+  const dnat: Element[] = [...gate, { object: `dnat${f}`, key: key(p), value: `${p.rdrTo} . ${p.rdrPort}` }];
   // A connection to the proxy's own listener goes up the input path, never through srcnat: no source NAT.
   if (p.kind === 'local') return dnat;
   return [

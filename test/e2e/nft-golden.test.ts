@@ -52,7 +52,7 @@ describe('golden nftables scripts load into a real kernel', () => {
     const creates = golden('elements.nft').split('\n').filter((l) => l.startsWith('create')).join('\n') + '\n';
     expect((await load(creates)).exitCode).toBe(0);
     const full = (await execa('ip', ['netns', 'exec', NS, 'nft', '-j', 'list', 'table', 'inet', 'ftp-proxy'])).stdout;
-    expect((full.match(/"comment": "4242\.7"/g) ?? []).length).toBe(16);
+    expect((full.match(/"comment": "4242\.7"/g) ?? []).length).toBe(creates.trim().split('\n').length);
   });
 
   it('a broken script is refused by nft (the check can fail)', async () => {
