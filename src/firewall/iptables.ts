@@ -256,7 +256,8 @@ export class IptablesBackend implements FirewallBackend {
       () => {
         if (!old) return undefined;
         const oldInput = st.input.delete(old);
-        return this.restoreQuiet(family, removeScript(owner, old, this.mangle, oldInput));
+        // One restore; command by command (an iptables process each, 10-20 ms) only if it fails.
+        return this.removeAll(family, removeScript(owner, old, this.mangle, oldInput));
       },
       () => undefined,
     );
