@@ -38,6 +38,13 @@ describe('nftStatus', () => {
     expect(p).toMatchObject({ from: '192.0.2.10', natFrom: '192.0.2.10', local: true });
   });
 
+  it('an instance with -v/-T/-q keeps its gate in @oncevN: still waiting', () => {
+    const renamed = JSON.parse(JSON.stringify(NFT).replace(/"name":"once4"/g, '"name":"oncev4"')) as NftJson;
+    expect(JSON.stringify(renamed)).toContain('"oncev4"');
+    const p = nftStatus(renamed, () => true).sessions[0]!.pinholes.find((x) => x.toPort === 50002)!;
+    expect(p.state).toBe('waiting');
+  });
+
   it('no table: not present, nothing listed', () => {
     expect(nftStatus(null, () => true)).toEqual({ backend: 'nftables', present: false, instances: [], sessions: [] });
   });
