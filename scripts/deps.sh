@@ -17,9 +17,13 @@ for pair in $wanted; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
 done
 ldconfig -p 2>/dev/null | grep -q 'libnftables\.so\.1 ' || missing+=(libnftables1)
+# npm run bench compares against Debian's ftp-proxy (the SuSE proxy-suite, a userland relay). Its binary is
+# /usr/sbin/ftp-proxy, which the bench runs by that path, only in its lab; the package leaves
+# RUN_DAEMON=no in /etc/default/ftp-proxy, so its init script never starts one on the host.
+[ -x /usr/sbin/ftp-proxy ] || missing+=(ftp-proxy)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "deps: installing ${missing[*]}"
-  # Keep package scripts from starting daemons (proftpd) on the host: the lab starts its own, in namespaces.
+  # Keep package scripts from starting daemons (proftpd, ftp-proxy) on the host: the lab starts its own, in namespaces.
   policy=/usr/sbin/policy-rc.d
   made_policy=0
   if [ ! -e $policy ]; then printf '#!/bin/sh\nexit 101\n' >$policy && chmod +x $policy && made_policy=1; fi

@@ -27,4 +27,10 @@ sweep
 status=0
 npx vitest run "$@" || status=$?
 sweep
+# The whole suite ends with the benchmark's smoke test (npm run bench -- --quick, under a minute): it
+# fails the run if the bench breaks, not when a target is missed (--quick judges none).
+if [ $# -eq 0 ]; then
+  echo "bench: npm run bench -- --quick"
+  node bench/bench.mjs --quick --out "${TMPDIR:-/tmp}/ftp-proxy-bench-quick.json" || status=$?
+fi
 exit $status
