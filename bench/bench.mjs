@@ -37,10 +37,12 @@ const opt = (name, dflt) => {
 const RENDER = opt('--render', null);
 const QUICK = RENDER ? JSON.parse(readFileSync(RENDER, 'utf8')).quick : flag('--quick');
 const P = QUICK
-  ? { fileMiB: 64, runs: 1, perRun: 1, bgBefore: 450, bgAfter: 0, scaleRounds: { nftables: 1, iptables: 1 }, latN: 80, latSeconds: 1.5, pinholes: 500, idle: [1000], cyclesSec: 1, cyclesWindows: 1, conc: 100 }
-  : { fileMiB: 400, runs: 9, perRun: 3, bgBefore: 600, bgAfter: 400, scaleRounds: { nftables: 3, iptables: 1 }, latN: 400, latSeconds: 30, pinholes: 10000, idle: [1000, 5000, 10000], cyclesSec: 4, cyclesWindows: 3, conc: 100 };
+  ? { fileMiB: 64, runs: 1, perRun: 1, bgBefore: 450, bgAfter: 0, scaleRounds: { nftables: 1, iptables: 1 }, latN: 80, latSeconds: 1.5, pinholes: 300, idle: [1000], idleHold: 500, cyclesSec: 1, cyclesWindows: 1, conc: 100 }
+  : { fileMiB: 400, runs: 9, perRun: 3, bgBefore: 600, bgAfter: 400, scaleRounds: { nftables: 5, iptables: 1 }, latN: 300, latSeconds: 30, pinholes: 10000, idle: [1000, 5000, 10000], idleHold: 2000, cyclesSec: 4, cyclesWindows: 3, conc: 100 };
 P.runs = Number(opt('--runs', P.runs));
 const OUT = opt('--out', `${ROOT}bench/results.json`);
+// --no-pin: leave the download's client and server wherever the scheduler puts them
+const PIN = !flag('--no-pin') && cpus().length >= 2;
 // --parts data,nftables,iptables,sessions: only some parts (for working on the bench itself)
 const PARTS = new Set(opt('--parts', 'data,nftables,iptables,sessions').split(','));
 
@@ -204,6 +206,9 @@ async function labSetup() {
   await lab('up', 'forward');
   // proftpd binds the wildcard address unless told otherwise; the stub server needs port 21 of its own addresses.
   await lab('ftpd-restart', 'SocketBindTight on');
+  // The download's two ends on CPUs of their own (server 1, client 0), the same for every path: where
+  // the scheduler puts them changes the CPU time per byte by tens of percent from run to run.
+  if (PIN) await execa('taskset', ['-a', '-p', '2', readFileSync(`${RUN}/proftpd.pid`, 'utf8').trim()]);
   await execa('ip', ['-n', NS.srv, 'addr', 'add', `${STUB}/24`, 'dev', 'eth0']);
   await execa('ip', ['-n', NS.srv, 'addr', 'add', `${STUB_HELPER}/24`, 'dev', 'eth0']);
   // No conntrack in the end hosts: only fw does firewalling.
@@ -281,7 +286,7 @@ async function downloadRun(host, port, mode, perRun = P.perRun) {
   const modeOpts = mode === 'pasv' ? ['--disable-epsv'] : ['-P', '-', '--disable-eprt'];
   const c0 = cpuBusy();
   const w0 = process.hrtime.bigint();
-  const r = await ns('cli', ['curl', '-sS', '--max-time', '120', ...modeOpts, '-w', '%{size_download} %{time_pretransfer} %{time_total}\\n', ...urls], { reject: false });
+  const r = await ns('cli', [...(PIN ? ['taskset', '1'] : []), 'curl', '-sS', '--max-time', '120', ...modeOpts, '-w', '%{size_download} %{time_pretransfer} %{time_total}\\n', ...urls], { reject: false });
   const wall = Number(process.hrtime.bigint() - w0) / 1e9;
   const busy = cpuBusy() - c0;
   const bgRate = P.bgAfter ? (bgBefore * P.bgBefore + (await background(P.bgAfter)) * P.bgAfter) / (P.bgBefore + P.bgAfter) : bgBefore;
@@ -594,7 +599,7 @@ async function sessions(results, stub) {
   };
   try {
     // Warm up (JIT, pools), then the baseline with no session.
-    await cycles(STUB, 1);
+    await cycles(STUB, QUICK ? 0.5 : 1);
     let base = await waitSessions(0);
     await sleep(500);
     base = await stats();
@@ -608,7 +613,7 @@ async function sessions(results, stub) {
       have = n;
       const ramp = await stats();
       await ask(host, 'reset', /reset/);
-      await sleep(2000);
+      await sleep(P.idleHold);
       const s = await waitSessions(n, 5000);
       out.idle.push({
         sessions: n,
