@@ -15,7 +15,7 @@
 // --quick: small file, one run, fewer negotiations and sessions; a smoke test for CI (no verdicts).
 import { spawn } from 'node:child_process';
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync, chownSync } from 'node:fs';
+import { chownSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
@@ -72,7 +72,13 @@ const pct = (xs, p) => {
 // ---- processes: every one we start is tracked and killed by its pid at the end ----
 
 const children = new Set();
+/** Set by a signal: whatever the run was about to start next is not started (cleanup is under way). */
+let aborting = false;
+const checkAbort = () => {
+  if (aborting) throw new Error('interrupted');
+};
 function spawnIn(ns, cmd, { env } = {}) {
+  checkAbort();
   // Soft descriptor limit raised to the hard one; `ip netns exec` and bash's exec keep the pid the program's own.
   const c = spawn('ip', ['netns', 'exec', NS[ns], 'bash', '-c', 'ulimit -Sn "$(ulimit -Hn)" && exec "$@"', 'bash', ...cmd], { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, ...env } });
   c.lines = [];
@@ -148,21 +154,33 @@ async function ask(c, line, re = /^\{/, ms = 120000) {
 
 // ---- the lab ----
 
-const ns = (n, cmd, o = {}) => execa('ip', ['netns', 'exec', NS[n], ...cmd], { reject: true, ...o });
-const lab = (...args) => execa(LAB_SH, args, { env: { LAB, IPTABLES: 'iptables' } });
+const ns = (n, cmd, o = {}) => {
+  checkAbort();
+  return execa('ip', ['netns', 'exec', NS[n], ...cmd], { reject: true, ...o });
+};
+const lab = (...args) => {
+  checkAbort();
+  return execa(LAB_SH, args, { env: { LAB, IPTABLES: 'iptables' } });
+};
 
 let labUp = false;
 let cleaned = false;
-async function cleanup() {
-  if (cleaned) return;
-  cleaned = true;
-  for (const c of [...children]) await stop(c, 3000).catch(() => undefined);
-  if (labUp || existsSync(RUN)) await execa(LAB_SH, ['down'], { env: { LAB }, reject: false });
+let cleaning = null;
+/** Everything the run made goes: its processes, then the lab. Every caller waits for the one cleanup. */
+function cleanup() {
+  cleaning ??= (async () => {
+    for (const c of [...children]) await stop(c, 3000).catch(() => undefined);
+    if (labUp || existsSync(RUN)) await execa(LAB_SH, ['down'], { env: { LAB }, reject: false });
+    rmSync(RUN, { recursive: true, force: true });
+    cleaned = true;
+  })();
+  return cleaning;
 }
 // A Ctrl-C or kill: clean up, then exit. (An uncaught error goes through main's finally.)
 for (const s of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
   process.on(s, () => {
     say(`${s}: cleaning up`);
+    aborting = true;
     void cleanup().finally(() => process.exit(130));
   });
 }
