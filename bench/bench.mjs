@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// npm run bench [-- --quick] [--runs N] [--out FILE]
+// npm run bench [-- --quick] [--runs N] [--out FILE] [--no-pin] [--parts LIST] [--render FILE]
 //
 // Builds its own namespace lab (scripts/lab.sh, named fb<pid>), measures everything side by side in one
 // go, prints one table and writes bench/results.json. As root. Everything stays inside the lab's three
@@ -13,8 +13,8 @@
 //   4. pinhole scale: 2. and the data path again with 10,000 live pinholes installed
 //
 // --quick: small file, one run, fewer negotiations and sessions; a smoke test for CI (no verdicts).
-import { spawn } from 'node:child_process';
-import { execFileSync } from 'node:child_process';
+// The README's "Benchmarks" section says what each figure means.
+import { execFileSync, spawn } from 'node:child_process';
 import { chownSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { fileURLToPath } from 'node:url';
