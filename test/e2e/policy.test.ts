@@ -331,7 +331,8 @@ describe('policy with nftables (forward lab)', () => {
       const t0 = Date.now();
       const g = await download;
       expect(g.ok, `${g.output}\n${p.log}`).toBe(true);
-      expect(Number(g.output.split(' ')[4])).toBeGreaterThan(5);
+      // Longer than -t 3 is the point (curl's rate limit is bursty: 4.9 s was seen for the nominal 8).
+      expect(Number(g.output.split(' ')[4])).toBeGreaterThan(3.5);
       expect(p.log).not.toMatch(/timeout/);
       expect(Date.now() - t0).toBeGreaterThan(2000);
       // Idle without a transfer: -t still applies.
