@@ -3,6 +3,7 @@
 import { describe, expect, it } from 'vitest';
 import { type Action, type ControlOptions, FtpControl, type SessionAddresses, splitCommand } from '../../src/ftp/control.js';
 import { LOG_CRIT, LOG_DEBUG, LOG_ERR, LOG_INFO } from '../../src/levels.js';
+import { logIn } from '../helpers/control.js';
 
 const V4: SessionAddresses = {
   client: '192.168.1.10',
@@ -37,13 +38,7 @@ const logs = (as: Action[]) => logActions(as).map(({ type, level, message }) => 
 
 /** A machine past the greeting and login, so the command FIFO is empty. */
 function loggedIn(opts: Partial<ControlOptions> = {}, addr: SessionAddresses = V4): FtpControl {
-  const m = machine(opts, addr);
-  m.serverLine(b('220 ready\r\n'));
-  m.clientLine(b('USER lab\r\n'));
-  m.serverLine(b('331 password\r\n'));
-  m.clientLine(b('PASS lab\r\n'));
-  m.serverLine(b('230 in\r\n'));
-  return m;
+  return logIn(machine(opts, addr));
 }
 
 describe('relaying', () => {

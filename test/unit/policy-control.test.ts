@@ -4,6 +4,7 @@
 import { describe, expect, it } from 'vitest';
 import { type Action, FtpControl, type SessionAddresses } from '../../src/ftp/control.js';
 import { parsePolicy, type Policy, PolicyError } from '../../src/policy/parse.js';
+import { logIn } from '../helpers/control.js';
 
 const V4: SessionAddresses = {
   client: '192.168.1.10',
@@ -30,13 +31,7 @@ const negotiations = (as: Action[]) => as.filter((a): a is Extract<Action, { typ
 const logText = (as: Action[]): string => as.filter((a) => a.type === 'log').map((a) => (a.type === 'log' ? a.message : '')).join('\n');
 
 function loggedIn(text = '', addr: SessionAddresses = V4): FtpControl {
-  const m = new FtpControl(3, addr, { anonymousOnly: false, debug: false, firewallName: 'fake', policy: policy(text) });
-  m.serverLine(b('220 ready\r\n'));
-  m.clientLine(b('USER lab\r\n'));
-  m.serverLine(b('331 password\r\n'));
-  m.clientLine(b('PASS lab\r\n'));
-  m.serverLine(b('230 in\r\n'));
-  return m;
+  return logIn(new FtpControl(3, addr, { anonymousOnly: false, debug: false, firewallName: 'fake', policy: policy(text) }));
 }
 
 describe('command policy in the session', () => {
