@@ -7,6 +7,7 @@ import type { BackendName } from './firewall/choose.js';
 import * as ipt from './firewall/iptables.js';
 import * as nft from './firewall/nftables.js';
 import { pfLocalRule, pfRules, PF_ANCHOR } from './firewall/pf.js';
+import { format227, format229, formatEprt, formatPort, stripEol } from './ftp/port-args.js';
 import type { DataMode } from './policy/parse.js';
 
 /** An example owner: "<pid>.<session id>" as every object carries it. */
@@ -35,10 +36,6 @@ export function exampleEnds(c: Config): SessionEnds {
   return { family: fam, client, originalServer: server, server, proxy };
 }
 
-function bytes(a: string, port: number): string {
-  return [...a.split('.'), String(port >> 8), String(port & 255)].join(',');
-}
-
 /** A negotiation: what was said, and the pinholes it installs (none: the proxy connects out itself). */
 interface Case {
   name: string;
@@ -55,8 +52,9 @@ function negotiations(c: Config, e: SessionEnds, dataMode: DataMode): Case[] {
   const v4 = e.family === 4;
   const pasv = v4 ? 'PASV' : 'EPSV';
   const port = v4 ? 'PORT' : 'EPRT';
-  const addr = (a: string, p: number): string => (v4 ? `PORT ${bytes(a, p)}` : `EPRT |2|${a}|${p}|`);
-  const reply = (a: string, p: number): string => (v4 ? `227 Entering Passive Mode (${bytes(a, p)})` : `229 Entering Extended Passive Mode (|||${p}|)`);
+  // The lines as the proxy writes them, without their CRLF.
+  const addr = (a: string, p: number): string => stripEol(v4 ? formatPort(a, p) : formatEprt(6, a, p));
+  const reply = (a: string, p: number): string => stripEol(v4 ? format227(a, p) : format229(p));
   // The proxy's address towards the client: its LAN side (forward), the address clients dial (reverse).
   const towardClient = c.fixedServer ? e.originalServer : v4 ? '192.0.2.1' : '2001:db8:1::1';
   const passive: Case =

@@ -8,6 +8,7 @@ import type { BackendName } from './firewall/choose.js';
 import { createNftRunner, type NftRunner } from './firewall/nft-runner.js';
 import { instancePids, NFT_TABLE, type NftJson } from './firewall/nftables.js';
 import { PF_ANCHOR } from './firewall/pf.js';
+import { hostPort } from './net/address.js';
 import { processTcpSockets, type TcpSocket } from './net/sockets.js';
 
 /** A pinhole as the kernel holds it: the addresses of a Pinhole, and what the kernel says of its use. */
@@ -181,7 +182,6 @@ function sortSessions(s: LiveSession[]): LiveSession[] {
 
 // ---- text ----
 
-const hp = (a: string, p: number): string => (a.includes(':') ? `[${a}]:${p}` : `${a}:${p}`);
 
 export function formatStatus(statuses: BackendStatus[]): string {
   const out: string[] = [];
@@ -198,14 +198,14 @@ export function formatStatus(statuses: BackendStatus[]): string {
     }
     out.push(`${st.backend}: ${where}`);
     for (const i of st.instances) {
-      const listen = i.sockets.filter((s) => s.state === 'listen').map((s) => hp(s.local, s.localPort));
+      const listen = i.sockets.filter((s) => s.state === 'listen').map((s) => hostPort(s.local, s.localPort));
       const conns = i.sockets.filter((s) => s.state === 'established');
       let line = `instance ${i.pid}: ${i.running ? 'running' : 'gone (the next ftp-proxy to start removes its objects)'}`;
       if (listen.length) line += `, listening on ${listen.join(' ')}`;
       // Both legs of every session (client and server side): the kernel does not say which is which.
       if (i.running && i.sockets.length) line += `, ${conns.length} control-channel TCP connection${conns.length === 1 ? '' : 's'}`;
       out.push(line);
-      for (const c of conns) out.push(`  tcp ${hp(c.remote, c.remotePort)} <-> ${hp(c.local, c.localPort)}`);
+      for (const c of conns) out.push(`  tcp ${hostPort(c.remote, c.remotePort)} <-> ${hostPort(c.local, c.localPort)}`);
     }
     if (!st.sessions.length) out.push('no pinholes');
     for (const s of st.sessions) {

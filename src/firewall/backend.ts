@@ -1,7 +1,7 @@
 // The firewall behind one small interface, as OpenBSD's filter.c: the daemon says which single data
 // connection to admit and NAT; a backend (nftables, iptables, pf, or the in-memory fake) makes it so.
 import { readFileSync } from 'node:fs';
-import type { Family } from '../net/address.js';
+import { type Family, hostPort } from '../net/address.js';
 
 /**
  * One data connection, described once for every firewall:
@@ -30,8 +30,7 @@ export interface Pinhole {
 
 /** "C -> OS:pp => S:p from P", the pinhole in one line (logs, status, --print-rules). */
 export function describePinhole(p: Pick<Pinhole, 'from' | 'to' | 'toPort' | 'rdrTo' | 'rdrPort' | 'natFrom' | 'natPort'>): string {
-  const port = (a: string, n: number): string => (a.includes(':') ? `[${a}]:${n}` : `${a}:${n}`);
-  return `${p.from} -> ${port(p.to, p.toPort)} => ${port(p.rdrTo, p.rdrPort)} from ${p.natPort ? port(p.natFrom, p.natPort) : p.natFrom}`;
+  return `${p.from} -> ${hostPort(p.to, p.toPort)} => ${hostPort(p.rdrTo, p.rdrPort)} from ${p.natPort ? hostPort(p.natFrom, p.natPort) : p.natFrom}`;
 }
 
 /** Whose objects these are: `<pid>.<session id>`, written into every firewall object. */
