@@ -3,24 +3,8 @@
 import { describe, expect, it } from 'vitest';
 import { type Action, type ControlOptions, FtpControl, type SessionAddresses, splitCommand } from '../../src/ftp/control.js';
 import { LOG_CRIT, LOG_DEBUG, LOG_ERR, LOG_INFO } from '../../src/levels.js';
-import { logIn } from '../helpers/control.js';
+import { logIn, V4, V6 } from '../helpers/control.js';
 
-const V4: SessionAddresses = {
-  client: '192.168.1.10',
-  originalServer: '198.51.100.21',
-  server: '198.51.100.21',
-  proxy: '203.0.113.5',
-  clientFamily: 4,
-  serverFamily: 4,
-};
-const V6: SessionAddresses = {
-  client: '2001:db8::10',
-  originalServer: '2001:db8:ffff::21',
-  server: '2001:db8:ffff::21',
-  proxy: '2001:db8::1',
-  clientFamily: 6,
-  serverFamily: 6,
-};
 
 function machine(opts: Partial<ControlOptions> = {}, addr: SessionAddresses = V4): FtpControl {
   return new FtpControl(7, addr, { anonymousOnly: false, debug: false, firewallName: 'nftables', ...opts });

@@ -43,6 +43,7 @@ import {
 } from '../../src/ftp/control.js';
 import { type LineEvent, LineSplitter } from '../../src/ftp/lines.js';
 import { parse227, parse229, parseEprtArg, parsePortArg } from '../../src/ftp/port-args.js';
+import { V4, V6 } from '../helpers/control.js';
 
 // ---------------------------------------------------------------------------------------------------
 // Limits the invariants use. Written out here on purpose (not imported): a change to the source's
@@ -313,22 +314,6 @@ const newStats = (): Stats => ({
 // ---------------------------------------------------------------------------------------------------
 // Addresses and options.
 
-const V4: SessionAddresses = {
-  client: '192.168.1.10',
-  originalServer: '198.51.100.21',
-  server: '198.51.100.21',
-  proxy: '203.0.113.5',
-  clientFamily: 4,
-  serverFamily: 4,
-};
-const V6: SessionAddresses = {
-  client: '2001:db8::10',
-  originalServer: '2001:db8:ffff::21',
-  server: '2001:db8:ffff::21',
-  proxy: '2001:db8::1',
-  clientFamily: 6,
-  serverFamily: 6,
-};
 const MIXED: SessionAddresses = { ...V4, client: '2001:db8::10', originalServer: '2001:db8::1', clientFamily: 6 };
 
 // ---------------------------------------------------------------------------------------------------
