@@ -6,7 +6,8 @@ import { execa } from 'execa';
 import { describePinhole, type Pinhole, processAlive } from './firewall/backend.js';
 import type { BackendName } from './firewall/choose.js';
 import { createNftRunner, type NftRunner } from './firewall/nft-runner.js';
-import { instancePids, NFT_TABLE, type NftJson } from './firewall/nftables.js';
+import { ip6Command } from './firewall/iptables.js';
+import { instancePids, isEnoent, NFT_TABLE, type NftJson } from './firewall/nftables.js';
 import { PF_ANCHOR } from './firewall/pf.js';
 import { hostPort } from './net/address.js';
 import { processTcpSockets, type TcpSocket } from './net/sockets.js';
@@ -239,7 +240,7 @@ async function readNft(): Promise<NftJson | null> {
     runner = createNftRunner();
     return (await runner.json(`list table inet ${NFT_TABLE}`)) as NftJson;
   } catch (e) {
-    if (e instanceof Error && /No such file or directory/.test(e.message)) return null;
+    if (isEnoent(e)) return null;
     throw e;
   } finally {
     runner?.close();
@@ -249,7 +250,7 @@ async function readNft(): Promise<NftJson | null> {
 /** iptables-save and ip6tables-save (the variant FTP_PROXY_IPTABLES names); null when iptables is absent. */
 async function readIptables(): Promise<string[] | null> {
   const base = process.env.FTP_PROXY_IPTABLES ?? 'iptables';
-  const v6 = base.replace(/(^|\/)iptables([^/]*)$/, '$1ip6tables$2');
+  const v6 = ip6Command(base);
   const out: string[] = [];
   for (const cmd of [base, v6]) {
     const r = await execa(`${cmd}-save`, [], { reject: false }).catch(() => null);

@@ -132,6 +132,9 @@ export function removeScript(owner: Owner, set: Set_, withMangle: boolean, withI
   return out.join('\n') + '\n';
 }
 
+/** The IPv6 twin of an iptables command: the basename changes, "/opt/x/iptables-legacy" -> "/opt/x/ip6tables-legacy". */
+export const ip6Command = (base: string): string => base.replace(/(^|\/)iptables([^/]*)$/, '$1ip6tables$2');
+
 export interface IptablesOptions {
   rules: RuleOptions;
   /** Command prefix: "iptables" (the host's default), "iptables-legacy" or "iptables-nft". */
@@ -167,8 +170,7 @@ export class IptablesBackend implements FirewallBackend {
   /** iptables/ip6tables with the variant prefix: ("iptables-legacy", 6, "-restore") -> "ip6tables-legacy-restore". */
   private cmd(f: Fam, suffix = ''): string {
     const base = this.o.command ?? 'iptables';
-    // The basename changes: "/opt/x/iptables-legacy" -> "/opt/x/ip6tables-legacy".
-    return (f === 6 ? base.replace(/(^|\/)iptables([^/]*)$/, '$1ip6tables$2') : base) + suffix;
+    return (f === 6 ? ip6Command(base) : base) + suffix;
   }
 
   private async run(f: Fam, suffix: string, args: string[], input?: string): Promise<string> {

@@ -176,7 +176,8 @@ export interface NftablesOptions {
   warn?: (message: string) => void;
 }
 
-const isEnoent = (e: unknown): boolean => e instanceof Error && /No such file or directory/.test(e.message);
+/** libnftables' "No such file or directory": the table (or an object in it) is not there. */
+export const isEnoent = (e: unknown): boolean => e instanceof Error && /No such file or directory/.test(e.message);
 const isEexist = (e: unknown): boolean => e instanceof Error && /File exists/.test(e.message);
 
 export class NftablesBackend implements FirewallBackend {
