@@ -102,6 +102,7 @@ export class Session {
 
   /** A log line of this session: "#id message" in text, the fields too in JSON. */
   private ev(level: Level, event: string, message: string, extra: Fields = {}): void {
+    if (!this.o.log.enabled(level)) return;
     this.o.log.log(level, `#${this.id} ${message}`, { ...this.fields(event), ...extra });
   }
 
@@ -226,6 +227,8 @@ export class Session {
           if (!this.client.write(a.data) && this.upstream) this.backpressure(this.upstream, this.client);
           break;
         case 'log':
+          // The fields are built only for a line that goes out.
+          if (!this.o.log.enabled(a.level)) break;
           this.o.log.log(a.level, a.message, {
             ...this.fields(a.event),
             ...a.fields,
