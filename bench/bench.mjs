@@ -27,6 +27,8 @@ import { withHelperPathIpt, withHelperPathNft } from './rulesets/combine.mjs';
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
 const LAB_SH = `${ROOT}scripts/lab.sh`;
 const CLI = `${ROOT}dist/cli.js`;
+/** Debian's ftp-proxy (the SuSE relay), unpacked privately by scripts/deps.sh so it never shadows ours on PATH. */
+const SUSE_PROXY = `${process.env.FTP_PROXY_DEBS ?? '/var/cache/ftp-proxy-test/debs'}/ftp-proxy/root/usr/sbin/ftp-proxy`;
 const argv = process.argv.slice(2);
 const flag = (name) => argv.includes(name);
 const opt = (name, dflt) => {
@@ -266,7 +268,7 @@ async function startSuse() {
   mkdirSync(`${RUN}/suse`, { recursive: true });
   chownSync(`${RUN}/suse`, 65534, 65534); // it opens its log after dropping to nobody
   writeFileSync(`${RUN}/suse/ftp-proxy.conf`, readFileSync(`${ROOT}bench/rulesets/suse-ftp-proxy.conf.in`, 'utf8').replaceAll('@RUN@', RUN));
-  const p = spawnIn('fw', ['/usr/sbin/ftp-proxy', '-d', '-n', '-f', `${RUN}/suse/ftp-proxy.conf`]);
+  const p = spawnIn('fw', [SUSE_PROXY, '-d', '-n', '-f', `${RUN}/suse/ftp-proxy.conf`]);
   for (let i = 0; i < 100; i++) {
     const r = await ns('fw', ['bash', '-c', `exec 3<>/dev/tcp/${FW_LAN}/2121`], { reject: false });
     if (r.exitCode === 0) return p;
@@ -806,7 +808,7 @@ async function preflight() {
   for (const [tool, pkg] of [['nft', 'nftables'], ['iptables', 'iptables'], ['proftpd', 'proftpd-basic'], ['curl', 'curl'], ['openssl', 'openssl'], ['bc', 'bc']]) {
     if ((await execa('sh', ['-c', `command -v ${tool}`], { reject: false })).exitCode !== 0) problems.push(`missing ${tool} (apt-get install ${pkg})`);
   }
-  if (!existsSync('/usr/sbin/ftp-proxy')) problems.push('missing Debian ftp-proxy, the relay compared against (scripts/deps.sh, or apt-get install ftp-proxy)');
+  if (!existsSync(SUSE_PROXY)) problems.push(`missing Debian's ftp-proxy, the relay compared against, at ${SUSE_PROXY} (scripts/deps.sh unpacks it there: apt-get download ftp-proxy; dpkg-deb -x)`);
   if (problems.length) throw new Error(`bench cannot run: ${problems.join('; ')}`);
 }
 

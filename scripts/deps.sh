@@ -17,10 +17,9 @@ for pair in $wanted; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
 done
 ldconfig -p 2>/dev/null | grep -q 'libnftables\.so\.1 ' || missing+=(libnftables1)
-# npm run bench compares against Debian's ftp-proxy (the SuSE proxy-suite, a userland relay). Its binary is
-# /usr/sbin/ftp-proxy, which the bench runs by that path, only in its lab; the package leaves
-# RUN_DAEMON=no in /etc/default/ftp-proxy, so its init script never starts one on the host.
-[ -x /usr/sbin/ftp-proxy ] || missing+=(ftp-proxy)
+# npm run bench compares against Debian's ftp-proxy (the SuSE proxy-suite, a userland relay). It is never
+# installed: its /usr/sbin/ftp-proxy would shadow ours on PATH. Its .deb is unpacked into a private cache
+# instead (below), where only the bench's lab runs it.
 if [ ${#missing[@]} -gt 0 ]; then
   echo "deps: installing ${missing[*]}"
   # Keep package scripts from starting daemons (proftpd, ftp-proxy) on the host: the lab starts its own, in namespaces.
@@ -28,14 +27,40 @@ if [ ${#missing[@]} -gt 0 ]; then
   made_policy=0
   if [ ! -e $policy ]; then printf '#!/bin/sh\nexit 101\n' >$policy && chmod +x $policy && made_policy=1; fi
   ok=1
-  { DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"; } >/tmp/ftp-proxy-apt.log 2>&1 || ok=0
+  { DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 update -qq &&
+    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}"; } >/tmp/ftp-proxy-apt.log 2>&1 || ok=0
   [ $made_policy = 1 ] && rm -f $policy
+  # Installing enables a package's service for the next boot (proftpd on port 21): undo that, the lab
+  # starts its own servers in namespaces and the host must stay as it was.
+  for unit in proftpd.service proftpd.socket; do
+    if [ -e "/etc/systemd/system/multi-user.target.wants/$unit" ] || [ -e "/etc/systemd/system/sockets.target.wants/$unit" ]; then
+      deb-systemd-helper disable "$unit" >/dev/null 2>&1 || systemctl disable "$unit" >/dev/null 2>&1 || true
+      rm -f "/etc/systemd/system/multi-user.target.wants/$unit" "/etc/systemd/system/sockets.target.wants/$unit"
+    fi
+  done
   if [ $ok = 0 ]; then
     echo "deps: could not install ${missing[*]} (log: /tmp/ftp-proxy-apt.log); install them with: apt-get install ${missing[*]}" >&2
     exit 1
   fi
 fi
+
+# Debian packages used only from a private directory, never installed (they would conflict with proftpd
+# or shadow ftp-proxy on PATH): fetched with apt-get download, unpacked with dpkg-deb -x.
+# FTP_PROXY_DEBS overrides the cache directory.
+debs=${FTP_PROXY_DEBS:-/var/cache/ftp-proxy-test/debs}
+unpack() { # package, a file it must provide
+  local pkg=$1 want=$2
+  [ -e "$debs/$pkg/root$want" ] && return 0
+  mkdir -p "$debs/$pkg"
+  (cd "$debs/$pkg" && rm -f ./*.deb &&
+    { apt-get download -qq "$pkg" >/dev/null 2>&1 || { apt-get -o DPkg::Lock::Timeout=600 update -qq >/dev/null 2>&1 && apt-get download -qq "$pkg"; }; } &&
+    rm -rf root && dpkg-deb -x ./*.deb root) >>/tmp/ftp-proxy-apt.log 2>&1 || true
+  if [ ! -e "$debs/$pkg/root$want" ]; then
+    echo "deps: could not fetch Debian's $pkg into $debs (log: /tmp/ftp-proxy-apt.log); it needs apt-get download $pkg to work" >&2
+    exit 1
+  fi
+}
+unpack ftp-proxy /usr/sbin/ftp-proxy
 
 if [ ! -x node_modules/.bin/tsc ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   npm ci --no-audit --no-fund
