@@ -205,3 +205,24 @@ describe('service files', () => {
     });
   });
 });
+
+describe('scripts/deps.sh (which npm test runs first) leaves the host as it found it', () => {
+  it('no Debian ftp-proxy installed to shadow ours on PATH: the bench has it unpacked privately', async () => {
+    const dpkg = await execa('dpkg-query', ['-W', '-f=${Status}', 'ftp-proxy'], { reject: false });
+    expect(dpkg.stdout).not.toMatch(/install ok installed/);
+    expect(existsSync('/usr/sbin/ftp-proxy')).toBe(false);
+    const debs = process.env.FTP_PROXY_DEBS ?? '/var/cache/ftp-proxy-test/debs';
+    expect(existsSync(`${debs}/ftp-proxy/root/usr/sbin/ftp-proxy`)).toBe(true);
+  });
+
+  it('no FTP server service left enabled for the next boot, none running on the host', async () => {
+    const wants = ['multi-user.target.wants', 'sockets.target.wants'].flatMap((d) => {
+      const dir = `/etc/systemd/system/${d}`;
+      return existsSync(dir) ? readdirSync(dir) : [];
+    });
+    expect(wants.filter((u) => /proftpd|vsftpd|pure-ftpd/.test(u))).toEqual([]);
+    // Lab servers run in namespaces from /dev/shm/<lab>/ configs; a host daemon would use /etc's.
+    const ps = await execa('pgrep', ['-a', '-x', 'proftpd'], { reject: false });
+    expect(ps.stdout.split('\n').filter((l) => l && !l.includes('/dev/shm/'))).toEqual([]);
+  });
+});
