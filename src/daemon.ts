@@ -4,6 +4,7 @@ import { lookup } from 'node:dns/promises';
 import { readdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { checkNumeric, type Config } from './config.js';
+import { errnoText, gaiText } from './errno-text.js';
 import { StartupError } from './errors.js';
 import type { FirewallBackend } from './firewall/backend.js';
 import { createBackend } from './firewall/choose.js';
@@ -125,7 +126,7 @@ export class Daemon {
         const r = await lookup(c.fixedServer, { family });
         this.fixedServer = { address: canonical(r.address), port };
       } catch (e) {
-        throw new StartupError(`getaddrinfo: fixed server address ${c.fixedServer}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
+        throw new StartupError(`getaddrinfo: fixed server address ${c.fixedServer}: ${gaiText(e)}`);
       }
       log.log(LOG_INFO, `using fixed server ${this.fixedServer.address}`, { event: 'fixed-server', server: this.fixedServer.address });
     }
@@ -171,7 +172,7 @@ export class Daemon {
   private listen(host: string, port: number): Promise<Server> {
     return new Promise((resolve, reject) => {
       const server = createServer({ pauseOnConnect: true }, (s) => this.accept(s));
-      server.once('error', (e: NodeJS.ErrnoException) => reject(new StartupError(`bind: ${host} port ${port}: ${e.code ?? e.message}`)));
+      server.once('error', (e: NodeJS.ErrnoException) => reject(new StartupError(`bind failed: ${host} port ${port}: ${errnoText(e)}`)));
       server.listen({ host, port, backlog: 511 }, () => {
         server.removeAllListeners('error');
         server.on('error', (e) => this.o.log.log(2, `accept() failed: ${e.message}`, { event: 'accept-failed' }));

@@ -1,8 +1,9 @@
 // Logging as OpenBSD's ftp-proxy does it: a message goes out when its syslog priority <= the -D level;
 // with -d as a plain line on stderr, else to syslog (facility daemon, ident "ftp-proxy", with the pid).
-// `--log-format json` writes the same events as pino JSON lines (level names are syslog's).
+// `--log-format json` writes the same events as pino JSON lines (pino's numbers, syslog's names as label).
+import { hostname } from 'node:os';
 import { pino, type Logger as Pino } from 'pino';
-import { type Level, LEVEL_NAMES, LOG_DEBUG } from './levels.js';
+import { type Level, LEVEL_NAMES, LOG_DEBUG, LOG_INFO } from './levels.js';
 import { Syslog } from './syslog.js';
 
 export type LogFormat = 'text' | 'json';
@@ -21,7 +22,7 @@ export interface LogOptions {
 }
 
 // pino numbers grow with severity; syslog's shrink.
-const PINO_LEVELS: Record<string, number> = {
+export const PINO_LEVELS: Record<string, number> = {
   emerg: 80,
   alert: 70,
   crit: 60,
@@ -31,6 +32,9 @@ const PINO_LEVELS: Record<string, number> = {
   info: 30,
   debug: 20,
 };
+
+/** pino's number back to the syslog priority. */
+const PRIORITY_OF: Record<number, Level> = Object.fromEntries(LEVEL_NAMES.map((name, i) => [PINO_LEVELS[name]!, i as Level]));
 
 export class Log {
   private syslog: Syslog | null = null;
@@ -74,16 +78,14 @@ export class Log {
   private makePino(): Pino<string> {
     const sys = this.syslog;
     const write = this.write;
+    const prefix = this.prefix;
     const stream = {
       write(line: string): void {
-        if (!sys) {
-          write(line);
-          return;
-        }
-        // The level formatter below writes syslog's level names; map back to the priority.
-        const name = /"level":"(\w+)"/.exec(line)?.[1] ?? 'info';
-        const level = LEVEL_NAMES.indexOf(name as (typeof LEVEL_NAMES)[number]);
-        sys.send(level < 0 ? 6 : level, line.trimEnd());
+        // pino writes the numeric level first ({"level":30,...}); the syslog priority follows from it.
+        const level = PRIORITY_OF[Number(/^\{"level":(\d+)/.exec(line)?.[1])] ?? LOG_INFO;
+        if (sys) sys.send(level, line.trimEnd());
+        // Under journald a JSON line keeps its priority too (sd-daemon(3) prefix).
+        else write(prefix ? `<${level}>${line}` : line);
       },
     };
     return pino(
@@ -91,9 +93,11 @@ export class Log {
         level: LEVEL_NAMES[this.o.level] ?? 'notice',
         customLevels: PINO_LEVELS,
         useOnlyCustomLevels: true,
-        base: { pid: process.pid },
-        timestamp: pino.stdTimeFunctions.isoTime,
-        formatters: { level: (label) => ({ level: label }) },
+        // pino's conventions: numeric level (ours extend pino's scale), time in epoch ms, pid, hostname;
+        // the syslog name rides along as label for readers that want words.
+        base: { pid: process.pid, hostname: hostname() },
+        timestamp: pino.stdTimeFunctions.epochTime,
+        formatters: { level: (label, number) => ({ level: number, label }) },
       },
       stream,
     );

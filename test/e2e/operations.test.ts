@@ -174,7 +174,7 @@ describe('forward lab, flags and operations', () => {
     const first = await lab.proxy([]);
     const second = await lab.exec('fw', [process.execPath, CLI], { reject: false, timeout: 15_000 });
     expect(second.exitCode).toBe(1);
-    expect(second.stderr).toMatch(/^ftp-proxy: bind: 127\.0\.0\.1 port 8021: EADDRINUSE$/m);
+    expect(second.stderr).toMatch(/^ftp-proxy: bind failed: 127\.0\.0\.1 port 8021: Address already in use$/m);
     await first.stop();
   });
 

@@ -114,7 +114,7 @@ describe.each([
     await proxy.stop();
     const lines = proxy.log.split('\n').filter(Boolean);
     const events = lines.map((l) => JSON.parse(l) as Record<string, unknown>);
-    for (const e of events) expect(Object.keys(e).slice(0, 3)).toEqual(['level', 'time', 'pid']);
+    for (const e of events) expect(Object.keys(e).slice(0, 5)).toEqual(['level', 'label', 'time', 'pid', 'hostname']);
     // "accepted" comes before the server is known (as OpenBSD logs it); every later line names both.
     const session = events.filter((e) => typeof e.session === 'number' && e.event !== 'accepted');
     expect(session.length).toBeGreaterThan(10);

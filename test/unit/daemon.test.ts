@@ -3,6 +3,7 @@
 // Distinct loopback addresses keep the roles apart: client C=127.0.0.4, proxy listener OS=127.0.0.2,
 // server S=127.0.0.3, proxy source (-a) P=127.0.0.5.
 import { once } from 'node:events';
+import { hostname } from 'node:os';
 import { createServer } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parseCommandLine, type Config } from '../../src/config.js';
@@ -308,15 +309,19 @@ describe('--log-format json', () => {
     const events = r.lines.map((l) => JSON.parse(l) as Record<string, unknown>);
     const by = (e: string) => events.filter((x) => x.event === e);
     for (const e of events) {
-      expect(typeof e.level).toBe('string');
-      expect(typeof e.time).toBe('string');
+      // pino's conventions: numeric level (+ syslog's name as label), epoch ms, pid, hostname.
+      expect(typeof e.level).toBe('number');
+      expect(typeof e.label).toBe('string');
+      expect(typeof e.time).toBe('number');
+      expect(Math.abs((e.time as number) - Date.now())).toBeLessThan(60_000);
       expect(e.pid).toBe(process.pid);
+      expect(e.hostname).toBe(hostname());
       expect(typeof e.msg).toBe('string');
     }
-    expect(by('listening')[0]).toMatchObject({ level: 'notice', address: '127.0.0.2' });
-    expect(by('session-start')[0]).toMatchObject({ level: 'info', session: 1, client: '127.0.0.4', server: '127.0.0.3', proxy: '127.0.0.5' });
+    expect(by('listening')[0]).toMatchObject({ level: 35, label: 'notice', address: '127.0.0.2' });
+    expect(by('session-start')[0]).toMatchObject({ level: 30, label: 'info', session: 1, client: '127.0.0.4', server: '127.0.0.3', proxy: '127.0.0.5' });
     const passive = by('passive')[0]!;
-    expect(passive).toMatchObject({ level: 'info', session: 1, client: '127.0.0.4', server: '127.0.0.3', command: 'PASV', serverPort: 50000 });
+    expect(passive).toMatchObject({ level: 30, label: 'info', session: 1, client: '127.0.0.4', server: '127.0.0.3', command: 'PASV', serverPort: 50000 });
     expect(passive.pinhole).toMatch(/^127\.0\.0\.4 -> 127\.0\.0\.2:\d+ => 127\.0\.0\.3:50000 from 127\.0\.0\.5$/);
     expect(by('client-line').map((e) => e.msg)).toContain('#1 client: PASV\\r\\n');
     expect(by('session-end')[0]).toMatchObject({ session: 1 });

@@ -74,4 +74,18 @@ describe('stderr under journald', () => {
     plain.log(5, 'listening on 127.0.0.1 port 8021');
     expect(lines).toEqual(['<3>exiting on signal 15\n', '<6>#1 ending session\n', 'listening on 127.0.0.1 port 8021\n']);
   });
+
+  it('JSON lines keep their priority too: the prefix comes from pino\'s numeric level', async () => {
+    const { Log } = await import('../../src/log.js');
+    const lines: string[] = [];
+    const j = new Log({ level: 7, format: 'json', write: (l) => lines.push(l), priorityPrefix: true });
+    for (const level of [0, 2, 3, 4, 5, 6, 7] as const) j.log(level, `at ${level}`, { event: 'x' });
+    j.close();
+    expect(lines.map((l) => /^<(\d)>\{/.exec(l)?.[1])).toEqual(['0', '2', '3', '4', '5', '6', '7']);
+    const first = JSON.parse(lines[0]!.slice(3)) as Record<string, unknown>;
+    expect(first).toMatchObject({ level: 80, label: 'emerg', msg: 'at 0', event: 'x' });
+    const plain: string[] = [];
+    new Log({ level: 7, format: 'json', write: (l) => plain.push(l) }).log(6, 'no prefix');
+    expect(plain[0]).toMatch(/^\{"level":30,"label":"info","time":\d+,"pid":\d+,"hostname":"[^"]*"/);
+  });
 });
