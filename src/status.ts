@@ -47,7 +47,7 @@ export interface BackendStatus {
 
 // ---- nftables ----
 
-type Key = [string, string, number];
+type Key = (string | number)[];
 interface Elem {
   key: Key;
   value: unknown;
@@ -64,8 +64,8 @@ function nftElements(listing: NftJson | null, name: string): Elem[] {
       const [k, v] = Array.isArray(raw) ? raw : [raw, undefined];
       const e = (k as { elem?: { val?: { concat?: unknown[] }; comment?: string; expires?: number } }).elem;
       const c = e?.val?.concat;
-      if (!e || !c || c.length !== 3) continue;
-      out.push({ key: [String(c[0]), String(c[1]), Number(c[2])], value: v, owner: e.comment ?? '', expires: typeof e.expires === 'number' ? e.expires : null });
+      if (!e || !c || (c.length !== 3 && c.length !== 5)) continue;
+      out.push({ key: c.map((x, i) => (i % 3 === 2 ? Number(x) : String(x))), value: v, owner: e.comment ?? '', expires: typeof e.expires === 'number' ? e.expires : null });
     }
   }
   return out;
@@ -81,8 +81,9 @@ export function nftStatus(listing: NftJson | null, alive: (pid: number) => boole
     // not yet used: in once (plain instances) or oncev (instances with -v, -T or -q)
     const once = new Set([...nftElements(listing, `once${f}`), ...nftElements(listing, `oncev${f}`)].map((e) => keyStr(e.key)));
     const snat = new Map<string, { owner: string; from: string; port?: number }>();
-    for (const e of nftElements(listing, `snat${f}`)) snat.set(keyStr(e.key), { owner: e.owner, from: String(e.value) });
-    for (const e of nftElements(listing, `snatport${f}`)) {
+    // keyed on the tuple after DNAT and the original destination: C . S . p . OS . pp
+    for (const e of nftElements(listing, `from${f}`)) snat.set(keyStr(e.key), { owner: e.owner, from: String(e.value) });
+    for (const e of nftElements(listing, `fromport${f}`)) {
       const c = (e.value as { concat?: unknown[] }).concat ?? [];
       snat.set(keyStr(e.key), { owner: e.owner, from: String(c[0]), port: Number(c[1]) });
     }
@@ -90,10 +91,12 @@ export function nftStatus(listing: NftJson | null, alive: (pid: number) => boole
       const m = /^(\d+)\.(\d+)$/.exec(e.owner);
       if (!m) continue;
       const c = (e.value as { concat?: unknown[] }).concat ?? [];
-      const [from, to, toPort] = e.key;
+      const from = String(e.key[0]);
+      const to = String(e.key[1]);
+      const toPort = Number(e.key[2]);
       const rdrTo = String(c[0]);
       const rdrPort = Number(c[1]);
-      const nat = snat.get(keyStr([from, rdrTo, rdrPort]));
+      const nat = snat.get(keyStr([from, rdrTo, rdrPort, to, toPort]));
       const p: LivePinhole = { from, to, toPort, rdrTo, rdrPort, natFrom: nat?.from ?? from, state: once.has(keyStr(e.key)) ? 'waiting' : 'used', expires: e.expires };
       if (nat?.port !== undefined) p.natPort = nat.port;
       if (!nat) p.local = true;

@@ -61,6 +61,38 @@ export class PinholeConflict extends Error {
   }
 }
 
+/** What a pinhole's first SYN is matched on (family, C . OS . pp): unique among the live pinholes. */
+export const pinholeKey = (p: Pinhole): string => `${p.family} ${p.from} ${p.to} ${p.toPort}`;
+
+/**
+ * The keys of this instance's live pinholes, for backends whose kernel objects do not refuse a
+ * duplicate (iptables chains, pf anchors): two sessions of one client that drew the same proxy port
+ * would both get rules, and the first one's would take the other's data connection. nftables needs
+ * none of this (its `create` fails with EEXIST).
+ */
+export class PinholeKeys {
+  private readonly owners = new Map<string, string>();
+  private readonly held = new Map<string, string[]>();
+
+  /** Record the owner's new pinholes (its previous ones are released); PinholeConflict if taken. */
+  claim(owner: string, pins: Pinhole[]): void {
+    const keys = pins.map(pinholeKey);
+    const taken = keys.find((k) => {
+      const o = this.owners.get(k);
+      return o !== undefined && o !== owner;
+    });
+    if (taken) throw new PinholeConflict(`pinhole ${taken} is held by session ${this.owners.get(taken)!}`);
+    this.release(owner);
+    for (const k of keys) this.owners.set(k, owner);
+    this.held.set(owner, keys);
+  }
+
+  release(owner: string): void {
+    for (const k of this.held.get(owner) ?? []) if (this.owners.get(k) === owner) this.owners.delete(k);
+    this.held.delete(owner);
+  }
+}
+
 export class FirewallError extends Error {
   constructor(
     message: string,

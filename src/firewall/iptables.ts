@@ -21,7 +21,7 @@
 // if the proxy is killed. The SNAT and ACCEPT rules match the connection's original destination
 // (conntrack --ctorigdst/--ctorigdstport), so they can only ever apply to a connection the DNAT made.
 import { execa } from 'execa';
-import { type FirewallBackend, FirewallError, type Owner, ownerTag, parseMark, parseTcClass, type Pinhole, processAlive, type RuleOptions } from './backend.js';
+import { type FirewallBackend, FirewallError, type Owner, ownerTag, parseMark, parseTcClass, type Pinhole, PinholeKeys, processAlive, type RuleOptions } from './backend.js';
 
 type Fam = 4 | 6;
 type Set_ = 'A' | 'B';
@@ -161,6 +161,8 @@ export class IptablesBackend implements FirewallBackend {
   private readonly sessions = new Map<string, SessionState>();
   private seq = 0;
   private readonly mangle: boolean;
+  /** Rules do not refuse a duplicate SYN match: two sessions drawing one proxy port are refused here. */
+  private readonly keys = new PinholeKeys();
 
   constructor(private readonly o: IptablesOptions) {
     this.pid = o.pid ?? process.pid;
@@ -230,6 +232,7 @@ export class IptablesBackend implements FirewallBackend {
     const tag = ownerTag(owner);
     const family = (pinholes[0]?.family ?? 4) as Fam;
     if (!this.families.has(family)) throw new FirewallError(`no IPv${family} iptables on this host`);
+    this.keys.claim(tag, pinholes);
     const st = this.sessions.get(tag) ?? { family, set: null, input: new Set<Set_>(), queue: Promise.resolve() };
     this.sessions.set(tag, st);
     const next: Set_ = st.set === 'A' ? 'B' : 'A';
@@ -269,6 +272,7 @@ export class IptablesBackend implements FirewallBackend {
   async clear(owner: Owner): Promise<void> {
     const tag = ownerTag(owner);
     const st = this.sessions.get(tag);
+    this.keys.release(tag);
     if (!st) return;
     this.sessions.delete(tag);
     await st.queue;

@@ -9,8 +9,10 @@
 //     at each commit: 0.85 ms per negotiation with 10,000 pinholes, bench/. Plain instances add none.)
 //     NAT chains see only a connection's first packet, so a retransmitted SYN keeps its binding while
 //     any second connection finds the pinhole gone: pf's `keep state (max 1)`.
-//   srcnat (nat postrouting): a connection we DNATed gets its source from @snatN (or @snatportN, -r),
-//     keyed on the post-DNAT tuple.
+//   srcnat (nat postrouting): a connection we DNATed gets its source from @fromN (or @fromportN, -r),
+//     keyed on the post-DNAT tuple plus the destination the SYN carried (ct original): two pinholes of
+//     one client to one server port (two sessions given the same passive port) differ only in the
+//     proxy port, so a key without it collided (EEXIST on every retry, 425).
 //
 // The admin's ruleset adds only the interception of port 21 and `ct status dnat accept` in forward
 // (or `ct mark <tag> accept` with -T), and in input for the data connections the proxy joins itself
@@ -38,9 +40,11 @@ const FAMILIES: Fam[] = [4, 6];
 const addrType = (f: Fam): string => (f === 4 ? 'ipv4_addr' : 'ipv6_addr');
 const ipKw = (f: Fam): string => (f === 4 ? 'ip' : 'ip6');
 const tuple = (f: Fam): string => `${ipKw(f)} saddr . ${ipKw(f)} daddr . tcp dport`;
+/** The source-NAT key: the tuple after DNAT, then the destination before it (unique per pinhole). */
+const natTuple = (f: Fam): string => `${tuple(f)} . ct original ${ipKw(f)} daddr . ct original proto-dst`;
 
 /** Sets and maps the elements go into, per family. */
-export const OBJECTS = ['once', 'oncev', 'pin', 'dnat', 'snat', 'snatport'] as const;
+export const OBJECTS = ['once', 'oncev', 'pin', 'dnat', 'from', 'fromport'] as const;
 
 /** The pinhole chain of instances without -v/-T/-q; the dstnat rule for @onceN goes straight to it. */
 const PLAIN_CHAIN = 'pinhole';
@@ -72,8 +76,10 @@ export function tableScript(o: RuleOptions, perPacket: { label: number; present:
     L.push(`add set ${T} oncev${f} { type ${k}; size 65535; flags dynamic,timeout; }`);
     L.push(`add map ${T} pin${f} { type ${k} : verdict; flags timeout; }`);
     L.push(`add map ${T} dnat${f} { type ${k} : ${addrType(f)} . inet_service; flags timeout; }`);
-    L.push(`add map ${T} snat${f} { type ${k} : ${addrType(f)}; flags timeout; }`);
-    L.push(`add map ${T} snatport${f} { type ${k} : ${addrType(f)} . inet_service; flags timeout; }`);
+    // (Named apart from the snat/snatport maps of earlier versions, whose 3-part key `add` cannot change.)
+    const nk = `${k} . ${addrType(f)} . inet_service`;
+    L.push(`add map ${T} from${f} { type ${nk} : ${addrType(f)}; flags timeout; }`);
+    L.push(`add map ${T} fromport${f} { type ${nk} : ${addrType(f)} . inet_service; flags timeout; }`);
   }
   // The pids of running instances: the last one to stop removes the table.
   L.push(`add set ${T} instances { type mark; }`);
@@ -89,8 +95,8 @@ export function tableScript(o: RuleOptions, perPacket: { label: number; present:
     L.push(`${syn} @oncev${f} delete @oncev${f} { ${tuple(f)} } ${tuple(f)} vmap @pin${f}`);
   }
   for (const f of FAMILIES) {
-    L.push(`add rule ${T} srcnat ct status dnat snat ${ipKw(f)} to ${tuple(f)} map @snat${f}`);
-    L.push(`add rule ${T} srcnat ct status dnat snat ${ipKw(f)} to ${tuple(f)} map @snatport${f}`);
+    L.push(`add rule ${T} srcnat ct status dnat snat ${ipKw(f)} to ${natTuple(f)} map @from${f}`);
+    L.push(`add rule ${T} srcnat ct status dnat snat ${ipKw(f)} to ${natTuple(f)} map @fromport${f}`);
   }
   const chain = variantChain(o);
   if (chain !== PLAIN_CHAIN) {
@@ -115,7 +121,8 @@ export function tableScript(o: RuleOptions, perPacket: { label: number; present:
 }
 
 const key = (p: Pinhole): string => `${p.from} . ${p.to} . ${p.toPort}`;
-const snatKey = (p: Pinhole): string => `${p.from} . ${p.rdrTo} . ${p.rdrPort}`;
+/** After DNAT (C . S . p), then the original destination (OS . pp): distinct for distinct pinholes. */
+const snatKey = (p: Pinhole): string => `${p.from} . ${p.rdrTo} . ${p.rdrPort} . ${p.to} . ${p.toPort}`;
 
 interface Element {
   object: string;
@@ -138,8 +145,8 @@ function elements(p: Pinhole, chain: string): Element[] {
   return [
     ...dnat,
     p.natPort === undefined
-      ? { object: `snat${f}`, key: snatKey(p), value: p.natFrom }
-      : { object: `snatport${f}`, key: snatKey(p), value: `${p.natFrom} . ${p.natPort}` },
+      ? { object: `from${f}`, key: snatKey(p), value: p.natFrom }
+      : { object: `fromport${f}`, key: snatKey(p), value: `${p.natFrom} . ${p.natPort}` },
   ];
 }
 

@@ -4,7 +4,7 @@
 // of a session loads it empty, and pf drops the empty anchor. pfctl text rather than raw ioctls, because
 // the ioctl ABI changes between releases (BSDRP#35) and the text is what admins read in `pfctl -sr`.
 import { execa } from 'execa';
-import { type FirewallBackend, FirewallError, type Owner, ownerTag, parseMark, parseTcClass, type Pinhole, processAlive, type RuleOptions } from './backend.js';
+import { type FirewallBackend, FirewallError, type Owner, ownerTag, parseMark, parseTcClass, type Pinhole, PinholeKeys, processAlive, type RuleOptions } from './backend.js';
 
 export const PF_ANCHOR = 'ftp-proxy';
 
@@ -80,6 +80,8 @@ export class PfBackend implements FirewallBackend {
   private readonly pid: number;
   /** Anchors this instance has loaded rules into and not yet emptied. */
   private readonly loaded = new Set<string>();
+  /** pf takes two anchors' identical rdr rules (the first wins): a proxy port drawn twice is refused here. */
+  private readonly keys = new PinholeKeys();
 
   constructor(private readonly o: PfOptions) {
     this.pid = o.pid ?? process.pid;
@@ -112,12 +114,14 @@ export class PfBackend implements FirewallBackend {
   async replace(owner: Owner, pinholes: Pinhole[]): Promise<void> {
     const text = pinholes.flatMap((p) => (p.kind === 'local' ? [pfLocalRule(p, this.o.rules)] : pfRules(p, this.o.rules))).join('\n') + '\n';
     const anchor = this.anchor(owner);
+    this.keys.claim(ownerTag(owner), pinholes);
     await this.pfctl(['-a', anchor, '-f', '-'], text);
     this.loaded.add(anchor);
   }
 
   async clear(owner: Owner): Promise<void> {
     const anchor = this.anchor(owner);
+    this.keys.release(ownerTag(owner));
     if (!this.loaded.has(anchor)) return;
     this.loaded.delete(anchor);
     await this.empty(anchor);

@@ -3,7 +3,8 @@
 import { readFileSync } from 'node:fs';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { tableScript } from '../../src/firewall/nftables.js';
+import { passivePinhole, type SessionEnds } from '../../src/firewall/backend.js';
+import { addScript, tableScript } from '../../src/firewall/nftables.js';
 import { requireLab } from './lab.js';
 
 const NS = `ftpe${process.pid}xgolden`;
@@ -53,6 +54,20 @@ describe('golden nftables scripts load into a real kernel', () => {
     expect((await load(creates)).exitCode).toBe(0);
     const full = (await execa('ip', ['netns', 'exec', NS, 'nft', '-j', 'list', 'table', 'inet', 'ftp-proxy'])).stdout;
     expect((full.match(/"comment": "4242\.7"/g) ?? []).length).toBe(creates.trim().split('\n').length);
+  });
+
+  it('two pinholes of one client to the same server port (two sessions, one passive port) coexist', async () => {
+    await execa('ip', ['netns', 'exec', NS, 'nft', 'flush', 'ruleset']);
+    expect((await load(golden('table-plain.nft'))).exitCode).toBe(0);
+    const ends: SessionEnds = { family: 4, client: '192.0.2.10', originalServer: '198.51.100.20', server: '198.51.100.20', proxy: '203.0.113.1' };
+    // separate transactions, as two sessions make them: the second must not be EEXIST
+    for (const [pp, owner] of [[50001, '4242.1'], [50002, '4242.2']] as const) {
+      const r = await load(addScript([passivePinhole(ends, 40000, pp)], owner, 'pinhole', 30).join('\n') + '\n');
+      expect(r.exitCode, r.stderr).toBe(0);
+    }
+    const list = (await execa('ip', ['netns', 'exec', NS, 'nft', 'list', 'map', 'inet', 'ftp-proxy', 'from4'])).stdout;
+    expect(list).toContain('192.0.2.10 . 198.51.100.20 . 40000 . 198.51.100.20 . 50001');
+    expect(list).toContain('192.0.2.10 . 198.51.100.20 . 40000 . 198.51.100.20 . 50002');
   });
 
   it('a broken script is refused by nft (the check can fail)', async () => {

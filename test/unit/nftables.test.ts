@@ -48,18 +48,33 @@ describe('scripts', () => {
     golden('elements.nft', [...addScript(pins, '4242.7', 'pinhole', 30), ...removeScript(pins, 'pinhole')].join('\n') + '\n');
   });
 
-  it('keys the DNAT on what the SYN carries and the SNAT on the tuple after DNAT', () => {
+  it('keys the DNAT on what the SYN carries and the SNAT on the tuple after DNAT plus the original destination', () => {
     const [once, dnat, snat] = addScript([passivePinhole(ends, 50000, 61000)], '1.2', 'pinhole', 30);
     expect(once).toBe('create element inet ftp-proxy once4 { 192.168.1.10 . 198.51.100.21 . 61000 timeout 30s comment "1.2" }');
     expect(dnat).toContain(': 198.51.100.21 . 50000 }');
-    expect(snat).toBe('create element inet ftp-proxy snat4 { 192.168.1.10 . 198.51.100.21 . 50000 timeout 30s comment "1.2" : 198.51.100.1 }');
+    expect(snat).toBe(
+      'create element inet ftp-proxy from4 { 192.168.1.10 . 198.51.100.21 . 50000 . 198.51.100.21 . 61000 timeout 30s comment "1.2" : 198.51.100.1 }',
+    );
+  });
+
+  it('two sessions of one client given the same passive port by one server get distinct keys in every map', () => {
+    // Same C, same S:p; only the proxy port differs. A key without it made the second create EEXIST on
+    // every retry (425 Can't open data connection; the e2e load test saw it about once in 500).
+    const a = addScript([passivePinhole(ends, 50000, 61000)], '1.2', 'pinhole', 30);
+    const b = addScript([passivePinhole(ends, 50000, 61001)], '1.3', 'pinhole', 30);
+    const keyOf = (line: string): string => line.replace(/ timeout .*$/, '');
+    for (const [i, line] of a.entries()) expect(keyOf(line)).not.toBe(keyOf(b[i]!));
+    // and the same for active pinholes (one client port, two sessions to one server)
+    const c = addScript([activePinhole(ends, 40123, 55555, true)], '1.2', 'pinhole', 30);
+    const d = addScript([activePinhole(ends, 40123, 55556, true)], '1.3', 'pinhole', 30);
+    for (const [i, line] of c.entries()) expect(keyOf(line)).not.toBe(keyOf(d[i]!));
   });
 
   it('puts no jump into a map element without -v/-T/-q (the kernel re-checks every such element at each commit)', () => {
     const plainScript = addScript([passivePinhole(ends, 50000, 61000)], '1.2', 'pinhole', 30);
     expect(plainScript.join('\n')).not.toMatch(/goto|pin4/);
     const flagged = addScript([passivePinhole(ends, 50000, 61000)], '1.2', 'pinhole-0a1b2c3d', 30);
-    expect(flagged.map((l) => l.split(' ')[4])).toEqual(['oncev4', 'pin4', 'dnat4', 'snat4']);
+    expect(flagged.map((l) => l.split(' ')[4])).toEqual(['oncev4', 'pin4', 'dnat4', 'from4']);
     expect(flagged[1]).toContain(': goto pinhole-0a1b2c3d }');
   });
 

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { activePinhole, passivePinhole, type RuleOptions, type SessionEnds } from '../../src/firewall/backend.js';
+import { activePinhole, passivePinhole, PinholeConflict, type RuleOptions, type SessionEnds } from '../../src/firewall/backend.js';
 import { PfBackend, pfRules } from '../../src/firewall/pf.js';
 import { readdirSync } from 'node:fs';
 import { checkPfConf, checkPfRule } from '../helpers/pf-grammar.js';
@@ -207,6 +207,17 @@ describe('pf session lifecycle through a fake pfctl', () => {
     await expect(backend().replace(owner, [passivePinhole(fwd, 50000, 61000)])).rejects.toThrow(
       /pfctl -a ftp-proxy\/4242\.7 -f -: pfctl: DIOCADDRULE: Operation not permitted/,
     );
+  });
+
+  it('a proxy port drawn by two sessions of one client is refused (PinholeConflict), and free again after clear', async () => {
+    const b = backend();
+    await b.replace({ pid: 4242, session: 1 }, [passivePinhole(fwd, 50000, 61000)]);
+    // pf would load both anchors' identical rdr rules, and the first would take the second's connection
+    await expect(b.replace({ pid: 4242, session: 2 }, [passivePinhole(fwd, 50000, 61000)])).rejects.toBeInstanceOf(PinholeConflict);
+    await b.replace({ pid: 4242, session: 2 }, [passivePinhole(fwd, 50000, 61001)]);
+    await b.replace({ pid: 4242, session: 1 }, [passivePinhole(fwd, 50000, 61000)]); // its own key again: fine
+    await b.clear({ pid: 4242, session: 1 });
+    await b.replace({ pid: 4242, session: 3 }, [passivePinhole(fwd, 50000, 61000)]);
   });
 
   it('close empties every anchor it still holds', async () => {

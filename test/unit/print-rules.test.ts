@@ -51,9 +51,9 @@ describe('nftables', () => {
     expect(text).toMatch(/^# ftp-proxy --print-rules: nftables, forward proxy .*Nothing was changed\.$/m);
   });
 
-  it('-r: the active pinhole goes from port 20 (snatport map)', () => {
+  it('-r: the active pinhole goes from port 20 (fromport map)', () => {
     const text = printRules(config(['-r']), 'nftables', ruleOptions(config(['-r'])));
-    expect(text).toMatch(/^create element inet ftp-proxy snatport4 \{ 198\.51\.100\.20 \. 192\.0\.2\.10 \. 40002 timeout 30s comment "4242\.1" : 198\.51\.100\.20 \. 20 \}$/m);
+    expect(text).toMatch(/^create element inet ftp-proxy fromport4 \{ 198\.51\.100\.20 \. 192\.0\.2\.10 \. 40002 \. 203\.0\.113\.1 \. 50002 timeout 30s comment "4242\.1" : 198\.51\.100\.20 \. 20 \}$/m);
     expect(text).toContain('"PORT 192,0,2,10,156,66"');
   });
 });

@@ -33,7 +33,7 @@ describe('nftStatus', () => {
   });
 
   it('a dnat element without an snat element is a data_mode pinhole to the proxy itself', () => {
-    const noSnat = { nftables: NFT.nftables!.filter((i) => !/^snat/.test(i.map?.name ?? '')) };
+    const noSnat = { nftables: NFT.nftables!.filter((i) => !/^from/.test(i.map?.name ?? '')) };
     const p = nftStatus(noSnat, () => true).sessions[0]!.pinholes.find((x) => x.toPort === 50001)!;
     expect(p).toMatchObject({ from: '192.0.2.10', natFrom: '192.0.2.10', local: true });
   });
