@@ -1,13 +1,12 @@
 // syslog(3) for Node: datagrams to /dev/log (RFC 3164 format, as glibc's syslog() writes them), so
 // rsyslog and journald file each message under facility daemon with its own priority. Node has no
 // AF_UNIX datagram sockets, hence the few libc calls through koffi.
-import { createRequire } from 'node:module';
+import { type Libc, libc } from './native.js';
 
 export const LOG_DAEMON = 3 << 3;
 
 /** What differs between Linux and OpenBSD for a datagram to /dev/log. */
 interface Platform {
-  libc: string;
   cloexec: number;
   dontwait: number;
   nosignal: number;
@@ -20,7 +19,6 @@ const SOCK_DGRAM = 2;
 
 export const PLATFORMS: Record<'linux' | 'openbsd', Platform> = {
   linux: {
-    libc: 'libc.so.6',
     cloexec: 0o2000000,
     dontwait: 0x40,
     nosignal: 0x4000,
@@ -32,7 +30,6 @@ export const PLATFORMS: Record<'linux' | 'openbsd', Platform> = {
     },
   },
   openbsd: {
-    libc: 'libc.so',
     cloexec: 0x8000,
     dontwait: 0x80,
     nosignal: 0x400,
@@ -49,29 +46,10 @@ export const PLATFORMS: Record<'linux' | 'openbsd', Platform> = {
 
 const platform: Platform = process.platform === 'openbsd' ? PLATFORMS.openbsd : PLATFORMS.linux;
 
-type Fn = (...args: unknown[]) => number;
-
-interface Calls {
-  socket: Fn;
-  connect: Fn;
-  send: Fn;
-  close: Fn;
-}
-
-let calls: Calls | null = null;
-function load(): Calls {
-  if (calls) return calls;
-  const require = createRequire(import.meta.url);
-  // koffi's module type is loose; these four signatures are all we use.
-  const koffi = require('koffi') as { load(n: string): { func(s: string): Fn } };
-  const l = koffi.load(platform.libc);
-  calls = {
-    socket: l.func('int socket(int domain, int type, int protocol)'),
-    connect: l.func('int connect(int fd, const uint8_t *addr, uint32_t len)'),
-    send: l.func('intptr_t send(int fd, const uint8_t *buf, size_t len, int flags)'),
-    close: l.func('int close(int fd)'),
-  };
-  return calls;
+function load(): Libc {
+  const c = libc();
+  if (!c) throw new Error('libc cannot be loaded');
+  return c;
 }
 
 const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
@@ -111,7 +89,7 @@ export class Syslog {
 
   /** Never throws: a daemon whose syslog is unavailable keeps running (and counts what it lost). */
   private open(): boolean {
-    let c: Calls;
+    let c: Libc;
     try {
       c = load();
     } catch {

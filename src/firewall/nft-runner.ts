@@ -3,10 +3,10 @@
 // Both take one script per call; the kernel applies a script as one transaction.
 import { rmSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
+import { type LibNftables, libnftables, NFT_CTX_OUTPUT_JSON } from '../native.js';
 import { FirewallError } from './backend.js';
 
 export interface NftRunner {
@@ -16,50 +16,6 @@ export interface NftRunner {
   /** Run a listing command with JSON output. */
   json(command: string): Promise<unknown>;
   close(): void;
-}
-
-// koffi's types are loose (it hands back opaque pointers); keep them inside this module.
-interface Koffi {
-  load(name: string): KoffiLib;
-}
-interface KoffiLib {
-  func(signature: string): KoffiFn;
-}
-type KoffiFn = ((...args: unknown[]) => unknown) & {
-  async: (...args: unknown[]) => void;
-};
-
-const NFT_CTX_OUTPUT_JSON = 1 << 4;
-
-interface LibNft {
-  ctxNew: KoffiFn;
-  ctxFree: KoffiFn;
-  bufferOutput: KoffiFn;
-  bufferError: KoffiFn;
-  getOutput: KoffiFn;
-  getError: KoffiFn;
-  setOutputFlags: KoffiFn;
-  run: KoffiFn;
-}
-
-let lib: LibNft | null = null;
-
-function loadLib(): LibNft {
-  if (lib) return lib;
-  const require = createRequire(import.meta.url);
-  const koffi = require('koffi') as Koffi;
-  const l = koffi.load('libnftables.so.1');
-  lib = {
-    ctxNew: l.func('void *nft_ctx_new(uint32_t flags)'),
-    ctxFree: l.func('void nft_ctx_free(void *ctx)'),
-    bufferOutput: l.func('int nft_ctx_buffer_output(void *ctx)'),
-    bufferError: l.func('int nft_ctx_buffer_error(void *ctx)'),
-    getOutput: l.func('const char *nft_ctx_get_output_buffer(void *ctx)'),
-    getError: l.func('const char *nft_ctx_get_error_buffer(void *ctx)'),
-    setOutputFlags: l.func('void nft_ctx_output_set_flags(void *ctx, uint32_t flags)'),
-    run: l.func('int nft_run_cmd_from_buffer(void *ctx, const char *buf)'),
-  };
-  return lib;
 }
 
 /** The most scripts one call takes; more wait for the next. */
@@ -139,7 +95,7 @@ class LibnftablesRunner implements NftRunner {
   /** One context is not thread-safe: calls go through the batcher one at a time. */
   private readonly queue = new ScriptBatcher((script) => this.call(this.ctx, script));
 
-  constructor(private readonly l: LibNft) {
+  constructor(private readonly l: LibNftables) {
     this.ctx = this.newCtx(0);
     this.jsonCtx = this.newCtx(NFT_CTX_OUTPUT_JSON);
   }
@@ -238,7 +194,7 @@ export function cleanNftError(stderr: string): string {
 export function createNftRunner(prefer: string | undefined = process.env.FTP_PROXY_NFT): NftRunner {
   if (prefer !== 'nft') {
     try {
-      return new LibnftablesRunner(loadLib());
+      return new LibnftablesRunner(libnftables());
     } catch (e) {
       if (prefer === 'libnftables') throw e;
     }

@@ -6,8 +6,8 @@
 //  - a plain connection to the listener (reverse mode with -b/-p on the public address): the local
 //    address again.
 // So: SO_ORIGINAL_DST when it answers, else the local address. No flag needed.
-import { createRequire } from 'node:module';
 import type { Server, Socket } from 'node:net';
+import { libc } from '../native.js';
 import { canonical } from './address.js';
 
 const SOL_IP = 0;
@@ -19,35 +19,8 @@ const IPV6_TRANSPARENT = 75; // linux/in6.h
 const AF_INET = 2;
 const AF_INET6 = 10;
 
-type Fn = (...args: unknown[]) => number;
-interface Libc {
-  getsockopt: Fn;
-  setsockopt: Fn;
-  errno: () => number;
-}
-
-let libc: Libc | null | undefined;
-
-function loadLibc(): Libc | null {
-  if (libc !== undefined) return libc;
-  try {
-    const require = createRequire(import.meta.url);
-    // koffi's module type is loose; the two signatures below are all we use.
-    const koffi = require('koffi') as {
-      load(n: string): { func(s: string): Fn };
-      errno(): number;
-    };
-    const l = koffi.load('libc.so.6');
-    libc = {
-      getsockopt: l.func('int getsockopt(int fd, int level, int name, _Out_ uint8_t *val, _Inout_ uint32_t *len)'),
-      setsockopt: l.func('int setsockopt(int fd, int level, int name, const uint8_t *val, uint32_t len)'),
-      errno: () => koffi.errno(),
-    };
-  } catch {
-    libc = null; // not Linux/glibc: the local address is all we have (as with pf divert-to)
-  }
-  return libc;
-}
+/** libc's socket options exist only on Linux (SO_ORIGINAL_DST, IP_TRANSPARENT). */
+const linuxLibc = () => (process.platform === 'linux' ? libc() : null);
 
 /** The file descriptor behind a Node socket or server. Private Node API (`_handle.fd`), Linux only. */
 export function fdOf(s: Socket | Server): number | null {
@@ -65,7 +38,7 @@ const len = new Uint32Array(1);
 
 /** getsockopt(SO_ORIGINAL_DST) / IP6T_SO_ORIGINAL_DST, or null when the connection was not NATed. */
 export function soOriginalDst(socket: Socket): Endpoint | null {
-  const c = loadLibc();
+  const c = linuxLibc();
   const fd = fdOf(socket);
   if (!c || fd === null) return null;
   const v6 = socket.localFamily === 'IPv6' && !/^::ffff:/i.test(socket.localAddress ?? '');
@@ -101,7 +74,7 @@ export function originalDestination(socket: Socket): Endpoint | null {
  * proxy still works behind DNAT/REDIRECT, so failure is only reported.
  */
 export function setTransparent(server: Server, v6: boolean): boolean {
-  const c = loadLibc();
+  const c = linuxLibc();
   const fd = fdOf(server);
   if (!c || fd === null) return false;
   const one = Buffer.from([1, 0, 0, 0]);
@@ -114,31 +87,10 @@ export function setTransparent(server: Server, v6: boolean): boolean {
 const SOL_SOCKET_BSD = 0xffff;
 const SO_RTABLE = 0x1021;
 
-let bsd: { getsockopt: Fn; getrtable: () => number } | null | undefined;
-
-function loadBsd(): typeof bsd {
-  if (bsd !== undefined) return bsd;
-  bsd = null;
-  if (process.platform !== 'openbsd') return bsd;
-  try {
-    const require = createRequire(import.meta.url);
-    const koffi = require('koffi') as { load(n: string): { func(s: string): Fn } };
-    const l = koffi.load('libc.so');
-    const getrtable = l.func('int getrtable()');
-    bsd = {
-      getsockopt: l.func('int getsockopt(int fd, int level, int name, _Out_ uint8_t *val, _Inout_ uint32_t *len)'),
-      getrtable: () => getrtable(),
-    };
-  } catch {
-    bsd = null;
-  }
-  return bsd;
-}
-
 export function rdomains(client: Socket): { client: number; proxy: number } {
-  const b = loadBsd();
+  const b = process.platform === 'openbsd' ? libc() : null;
   const fd = fdOf(client);
-  if (!b || fd === null) return { client: 0, proxy: 0 };
+  if (!b?.getrtable || fd === null) return { client: 0, proxy: 0 };
   const out = Buffer.alloc(4);
   const l = new Uint32Array([4]);
   const rc = b.getsockopt(fd, SOL_SOCKET_BSD, SO_RTABLE, out, l);
