@@ -1,11 +1,11 @@
 #!/usr/bin/env node
 // ftp-proxy: the command. Parses the flags, daemonizes unless -d, runs the daemon until a signal.
 import { spawn } from 'node:child_process';
-import { chownSync, closeSync, existsSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, readFileSync, writeSync } from 'node:fs';
 import { constants } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { type Config, parseArgv, type StatusCommand } from './config.js';
-import { Daemon, removePidfile, writePidfile } from './daemon.js';
+import { Daemon } from './daemon.js';
 import { StartupError } from './errors.js';
 import { type BackendName, checkLinuxRuleOptions, detectBackend, hostProbe, ruleOptions } from './firewall/choose.js';
 import { LOG_CRIT, LOG_ERR, LOG_INFO, LOG_NOTICE } from './levels.js';
@@ -14,6 +14,7 @@ import { resolvePort } from './net/services.js';
 import { formatStatus, readStatus } from './status.js';
 import { printRules } from './print-rules.js';
 import { checkConfig, loadPolicy } from './policy/load.js';
+import { clearPidFd, cmdlineText, createFresh, PIDFILE_FD_ENV, removePidfile, writeFresh, writePidFd, writePidfile } from './pidfile.js';
 import { CAP_NET_ADMIN, CAP_NET_BIND_SERVICE, capMask, effectiveCaps, lookupUser, setprivArgs } from './privileges.js';
 
 /** Set in the environment of the re-spawned daemon process; its fd 3 reports start-up to the parent. */
@@ -40,8 +41,8 @@ function daemonize(asUser: AsUser | null): void {
   const [cmd, args] = selfCommand(asUser);
   const child = spawn(cmd, args, {
     detached: true,
-    stdio: ['ignore', 'ignore', 'ignore', 'pipe'],
-    env: { ...process.env, [DAEMON_ENV]: '1', ...(asUser ? { [USER_ENV]: asUser.name } : {}) },
+    stdio: ['ignore', 'ignore', 'ignore', 'pipe', ...pidfileStdio(asUser)],
+    env: { ...process.env, [DAEMON_ENV]: '1', ...userEnv(asUser) },
   });
   let said = '';
   const status = child.stdio[3] as NodeJS.ReadableStream;
@@ -64,7 +65,17 @@ interface AsUser {
   name: string;
   keep: number[];
   setpriv: string[];
+  /** The pidfile, created and opened by root; the daemon gets it as its descriptor 4. */
+  pidfd?: number;
 }
+
+/** The daemon's descriptor 4: the pidfile root opened for it (see src/pidfile.ts). */
+const pidfileStdio = (asUser: AsUser | null): number[] => (asUser?.pidfd !== undefined ? [asUser.pidfd] : []);
+const userEnv = (asUser: AsUser | null): Record<string, string> =>
+  asUser ? { [USER_ENV]: asUser.name, ...(asUser.pidfd !== undefined ? { [PIDFILE_FD_ENV]: '4' } : {}) } : {};
+
+/** The command that started this process, for the watchdog (paths resolved). */
+const ownCommand = (): string[] => [process.execPath, ...process.execArgv, fileURLToPath(import.meta.url), ...process.argv.slice(2)];
 
 /**
  * V8's young generation grows to tens of MiB under a burst of sessions and is slow to give it back; a
@@ -88,8 +99,10 @@ function keptCaps(config: Config): number[] {
 }
 
 /**
- * --user, in the root process: check, and give the pidfile to the user (who may write it but not
- * remove it from /run; it is emptied at exit instead). The daemon then starts as that user.
+ * --user, in the root process: check; write the watchdog's command file and create the pidfile as root
+ * (the user must never choose what root's watchdog runs), and hand the daemon the pidfile open, so that
+ * it writes its pid and empties it at exit through that descriptor alone. The daemon then starts as
+ * that user.
  */
 function prepareUser(config: Config): AsUser {
   const name = config.user!;
@@ -103,20 +116,23 @@ function prepareUser(config: Config): AsUser {
   const path = (process.env.PATH ?? '/usr/bin:/bin').split(':').find((d) => existsSync(`${d}/setpriv`));
   if (!path) throw new StartupError('--user needs setpriv(1) (util-linux): apt-get install util-linux');
   const pidfile = config.pidfile ?? (config.foreground ? undefined : DEFAULT_PIDFILE);
+  const keep = keptCaps(config);
+  const asUser: AsUser = { name, keep, setpriv: setprivArgs(pw, keep) };
   if (pidfile) {
-    for (const f of [pidfile, `${pidfile}.cmdline`]) {
-      writeFileSync(f, '');
-      chownSync(f, pw.uid, pw.gid);
+    try {
+      writeFresh(`${pidfile}.cmdline`, cmdlineText(ownCommand()));
+      asUser.pidfd = createFresh(pidfile);
+    } catch (e) {
+      throw new StartupError(`cannot write pidfile ${pidfile}: ${(e as Error).message}`);
     }
   }
-  const keep = keptCaps(config);
-  return { name, keep, setpriv: setprivArgs(pw, keep) };
+  return asUser;
 }
 
 /** -d with --user: run the daemon as the user in the foreground, pass signals on, exit with its status. */
 function supervise(asUser: AsUser): void {
   const [cmd, args] = selfCommand(asUser);
-  const child = spawn(cmd, args, { stdio: ['ignore', 'inherit', 'inherit'], env: { ...process.env, [USER_ENV]: asUser.name } });
+  const child = spawn(cmd, args, { stdio: ['ignore', 'inherit', 'inherit', 'ignore', ...pidfileStdio(asUser)], env: { ...process.env, ...userEnv(asUser) } });
   for (const sig of ['SIGHUP', 'SIGINT', 'SIGTERM'] as const) process.on(sig, () => child.kill(sig));
   child.on('exit', (code, signal) => process.exit(code ?? 128 + (signal ? constants.signals[signal] : 0)));
 }
@@ -143,6 +159,9 @@ async function run(config: Config, inChild: boolean): Promise<void> {
   const log = new Log({ level: config.logLevel, format: config.logFormat });
   if (inChild) log.useSyslog();
   const pidfile = config.pidfile ?? (inChild ? DEFAULT_PIDFILE : undefined);
+  // Started as --user: root opened the pidfile for us (no child of ours inherits the variable).
+  const pidfd = process.env[PIDFILE_FD_ENV] !== undefined ? Number(process.env[PIDFILE_FD_ENV]) : undefined;
+  delete process.env[PIDFILE_FD_ENV];
 
   process.on('uncaughtException', (e) => {
     log.log(LOG_CRIT, `fatal: ${e.stack ?? e.message}`);
@@ -170,7 +189,8 @@ async function run(config: Config, inChild: boolean): Promise<void> {
   }
   if (pidfile) {
     try {
-      writePidfile(pidfile, [process.execPath, ...process.execArgv, fileURLToPath(import.meta.url), ...process.argv.slice(2)]);
+      if (pidfd !== undefined) writePidFd(pidfd);
+      else writePidfile(pidfile, ownCommand());
     } catch (e) {
       log.log(LOG_ERR, `cannot write pidfile ${pidfile}: ${(e as Error).message}`);
     }
@@ -185,7 +205,8 @@ async function run(config: Config, inChild: boolean): Promise<void> {
     // A firewall that hangs must not keep the daemon alive forever.
     setTimeout(() => process.exit(1), 15000).unref();
     void daemon.stop().finally(() => {
-      if (pidfile) removePidfile(pidfile);
+      if (pidfd !== undefined) clearPidFd(pidfd);
+      else if (pidfile) removePidfile(pidfile);
       log.close();
       process.exit(0);
     });

@@ -1,7 +1,7 @@
 // The daemon: start-up in OpenBSD's order, the listener, the session table and its limit, signals, the
 // pidfile. Sessions do the rest.
 import { lookup } from 'node:dns/promises';
-import { readdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { checkNumeric, type Config } from './config.js';
 import { errnoText, gaiText } from './errno-text.js';
@@ -316,33 +316,4 @@ export class Daemon {
 function sourceFor(sources: string[], server: string): { sourceAddress?: string } {
   const a = sources.find((s) => familyOf(s) === familyOf(server));
   return a ? { sourceAddress: a } : {};
-}
-
-/**
- * The pidfile, and beside it `<pidfile>.cmdline`: the command that started the daemon (paths resolved,
- * NUL-separated as /proc/<pid>/cmdline). scripts/ftp-proxy-watchdog restarts a dead daemon with it.
- */
-export function writePidfile(path: string, cmdline: string[]): void {
-  writeFileSync(`${path}.cmdline`, cmdline.map((a) => `${a}\0`).join(''));
-  writeFileSync(path, `${process.pid}\n`);
-}
-
-/** At exit: remove the pidfile, or empty it when we may not (after --user, in a root-owned /run). */
-export function removePidfile(path: string): void {
-  try {
-    if (readFileSync(path, 'utf8').trim() !== String(process.pid)) return;
-  } catch {
-    return; // already gone
-  }
-  for (const p of [path, `${path}.cmdline`]) {
-    try {
-      unlinkSync(p);
-    } catch {
-      try {
-        writeFileSync(p, ''); // an empty pidfile says "stopped on purpose" to the watchdog
-      } catch {
-        // nothing more we can do
-      }
-    }
-  }
 }
