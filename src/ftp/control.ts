@@ -16,6 +16,7 @@
 import type { Family } from '../net/address.js';
 import { type Level, LOG_CRIT, LOG_DEBUG, LOG_ERR, LOG_INFO, LOG_NOTICE, LOG_WARNING } from '../levels.js';
 import { format227, format229, formatEprt, formatPort, parse227, parse229, parseEprtArg, parsePortArg } from './port-args.js';
+import { leadingTelnet, telnetProblem } from './telnet.js';
 import { vis } from './vis.js';
 import { decideCommand } from '../policy/commands.js';
 import { featureOf, featuresToInsert, keepFeature } from '../policy/feat.js';
@@ -252,6 +253,13 @@ export class FtpControl {
       out.push({ type: 'close', reason: 'too many pipelined commands' });
       return;
     }
+    const telnet = telnetProblem(line);
+    if (telnet) {
+      // The server would read another line than the one the policy and -A judge: refused, never sent.
+      out.push(this.log(LOG_NOTICE, `command line refused: ${telnet}: '${vis(line, 80)}'`, 'telnet-refused', { why: telnet }));
+      this.localReply('500 Command line refused: Telnet bytes or a CR inside it, not sent to the server\r\n', out);
+      return;
+    }
     const limits = this.policy.limits;
     if (limits.line !== undefined && contentLength(line) > limits.line) {
       out.push(this.log(LOG_NOTICE, `command line too long (${contentLength(line)} bytes, max_line_length ${limits.line})`, 'policy-length', { what: 'line' }));
@@ -326,6 +334,13 @@ export class FtpControl {
       case 'EPRT':
         this.activeCommand(verb, arg, line, out);
         return;
+      case 'LPRT':
+      case 'LPSV':
+        // RFC 1639's long forms: the proxy does not rewrite them, so relayed they would name the client's
+        // address to the server (a bounce past -A and the pinholes) or an internal one in a 228 reply.
+        out.push(this.log(LOG_NOTICE, `${verb} refused: use PASV/EPSV or PORT/EPRT`, 'long-refused', { command: verb }));
+        this.localReply(`502 ${verb} not supported through ftp-proxy, use ${verb === 'LPSV' ? 'EPSV or PASV' : 'EPRT or PORT'}\r\n`, out);
+        return;
       default:
         break;
     }
@@ -342,7 +357,7 @@ export class FtpControl {
   private finishJoinListen(n: Extract<JoinRequest, { kind: 'join-listen' }>, result: NegotiationResult, out: Action[]): void {
     if (!result.ok || result.clientPort === undefined) {
       const error = result.ok ? 'no client port' : result.error;
-      out.push(this.log(LOG_CRIT, `${this.opts.firewallName} operation failed: ${error}`, 'firewall-failed', { command: n.command }));
+      out.push(this.log(LOG_CRIT, `${this.opts.firewallName} operation failed: ${vis(error)}`, 'firewall-failed', { command: n.command }));
       this.localReply(`425 Can't open data connection: the proxy could not prepare the ${n.command} data connection\r\n`, out);
       return;
     }
@@ -378,7 +393,7 @@ export class FtpControl {
 
   private finishJoinConnect(n: Extract<JoinRequest, { kind: 'join-connect' }>, result: NegotiationResult, out: Action[]): void {
     if (!result.ok) {
-      out.push(this.log(LOG_ERR, `data connection for ${n.command} failed: ${result.error}`, 'join-failed', { command: n.command }));
+      out.push(this.log(LOG_ERR, `data connection for ${n.command} failed: ${vis(result.error)}`, 'join-failed', { command: n.command }));
       this.replaceReply(`425 Can't open data connection: ${result.error.replace(/[\r\n]/g, ' ').slice(0, 120)}\r\n`, out);
       return;
     }
@@ -435,7 +450,7 @@ export class FtpControl {
 
   private finishActive(n: Extract<Negotiation, { kind: 'active' }>, result: NegotiationResult, out: Action[]): void {
     if (!result.ok) {
-      out.push(this.log(LOG_CRIT, `${this.opts.firewallName} operation failed: ${result.error}`, 'firewall-failed', { command: n.command }));
+      out.push(this.log(LOG_CRIT, `${this.opts.firewallName} operation failed: ${vis(result.error)}`, 'firewall-failed', { command: n.command }));
       this.localReply(`425 Can't open data connection: the firewall refused the ${n.command} pinhole\r\n`, out);
       return;
     }
@@ -520,9 +535,11 @@ export class FtpControl {
       return;
     }
     const d = decideReply(this.policy, verb, code);
+    // The verb came from the client: escaped before it reaches a log line.
+    const shown = verb ? vis(verb, 40) : 'the greeting';
     if (d.then.action === 'abort') {
       this.closed = true;
-      out.push(this.log(LOG_NOTICE, `reply ${code} to ${verb || 'the greeting'} refused by policy, ending session (reply ${d.key} on policy line ${d.line})`, 'policy-abort', { code, command: verb }));
+      out.push(this.log(LOG_NOTICE, `reply ${code} to ${shown} refused by policy, ending session (reply ${d.key} on policy line ${d.line})`, 'policy-abort', { code, command: vis(verb, 40) }));
       out.push({ type: 'toClient', data: Buffer.from('421 Reply not allowed by policy, closing control connection.\r\n') });
       out.push({ type: 'close', reason: `reply ${code} aborted by policy` });
       return;
@@ -530,12 +547,12 @@ export class FtpControl {
     if (d.then.action === 'change') {
       // A preliminary reply stays preliminary (and a final one final): the client counts replies too.
       if (code.startsWith('1') === d.then.code.startsWith('1')) {
-        out.push(this.log(LOG_INFO, `reply ${code} to ${verb || 'the greeting'} changed to ${d.then.code} by policy (reply ${d.key} on policy line ${d.line})`, 'policy-change', { code, command: verb, to: d.then.code }));
+        out.push(this.log(LOG_INFO, `reply ${code} to ${shown} changed to ${d.then.code} by policy (reply ${d.key} on policy line ${d.line})`, 'policy-change', { code, command: vis(verb, 40), to: d.then.code }));
         this.replyMode = { how: 'change', text: `${d.then.code} ${d.then.text}\r\n` };
         if (forced?.mode === 'listen') out.push({ type: 'joinCancel' });
         return;
       }
-      out.push(this.log(LOG_WARNING, `reply ${code} to ${verb || 'the greeting'} not changed to ${d.then.code} (reply ${d.key} on policy line ${d.line}): a preliminary reply must stay preliminary`, 'policy-change-refused', { code, command: verb }));
+      out.push(this.log(LOG_WARNING, `reply ${code} to ${shown} not changed to ${d.then.code} (reply ${d.key} on policy line ${d.line}): a preliminary reply must stay preliminary`, 'policy-change-refused', { code, command: vis(verb, 40) }));
     }
     if (!forced && negotiationReply) {
       this.replyMode = { how: 'hold' };
@@ -690,7 +707,7 @@ export class FtpControl {
 
   private finishPassive(n: Extract<Negotiation, { kind: 'passive' }>, result: NegotiationResult, out: Action[]): void {
     if (!result.ok) {
-      out.push(this.log(LOG_CRIT, `${this.opts.firewallName} operation failed: ${result.error}`, 'firewall-failed', { command: n.command }));
+      out.push(this.log(LOG_CRIT, `${this.opts.firewallName} operation failed: ${vis(result.error)}`, 'firewall-failed', { command: n.command }));
       this.replaceReply(`425 Can't open data connection: the firewall refused the ${n.command} pinhole\r\n`, out);
       return;
     }
@@ -743,17 +760,10 @@ function isReplyEnd(text: string, code: string): boolean {
 
 /**
  * The command verb (upper-cased) and its argument. Leading Telnet commands (IAC IP etc., sent before
- * ABOR) and stray IAC bytes are skipped, as servers do.
+ * ABOR) are skipped, as servers do; a line with any other Telnet byte never gets this far (telnet.ts).
  */
 export function splitCommand(line: Buffer): { verb: string; arg: string } {
-  let i = 0;
-  while (i < line.length && line[i] === 0xff) {
-    const cmd = line[i + 1];
-    if (cmd === undefined || cmd < 240) i += 1;
-    else if (cmd >= 251 && cmd <= 254) i += 3;
-    else i += 2;
-  }
-  const text = line.subarray(i).toString('latin1').replace(/\r?\n$/, '');
+  const text = line.subarray(leadingTelnet(line)).toString('latin1').replace(/\r?\n$/, '');
   // RFC 959 separates with a space; some servers take a tab too, so a tab must not hide a USER from -A.
   const sp = text.search(/[ \t]/);
   const verb = (sp === -1 ? text : text.slice(0, sp)).replace(/\r$/, '').toUpperCase();

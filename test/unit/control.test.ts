@@ -34,7 +34,7 @@ describe('relaying', () => {
     expect(toServer(m.clientLine(b('X\r\n')))).toEqual(['X\r\n']);
   });
 
-  it.each([['LPRT 4,4,1,2,3,4,2,1,2\r\n'], ['LPSV\r\n'], ['SITE CHMOD 644 x\r\n'], ['FOO bar\r\n'], ['EPSV ALL\r\n'], ['\xff\xf4\xffABOR\r\n']])(
+  it.each([['SITE CHMOD 644 x\r\n'], ['FOO bar\r\n'], ['EPSV ALL\r\n'], ['\xff\xf4\xff\xf2ABOR\r\n'], ['\xff\xf4ABOR\r\n']])(
     'forwards %j unmodified without a negotiation',
     (line) => {
       const m = loggedIn();
@@ -324,7 +324,6 @@ describe('splitCommand', () => {
     ['PASV\n', 'PASV', ''],
     ['EPSV ALL\r\n', 'EPSV', 'ALL'],
     ['\xff\xf4\xff\xf2ABOR\r\n', 'ABOR', ''],
-    ['\xff\xf4\xffABOR\r\n', 'ABOR', ''],
     ['\xff\xfb\x01NOOP\r\n', 'NOOP', ''],
     ['PORT 1,2,3,4,5,6\r', 'PORT', '1,2,3,4,5,6'],
   ])('%j -> %s %j', (line, verb, arg) => {
@@ -350,7 +349,7 @@ describe('bounded memory', () => {
 describe('found by the fuzz test', () => {
   it('a 501 for a bad EPRT does not echo the client bytes', () => {
     const m = loggedIn();
-    const out = m.clientLine(b(`EPRT |${'\xe9A\r'.repeat(100)}|1.2.3.4|5000|\r\n`));
+    const out = m.clientLine(b(`EPRT |${'\xe9A\x1b'.repeat(100)}|1.2.3.4|5000|\r\n`));
     const [reply] = toClient(out);
     expect(reply).toBe('501 Syntax error in EPRT argument (unsupported address family)\r\n');
   });
