@@ -1,8 +1,9 @@
 // Control-channel line framing, as OpenBSD's ftp-proxy does it: a line is everything up to and including
-// "\n" (a "\r" before it stays in the line, so CRLF is forwarded byte for byte), at most MAX_LINE bytes.
+// "\n" (a "\r" before it stays in the line, so CRLF is forwarded byte for byte), at most MAX_LINE_BYTES bytes.
 // 500 buffered bytes without a "\n" is an error; so is a NUL byte anywhere in a line.
 
-export const MAX_LINE = 500;
+/** Bytes of one control-channel line, its line ending included (OpenBSD's buffer): command or reply. */
+export const MAX_LINE_BYTES = 500;
 
 export type LineEvent = { kind: 'line'; line: Buffer } | { kind: 'error'; error: 'too-long' | 'nul' };
 
@@ -11,7 +12,7 @@ export class LineSplitter {
   private pendingBytes = 0;
   private failed = false;
 
-  constructor(private readonly maxLine: number = MAX_LINE) {}
+  constructor(private readonly maxLine: number = MAX_LINE_BYTES) {}
 
   /** Bytes buffered that do not yet form a whole line. */
   get buffered(): number {

@@ -12,6 +12,7 @@
 // Tokens are bare words, "double-quoted strings" (\" and \\ escape) and /regular expressions/ with an
 // optional i flag. ftp-proxy(8), POLICY FILE, documents every key.
 import { isIP } from 'node:net';
+import { checkTls, defaultTls, parseTlsKey, TLS_KEYS, TLS_ONCE, type TlsFileCheck, type TlsKey, type TlsPolicy } from './tls.js';
 
 export type Profile = 'allow-all' | 'minimal';
 export type DataMode = 'keep' | 'passive' | 'active';
@@ -67,13 +68,18 @@ export interface Policy {
   masqueradeServer: { 4?: string; 6?: string };
   /** Seconds of silence before TCP keepalive probes start on both control connections. */
   tcpKeepalive: number;
+  /** FTPS: the tls_* keys (src/policy/tls.ts). */
+  tls: TlsPolicy;
 }
 
 /** Zorp FtpProxy's defaults: max_line_length 255, max_username_length 32, max_password_length 64. */
 export const ZORP_LIMITS: Required<Limits> = { line: 255, username: 32, password: 64 };
 
-/** The longest command line the framing lets through (500 bytes with CRLF, as OpenBSD). */
-export const MAX_LINE = 498;
+/**
+ * The longest command the framing lets through, without its CRLF (MAX_LINE_BYTES 500 in
+ * src/ftp/lines.ts, as OpenBSD): the ceiling of every max_*_length key.
+ */
+export const MAX_COMMAND_BYTES = 498;
 
 export const DEFAULT_KEEPALIVE = 60;
 
@@ -92,6 +98,7 @@ export function defaultPolicy(): Policy {
     masqueradeClient: {},
     masqueradeServer: {},
     tcpKeepalive: DEFAULT_KEEPALIVE,
+    tls: defaultTls(),
   };
 }
 
@@ -191,6 +198,7 @@ const KEYS = [
   'masquerade_client',
   'masquerade_server',
   'tcp_keepalive',
+  ...TLS_KEYS,
 ] as const;
 type Key = (typeof KEYS)[number];
 
@@ -205,6 +213,7 @@ const ONCE = new Set<Key>([
   'max_password_length',
   'data_mode',
   'tcp_keepalive',
+  ...TLS_ONCE,
 ]);
 
 /** A reply text goes on the wire after a code and a space: one line, printable. */
@@ -219,7 +228,8 @@ const isCode = (s: string): boolean => /^[1-5][0-5]\d$/.test(s);
 /** The auto-dropped FEAT entries: the proxy refuses AUTH (no TLS mode), so it must not advertise them. */
 export const TLS_FEATURES = ['AUTH', 'PBSZ', 'PROT'];
 
-export function parsePolicy(text: string, file: string): Policy | PolicyError {
+/** `tlsFiles` reads the certificate and key files the tls_* keys name (the loader gives it; pure without). */
+export function parsePolicy(text: string, file: string, tlsFiles?: TlsFileCheck): Policy | PolicyError {
   const p = defaultPolicy();
   p.file = file;
   const issues: PolicyIssue[] = [];
@@ -231,7 +241,9 @@ export function parsePolicy(text: string, file: string): Policy | PolicyError {
     const tokens = tokenize(lines[n]!);
     if ('error' in tokens) {
       const first = /^\s*([^\s#]+)/.exec(lines[n]!)?.[1] ?? '';
-      issues.push({ file, line: lineNo, key: first, message: tokens.error });
+      // An unquoted /path after a tls_* file key reads as a regular expression: say what was meant.
+      const hint = first.startsWith('tls_') && /^\s*\S+\s+\//.test(lines[n]!) ? ' (quote file names: "/etc/ftp-proxy/...")' : '';
+      issues.push({ file, line: lineNo, key: first, message: tokens.error + hint });
       continue;
     }
     if (!tokens.length) continue;
@@ -354,17 +366,17 @@ export function parsePolicy(text: string, file: string): Policy | PolicyError {
         break;
       }
       case 'max_line_length': {
-        const v = number(1, MAX_LINE);
+        const v = number(1, MAX_COMMAND_BYTES);
         if (v !== null) p.limits.line = v;
         break;
       }
       case 'max_username_length': {
-        const v = number(1, MAX_LINE);
+        const v = number(1, MAX_COMMAND_BYTES);
         if (v !== null) p.limits.username = v;
         break;
       }
       case 'max_password_length': {
-        const v = number(1, MAX_LINE);
+        const v = number(1, MAX_COMMAND_BYTES);
         if (v !== null) p.limits.password = v;
         break;
       }
@@ -400,8 +412,12 @@ export function parsePolicy(text: string, file: string): Policy | PolicyError {
         if (v !== null) p.tcpKeepalive = v;
         break;
       }
+      default:
+        parseTlsKey(k as TlsKey, args, lineNo, p.tls, fail);
     }
   }
+  for (const t of checkTls(p.tls, tlsFiles)) issues.push({ file, line: p.tls.lines[t.key] ?? 0, key: t.key, message: t.message });
+  issues.sort((a, b) => a.line - b.line); // stable: a line's own issues keep their order
   // limits zorp after an explicit max_*: the explicit values win wherever they appear.
   if (seen.has('limits')) p.limits = { ...ZORP_LIMITS, ...explicitLimits(p.limits, seen) };
   if (!explicitUnknown) p.permitUnknownCommand = p.profile === 'allow-all';

@@ -1,6 +1,6 @@
 // Control-channel line framing (src/ftp/lines.ts): OpenBSD's 500-byte lines, "\n" terminated, no NUL.
 import { describe, expect, it } from 'vitest';
-import { LineSplitter, MAX_LINE, type LineEvent } from '../../src/ftp/lines.js';
+import { LineSplitter, MAX_LINE_BYTES, type LineEvent } from '../../src/ftp/lines.js';
 
 type Seen = string | { error: 'too-long' | 'nul' };
 
@@ -64,8 +64,8 @@ describe('LineSplitter: lines', () => {
 });
 
 describe('LineSplitter: the 500-byte limit', () => {
-  it('MAX_LINE is 500', () => {
-    expect(MAX_LINE).toBe(500);
+  it('MAX_LINE_BYTES is 500', () => {
+    expect(MAX_LINE_BYTES).toBe(500);
   });
 
   it.each<[string, string[], Seen[]]>([
