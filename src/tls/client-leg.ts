@@ -1,0 +1,108 @@
+// The proxy's leg to the FTP client under TLS: the proxy is the TLS server, on the control connection
+// (after its own 234, or from the first byte on 990) and on every data connection (RFC 4217: the FTP
+// client is the TLS client, whoever connects). Clients resume their control session on the data
+// connection (curl, Python's ftplib, lftp, FileZilla all do); to let them, the control and data
+// handshakes of one FTP session share one SecureContext (hence one set of ticket keys) and one session
+// id cache (TLS 1.2 without tickets, TLS 1.3 stateful tickets).
+import { randomBytes } from 'node:crypto';
+import type { Socket } from 'node:net';
+import { createSecureContext, Server, TLSSocket, type SecureContext, type SecureContextOptions, type SecureVersion } from 'node:tls';
+import { SessionIdCache } from './session-store.js';
+import { TlsLegError } from './server-leg.js';
+
+export interface ClientLegOptions {
+  /** A ready context (a configured or minted certificate); else one is made from `credentials`. */
+  secureContext?: SecureContext;
+  credentials?: SecureContextOptions;
+  minVersion?: SecureVersion;
+  maxVersion?: SecureVersion;
+  handshakeTimeoutMs?: number;
+  /** What errors say first, e.g. "session 12". */
+  context?: string;
+}
+
+export class ClientLeg {
+  private readonly ctx: SecureContext;
+  /**
+   * Never listens: it only owns the session events. Node asks a server-side TLSSocket's `server` for
+   * 'newSession'/'resumeSession' listeners, and without them it never consults an external cache.
+   */
+  private readonly events = new Server();
+  readonly cache = new SessionIdCache();
+  private readonly sockets = new Set<TLSSocket>();
+
+  constructor(private readonly opts: ClientLegOptions) {
+    if (opts.secureContext) {
+      this.ctx = opts.secureContext;
+    } else {
+      // Fresh ticket keys per leg: a ticket from another FTP session cannot resume here.
+      this.ctx = createSecureContext({
+        ...opts.credentials,
+        ...(opts.minVersion ? { minVersion: opts.minVersion } : {}),
+        ...(opts.maxVersion ? { maxVersion: opts.maxVersion } : {}),
+        ticketKeys: randomBytes(48),
+      } as SecureContextOptions);
+    }
+    this.events.on('newSession', (id: Buffer, data: Buffer, done: () => void) => {
+      this.cache.set(id, data);
+      done();
+    });
+    this.events.on('resumeSession', (id: Buffer, done: (err: Error | null, data: Buffer | null) => void) => {
+      done(null, this.cache.get(id) ?? null);
+    });
+  }
+
+  private accept(socket: Socket, conn: string, head?: Buffer): Promise<TLSSocket> {
+    const what = `${this.opts.context ? `${this.opts.context}: ` : ''}client ${socket.remoteAddress ?? '?'} port ${socket.remotePort ?? '?'} (${conn})`;
+    // Bytes read past the AUTH line (a client that sent its ClientHello at once) go back first.
+    if (head?.length) socket.unshift(head);
+    return new Promise((resolve, reject) => {
+      const s = new TLSSocket(socket, {
+        isServer: true,
+        server: this.events,
+        secureContext: this.ctx,
+        requestCert: false,
+        rejectUnauthorized: false,
+      });
+      this.sockets.add(s);
+      s.once('close', () => this.sockets.delete(s));
+      const ms = this.opts.handshakeTimeoutMs ?? 15_000;
+      const fail = (e: Error & { code?: string }) => {
+        clearTimeout(t);
+        s.destroy();
+        reject(new TlsLegError(`${what}: TLS handshake failed: ${e.code ? `${e.code}: ` : ''}${e.message}`, e.code));
+      };
+      const t = setTimeout(() => fail(Object.assign(new Error(`no handshake within ${ms / 1000} s`), { code: 'ETIMEDOUT' })), ms);
+      t.unref();
+      s.once('error', fail);
+      // A server-side TLSSocket made by hand reports its finished handshake as 'secure'.
+      s.once('secure', () => {
+        clearTimeout(t);
+        s.removeListener('error', fail);
+        resolve(s);
+      });
+      socket.resume();
+    });
+  }
+
+  /** TLS on the control connection, after the proxy sent 234 (or at once for implicit FTPS). */
+  startControl(socket: Socket, head?: Buffer): Promise<TLSSocket> {
+    return this.accept(socket, 'control', head);
+  }
+
+  /**
+   * TLS on a data connection. `reused` says whether the client resumed a session of this leg; a caller
+   * that wants vsftpd's strictness refuses the connection when it is false.
+   */
+  async acceptData(socket: Socket): Promise<{ socket: TLSSocket; reused: boolean }> {
+    const s = await this.accept(socket, `data port ${socket.localPort ?? '?'}`);
+    return { socket: s, reused: s.isSessionReused() };
+  }
+
+  /** Forget the sessions and drop every TLS socket of this leg still open. */
+  close(): void {
+    this.cache.clear();
+    for (const s of this.sockets) s.destroy();
+    this.sockets.clear();
+  }
+}

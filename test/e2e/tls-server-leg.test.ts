@@ -1,0 +1,110 @@
+// The proxy's TLS client code (src/tls/server-leg.ts) against real strict FTPS servers in the lab's
+// server namespace: vsftpd with require_ssl_reuse=YES, explicit (AUTH TLS) and implicit (990). A small
+// driver (test/helpers/ftps-driver.mjs, test code, not the proxy) logs in, PBSZ 0, PROT P, PASV, RETR
+// a 20 MiB file through ServerLeg with resumption; sha256 checked. Without resumption vsftpd must
+// answer 522: the proof that these tests can fail.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Lab, ROOT, requireLab } from './lab.js';
+import { type FtpsServer, makeLabPki, requireTlsLab, startVsftpd, type LabPki } from '../helpers/tls-lab.js';
+
+const DRIVER = `${ROOT}test/helpers/ftps-driver.mjs`;
+const SRV = '198.51.100.21';
+
+interface Transfer {
+  file: string;
+  reused: boolean;
+  bytes: number;
+  sha256: string;
+  version?: string;
+  reply: string;
+  dataError?: string;
+}
+interface DriverOut {
+  ok: boolean;
+  error?: string;
+  tickets?: number;
+  control?: { version: string };
+  transfers: Transfer[];
+  replies: string[];
+}
+
+let lab: Lab;
+let pki: LabPki;
+const servers: FtpsServer[] = [];
+
+async function drive(opts: Record<string, unknown>): Promise<DriverOut> {
+  const r = await lab.exec('cli', [process.execPath, DRIVER, JSON.stringify({ host: SRV, caFile: pki.caCert, ...opts })], { reject: false, timeout: 120_000 });
+  const line = r.stdout.trim().split('\n').at(-1) ?? '';
+  try {
+    return JSON.parse(line) as DriverOut;
+  } catch {
+    throw new Error(`ftps-driver: ${r.stdout} ${r.stderr}`);
+  }
+}
+
+beforeAll(async () => {
+  await requireLab();
+  await requireTlsLab(['vsftpd', 'openssl']);
+  lab = await Lab.up('forward');
+  pki = await makeLabPki(`${lab.runDir}/pki`);
+  const { cert, key } = await pki.issue('vsftpd', ['ftp.lab', SRV]);
+  const common = { ns: lab.srv, dir: lab.runDir, address: SRV, root: `${lab.runDir}/data`, cert, key };
+  servers.push(await startVsftpd({ ...common, port: 2121, pasv: [52000, 52099] }));
+  servers.push(await startVsftpd({ ...common, port: 990, implicit: true, pasv: [52100, 52199] }));
+});
+
+afterAll(async () => {
+  for (const s of servers) await s.stop().catch(() => undefined);
+  await lab?.down();
+});
+
+describe('server leg: vsftpd, require_ssl_reuse=YES', () => {
+  for (const version of ['TLSv1.2', 'TLSv1.3'] as const) {
+    for (const [how, port, implicit] of [
+      ['explicit', 2121, false],
+      ['implicit', 990, true],
+    ] as const) {
+      it(`${how} FTPS, ${version}: RETR 20 MiB on a resumed data session, then a second transfer`, async () => {
+        const out = await drive({ port, implicit, minVersion: version, maxVersion: version, files: ['test20M.bin', 'small.txt'] });
+        expect(out.error, JSON.stringify(out)).toBeUndefined();
+        expect(out.control?.version).toBe(version);
+        expect(out.tickets).toBeGreaterThan(0);
+        const [big, small] = out.transfers;
+        expect(big).toMatchObject({ reused: true, version, bytes: 20 * 1024 * 1024, sha256: lab.sha256('test20M.bin') });
+        expect(big!.reply).toMatch(/^226/);
+        expect(small).toMatchObject({ reused: true, sha256: lab.sha256('small.txt') });
+        expect(small!.reply).toMatch(/^226/);
+      });
+    }
+
+    it(`${version}: a data connection that does not resume the control session gets 522`, async () => {
+      const out = await drive({ port: 2121, minVersion: version, maxVersion: version, resume: false, files: ['small.txt'] });
+      expect(out.transfers[0]).toMatchObject({ reused: false, bytes: 0 });
+      expect(out.transfers[0]!.reply).toMatch(/^522 .*session reuse required/);
+    });
+  }
+
+  it('TLS 1.3: vsftpd accepts any of its tickets, more than once, and the tickets of resumed data connections', async () => {
+    for (const opts of [{ ticket: 0 }, { ticket: -1 }, { follow: true }]) {
+      const out = await drive({ port: 2121, minVersion: 'TLSv1.3', ...opts, files: ['small.txt', 'small.txt', 'small.txt'] });
+      expect(out.error, JSON.stringify(opts)).toBeUndefined();
+      expect(out.transfers.map((t) => [t.reused, t.reply.slice(0, 3)]), JSON.stringify(opts)).toEqual([
+        [true, '226'],
+        [true, '226'],
+        [true, '226'],
+      ]);
+    }
+  });
+
+  it('a server certificate the lab CA did not sign fails the control handshake with the reason', async () => {
+    const other = await makeLabPki(`${lab.runDir}/pki-other`);
+    const out = await drive({ port: 2121, caFile: other.caCert, files: [] });
+    expect(out.ok).toBe(false);
+    expect(out.error).toMatch(/server 198\.51\.100\.21 port 2121 \(control\): TLS handshake failed: UNABLE_TO_VERIFY_LEAF_SIGNATURE/);
+  });
+
+  it('a name the certificate does not carry fails the check', async () => {
+    const out = await drive({ port: 2121, servername: 'not-ftp.lab', files: [] });
+    expect(out.error).toMatch(/TLS handshake failed: ERR_TLS_CERT_ALTNAME_INVALID/);
+  });
+});

@@ -1,0 +1,163 @@
+// A small FTPS client for the TLS lab (test code, not the proxy): it speaks FTP over TLS to a real
+// server through the proxy's server-leg code (dist/tls/server-leg.js), so a strict server judges that
+// code's session resumption. One JSON line out:
+//   { ok, control: {version, cipher}, tickets, transfers: [{reused, bytes, sha256, reply}], replies, error }
+// usage: node ftps-driver.mjs '<json options>'
+//   options: host, port, implicit, minVersion, maxVersion, caFile, servername, verify (default true),
+//            user, pass, files (downloaded in order), resume (default true), epsv, follow (also take
+//            the data connections' tickets), ticket (offer the n-th control ticket, -1 the last)
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { connect } from 'node:net';
+import { ServerLeg } from '../../dist/tls/server-leg.js';
+
+const o = JSON.parse(process.argv[2] ?? '{}');
+const out = { ok: false, replies: [], transfers: [] };
+const finish = (extra = {}) => {
+  Object.assign(out, extra);
+  process.stdout.write(`${JSON.stringify(out)}\n`);
+  process.exit(0);
+};
+setTimeout(() => finish({ error: 'driver timeout' }), o.timeoutMs ?? 90_000).unref();
+
+/** Line reader over whatever socket carries the control channel now. */
+function replies(sock) {
+  let buf = '';
+  const queue = [];
+  const waiters = [];
+  const onData = (d) => {
+    buf += d.toString('latin1');
+    let nl;
+    let cur = [];
+    while ((nl = buf.indexOf('\n')) >= 0) {
+      const line = buf.slice(0, nl).replace(/\r$/, '');
+      buf = buf.slice(nl + 1);
+      cur.push(line);
+      // the last line of a reply: "ddd " (a multi-line reply goes on with "ddd-")
+      if (/^\d{3}( |$)/.test(line)) {
+        queue.push(cur.join('\n'));
+        cur = [];
+      }
+    }
+    if (cur.length) buf = `${cur.join('\n')}\n${buf}`;
+    while (queue.length && waiters.length) waiters.shift()(queue.shift());
+  };
+  sock.on('data', onData);
+  // the server hung up (vsftpd does after 522): every pending read gets an empty reply
+  sock.once('close', () => {
+    while (waiters.length) waiters.shift()('');
+  });
+  sock.on('error', () => undefined);
+  return {
+    next: () => new Promise((r) => (queue.length ? r(queue.shift()) : sock.destroyed ? r('') : waiters.push(r))),
+    detach: () => sock.removeListener('data', onData),
+  };
+}
+
+async function main() {
+  const tcp = connect({ host: o.host, port: o.port });
+  await new Promise((res, rej) => tcp.once('connect', res).once('error', rej));
+  const legOpts = {
+    host: o.host,
+    port: o.port,
+    verify: o.verify ?? true,
+    ...(o.caFile ? { ca: readFileSync(o.caFile) } : {}),
+    ...(o.servername ? { servername: o.servername } : {}),
+    ...(o.minVersion ? { minVersion: o.minVersion } : {}),
+    ...(o.maxVersion ? { maxVersion: o.maxVersion } : {}),
+    context: 'driver',
+  };
+  let leg;
+  let r;
+  if (o.implicit) {
+    leg = await ServerLeg.startControl(tcp, legOpts);
+    r = replies(leg.control);
+    out.replies.push(await r.next());
+  } else {
+    r = replies(tcp);
+    out.replies.push(await r.next());
+    tcp.write('AUTH TLS\r\n');
+    const a = await r.next();
+    out.replies.push(a);
+    if (!a.startsWith('234')) return finish({ error: `AUTH TLS: ${a}` });
+    r.detach();
+    tcp.pause();
+    leg = await ServerLeg.startControl(tcp, legOpts);
+    r = replies(leg.control);
+  }
+  const ctl = leg.control;
+  out.control = leg.info;
+  // every session the server sent on the control connection, for `ticket: n` (which one to offer)
+  const all = [];
+  ctl.on('session', (s) => all.push(s));
+  const cmd = async (line) => {
+    ctl.write(`${line}\r\n`);
+    const rep = await r.next();
+    out.replies.push(`${line.startsWith('PASS') ? 'PASS ***' : line} -> ${rep}`);
+    return rep;
+  };
+  for (const [c, want] of [
+    [`USER ${o.user ?? 'anonymous'}`, /^(230|331)/],
+    [`PASS ${o.pass ?? 'lab@'}`, /^230/],
+    ['PBSZ 0', /^200/],
+    ['PROT P', /^200/],
+    ['TYPE I', /^200/],
+  ]) {
+    if (c.startsWith('PASS') && out.replies.at(-1).includes('-> 230')) continue;
+    const rep = await cmd(c);
+    if (!want.test(rep)) return finish({ error: `${c}: ${rep}` });
+  }
+  for (const file of o.files ?? []) {
+    const p = await cmd(o.epsv ? 'EPSV' : 'PASV');
+    let port;
+    if (o.epsv) port = Number(/\(\|\|\|(\d+)\|\)/.exec(p)?.[1]);
+    else {
+      const m = /(\d+),(\d+),(\d+),(\d+),(\d+),(\d+)/.exec(p);
+      port = m ? Number(m[5]) * 256 + Number(m[6]) : NaN;
+    }
+    if (!port) return finish({ error: `passive: ${p}` });
+    const dtcp = connect({ host: o.host, port });
+    await new Promise((res, rej) => dtcp.once('connect', res).once('error', rej));
+    ctl.write(`RETR ${file}\r\n`);
+    // vsftpd says 150 before it runs the data handshake; a refusal (522) comes after it.
+    const first = r.next();
+    const t = { file, reused: false, bytes: 0, sha256: '' };
+    out.transfers.push(t);
+    let data;
+    try {
+      data = await leg.connectData(dtcp, o.ticket !== undefined ? all.at(o.ticket) ?? false : o.resume ?? true);
+    } catch (e) {
+      t.dataError = e.message;
+    }
+    if (data) {
+      t.reused = data.reused;
+      t.version = data.socket.getProtocol();
+      if (o.follow) leg.sessions.follow(data.socket);
+      const h = createHash('sha256');
+      await new Promise((res) => {
+        data.socket.on('data', (d) => {
+          t.bytes += d.length;
+          h.update(d);
+        });
+        data.socket.once('close', res);
+        data.socket.once('error', (e) => {
+          t.dataError = e.message;
+        });
+      });
+      t.sha256 = h.digest('hex');
+    }
+    t.reply = await first;
+    out.replies.push(`RETR ${file} -> ${t.reply}`);
+    if (/^1/.test(t.reply)) {
+      t.reply = await r.next();
+      out.replies.push(`-> ${t.reply}`);
+    }
+  }
+  out.tickets = leg.sessions.received;
+  out.ticketsAfterHandshake = all.length;
+  await cmd('QUIT').catch(() => undefined);
+  ctl.end();
+  finish({ ok: true });
+}
+
+main().catch((e) => finish({ error: `${e.code ? `${e.code}: ` : ''}${e.message}` }));
