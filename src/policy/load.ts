@@ -1,6 +1,7 @@
 // Reading the policy file: at start-up (a mistake stops the daemon), on SIGUSR1 (a mistake keeps the
 // policy in force), and for --check-config.
 import { readFileSync } from 'node:fs';
+import { tlsFileCheck } from '../tls/keys-policy.js';
 import { parsePolicy, type Policy, PolicyError } from './parse.js';
 
 /** The file could not be read at all (no line to point at). */
@@ -19,7 +20,8 @@ export function loadPolicy(file: string, read = (f: string): string => readFileS
   } catch (e) {
     throw new PolicyFileError(`cannot read policy file ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
   }
-  const p = parsePolicy(text, file);
+  // The certificate and key files the tls_* keys name are read with the same `read` (tests give theirs).
+  const p = parsePolicy(text, file, tlsFileCheck(read));
   if (p instanceof PolicyError) throw p;
   return p;
 }

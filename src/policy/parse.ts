@@ -12,6 +12,7 @@
 // Tokens are bare words, "double-quoted strings" (\" and \\ escape) and /regular expressions/ with an
 // optional i flag. ftp-proxy(8), POLICY FILE, documents every key.
 import { isIP } from 'node:net';
+import { checkTls, defaultTls, parseTlsKey, TLS_KEYS, TLS_ONCE, type TlsFileCheck, type TlsKey, type TlsPolicy } from './tls.js';
 
 export type Profile = 'allow-all' | 'minimal';
 export type DataMode = 'keep' | 'passive' | 'active';
@@ -67,6 +68,8 @@ export interface Policy {
   masqueradeServer: { 4?: string; 6?: string };
   /** Seconds of silence before TCP keepalive probes start on both control connections. */
   tcpKeepalive: number;
+  /** FTPS: the tls_* keys (src/policy/tls.ts). */
+  tls: TlsPolicy;
 }
 
 /** Zorp FtpProxy's defaults: max_line_length 255, max_username_length 32, max_password_length 64. */
@@ -95,6 +98,7 @@ export function defaultPolicy(): Policy {
     masqueradeClient: {},
     masqueradeServer: {},
     tcpKeepalive: DEFAULT_KEEPALIVE,
+    tls: defaultTls(),
   };
 }
 
@@ -194,6 +198,7 @@ const KEYS = [
   'masquerade_client',
   'masquerade_server',
   'tcp_keepalive',
+  ...TLS_KEYS,
 ] as const;
 type Key = (typeof KEYS)[number];
 
@@ -208,6 +213,7 @@ const ONCE = new Set<Key>([
   'max_password_length',
   'data_mode',
   'tcp_keepalive',
+  ...TLS_ONCE,
 ]);
 
 /** A reply text goes on the wire after a code and a space: one line, printable. */
@@ -222,7 +228,8 @@ const isCode = (s: string): boolean => /^[1-5][0-5]\d$/.test(s);
 /** The auto-dropped FEAT entries: the proxy refuses AUTH (no TLS mode), so it must not advertise them. */
 export const TLS_FEATURES = ['AUTH', 'PBSZ', 'PROT'];
 
-export function parsePolicy(text: string, file: string): Policy | PolicyError {
+/** `tlsFiles` reads the certificate and key files the tls_* keys name (the loader gives it; pure without). */
+export function parsePolicy(text: string, file: string, tlsFiles?: TlsFileCheck): Policy | PolicyError {
   const p = defaultPolicy();
   p.file = file;
   const issues: PolicyIssue[] = [];
@@ -234,7 +241,9 @@ export function parsePolicy(text: string, file: string): Policy | PolicyError {
     const tokens = tokenize(lines[n]!);
     if ('error' in tokens) {
       const first = /^\s*([^\s#]+)/.exec(lines[n]!)?.[1] ?? '';
-      issues.push({ file, line: lineNo, key: first, message: tokens.error });
+      // An unquoted /path after a tls_* file key reads as a regular expression: say what was meant.
+      const hint = first.startsWith('tls_') && /^\s*\S+\s+\//.test(lines[n]!) ? ' (quote file names: "/etc/ftp-proxy/...")' : '';
+      issues.push({ file, line: lineNo, key: first, message: tokens.error + hint });
       continue;
     }
     if (!tokens.length) continue;
@@ -403,8 +412,12 @@ export function parsePolicy(text: string, file: string): Policy | PolicyError {
         if (v !== null) p.tcpKeepalive = v;
         break;
       }
+      default:
+        parseTlsKey(k as TlsKey, args, lineNo, p.tls, fail);
     }
   }
+  for (const t of checkTls(p.tls, tlsFiles)) issues.push({ file, line: p.tls.lines[t.key] ?? 0, key: t.key, message: t.message });
+  issues.sort((a, b) => a.line - b.line); // stable: a line's own issues keep their order
   // limits zorp after an explicit max_*: the explicit values win wherever they appear.
   if (seen.has('limits')) p.limits = { ...ZORP_LIMITS, ...explicitLimits(p.limits, seen) };
   if (!explicitUnknown) p.permitUnknownCommand = p.profile === 'allow-all';

@@ -112,13 +112,25 @@ export function loadIdentity(certFile: string, keyFile: string, read?: ReadFile)
 
 /** The CA that signs minted certificates: tls_ca_certificate and tls_ca_key. */
 export function loadCa(certFile: string, keyFile: string, read?: ReadFile): Identity {
-  const cert = readCertificates(certFile, read);
-  const c = cert.certs[0]!;
-  if (!c.ca) throw new TlsFileError(certFile, `not a CA certificate (basicConstraints CA:TRUE is missing): ${c.subject.replace(/\n/g, ', ')}`);
-  const key = readPrivateKey(keyFile, read);
-  signingAlgorithm(key);
+  const cert = readCaCertificate(certFile, read);
+  const key = readCaKey(keyFile, read);
   checkPair(cert, key);
   return { cert, key };
+}
+
+/** A certificate that may sign others (basicConstraints CA:TRUE). */
+export function readCaCertificate(file: string, read?: ReadFile): CertificateFile {
+  const cert = readCertificates(file, read);
+  const c = cert.certs[0]!;
+  if (!c.ca) throw new TlsFileError(file, `not a CA certificate (basicConstraints CA:TRUE is missing): ${c.subject.replace(/\n/g, ', ')}`);
+  return cert;
+}
+
+/** A private key of a type the minter can sign with. */
+export function readCaKey(file: string, read?: ReadFile): KeyFile {
+  const key = readPrivateKey(file, read);
+  signingAlgorithm(key);
+  return key;
 }
 
 /** How to sign with a CA key, in WebCrypto's terms (import and sign); ECDSA hashes as large as its curve. */

@@ -1,0 +1,267 @@
+// The policy's FTPS keys (tls_*): values, the schema check with file:line: key: problem, the checks
+// between keys, the certificate and key files (each failure names the file and the reason), and the
+// refusal of every TLS mode until the TLS state machine exists (--check-config and start-up).
+import { generateKeyPairSync } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseCommandLine } from '../../src/config.js';
+import { Daemon } from '../../src/daemon.js';
+import { FakeFirewall } from '../../src/firewall/fake.js';
+import { memoryLog } from '../../src/log.js';
+import { checkConfig } from '../../src/policy/load.js';
+import { formatIssue, parsePolicy, type Policy, PolicyError } from '../../src/policy/parse.js';
+import { checkTls, defaultTls, parseTlsKey, type TlsKey, type TlsPolicy } from '../../src/policy/tls.js';
+import { createCa } from '../../src/tls/ca.js';
+import { subtle, x509 } from '../../src/tls/certs-x509.js';
+
+function policy(text: string): Policy {
+  const p = parsePolicy(text, 'test.policy');
+  if (p instanceof PolicyError) throw new Error(p.message);
+  return p;
+}
+
+function issues(text: string): string[] {
+  const p = parsePolicy(text, 'test.policy');
+  if (!(p instanceof PolicyError)) throw new Error('expected an error');
+  return p.issues.map(formatIssue);
+}
+
+const REFUSED = 'not implemented yet in this version';
+
+describe('tls_* values', () => {
+  it('defaults: no TLS on either leg, servers verified', () => {
+    expect(policy('').tls).toEqual({ client: 'none', server: 'none', serverVerify: true, passthroughPortsByServer: new Map(), lines: {} });
+  });
+
+  it('none on both legs is accepted, and so are the keys a later mode will use', () => {
+    const p = policy('tls_client none\ntls_server none\ntls_server_verify no\n');
+    expect(p.tls).toMatchObject({ client: 'none', server: 'none', serverVerify: false, lines: { tls_client: 1, tls_server: 2, tls_server_verify: 3 } });
+    const q = policy('tls_certificate "/etc/ftp-proxy/proxy.crt"\ntls_key "/etc/ftp-proxy/proxy.key"\ntls_ca_certificate "/etc/ftp-proxy/ca/ca.crt"\ntls_ca_key "/etc/ftp-proxy/ca/ca.key"\ntls_server_ca "/etc/ssl/lab.pem"\n');
+    expect(q.tls).toMatchObject({
+      certificate: '/etc/ftp-proxy/proxy.crt',
+      key: '/etc/ftp-proxy/proxy.key',
+      caCertificate: '/etc/ftp-proxy/ca/ca.crt',
+      caKey: '/etc/ftp-proxy/ca/ca.key',
+      serverCa: '/etc/ssl/lab.pem',
+    });
+  });
+
+  // Each mode parses to its value (the refusal is a separate check: see below).
+  it.each<[TlsKey, string, Partial<TlsPolicy>]>([
+    ['tls_client', 'accept', { client: 'accept' }],
+    ['tls_client', 'require', { client: 'require' }],
+    ['tls_client', 'passthrough', { client: 'passthrough' }],
+    ['tls_server', 'forward', { server: 'forward' }],
+    ['tls_server', 'require', { server: 'require' }],
+    ['tls_server_verify', 'yes', { serverVerify: true }],
+    ['tls_passthrough_ports', '50000-50100', { passthroughPorts: { low: 50000, high: 50100, line: 7 } }],
+    ['tls_passthrough_ports', '1024-1024', { passthroughPorts: { low: 1024, high: 1024, line: 7 } }],
+  ])('%s %s', (key, value, want) => {
+    const tls = defaultTls();
+    const failed: string[] = [];
+    parseTlsKey(key, value.split(' ').map((text) => ({ kind: 'word' as const, text })), 7, tls, (m) => failed.push(m));
+    expect(failed).toEqual([]);
+    expect(tls).toMatchObject({ ...want, lines: { [key]: 7 } });
+  });
+
+  it('tls_passthrough_ports per server address (IPv6 in one spelling) and for every server', () => {
+    const tls = defaultTls();
+    const failed: string[] = [];
+    const line = (n: number, ...w: string[]): void => parseTlsKey('tls_passthrough_ports', w.map((text) => ({ kind: 'word' as const, text })), n, tls, (m) => failed.push(m));
+    line(3, '50000-50100', '192.0.2.10');
+    line(4, '40000-40999', '2001:DB8:0::21');
+    line(5, '60000-60010');
+    line(6, '30000-30010', '2001:db8::21');
+    expect(failed).toEqual(['a range for 2001:db8::21 is already set on line 4']);
+    expect(tls.passthroughPorts).toEqual({ low: 60000, high: 60010, line: 5 });
+    expect([...tls.passthroughPortsByServer]).toEqual([
+      ['192.0.2.10', { low: 50000, high: 50100, line: 3 }],
+      ['2001:db8::21', { low: 40000, high: 40999, line: 4 }],
+    ]);
+    expect(tls.lines.tls_passthrough_ports).toBe(3);
+  });
+});
+
+describe('tls_* schema check: file, line and key of every mistake', () => {
+  it.each([
+    ['tls_client maybe', ['test.policy:1: tls_client: expected none, accept, require or passthrough, not "maybe"']],
+    ['tls_client', ['test.policy:1: tls_client: expected none, accept, require or passthrough']],
+    ['tls_server passthrough', ['test.policy:1: tls_server: expected none, forward or require, not "passthrough"']],
+    ['tls_server_verify perhaps', ['test.policy:1: tls_server_verify: expected yes or no, not "perhaps"']],
+    ['tls_client none\ntls_client none', ['test.policy:2: tls_client: given twice (first on line 1)']],
+    ['tls_certificate etc.crt\ntls_key "/k"', ['test.policy:1: tls_certificate: expected a file name in double quotes ("/etc/ftp-proxy/..."), not "etc.crt"']],
+    ['tls_certificate /etc/\ntls_key "/k"', ['test.policy:1: tls_certificate: expected a file name in double quotes ("/etc/ftp-proxy/..."), not a regular expression']],
+    ['tls_certificate /etc/ftp-proxy/proxy.crt\ntls_key "/k"', ['test.policy:1: tls_certificate: no space after a regular expression (quote file names: "/etc/ftp-proxy/...")', 'test.policy:2: tls_key: needs tls_certificate as well']],
+    ['tls_certificate "etc/proxy.crt"\ntls_key "/k"', ['test.policy:1: tls_certificate: expected an absolute file name (the daemon does not run in the policy\'s directory), not "etc/proxy.crt"']],
+    ['tls_certificate "/a" "/b"\ntls_key "/k"', ['test.policy:1: tls_certificate: expected a file name in double quotes ("/etc/ftp-proxy/...")']],
+    ['tls_key "/k"', ['test.policy:1: tls_key: needs tls_certificate as well']],
+    ['tls_certificate "/c"', ['test.policy:1: tls_certificate: needs tls_key as well']],
+    ['tls_ca_certificate "/c"', ['test.policy:1: tls_ca_certificate: needs tls_ca_key as well']],
+    ['\ntls_ca_key "/k"', ['test.policy:2: tls_ca_key: needs tls_ca_certificate as well']],
+    ['tls_server_verify no\ntls_server_ca "/etc/ssl/lab.pem"', ['test.policy:2: tls_server_ca: is not used with tls_server_verify no']],
+    ['tls_passthrough_ports 50000-50100', ['test.policy:1: tls_passthrough_ports: is only used with tls_client passthrough']],
+    ['tls_passthrough_ports 80-90', ['test.policy:1: tls_passthrough_ports: expected LOW-HIGH [SERVER-ADDRESS] (the server\'s passive port range, 1024-65535), not "80-90"']],
+    ['tls_passthrough_ports 50100-50000', ['test.policy:1: tls_passthrough_ports: expected LOW-HIGH [SERVER-ADDRESS] (the server\'s passive port range, 1024-65535), not "50100-50000"']],
+    ['tls_passthrough_ports 50000-70000', ['test.policy:1: tls_passthrough_ports: expected LOW-HIGH [SERVER-ADDRESS] (the server\'s passive port range, 1024-65535), not "50000-70000"']],
+    ['tls_passthrough_ports 50000', ['test.policy:1: tls_passthrough_ports: expected LOW-HIGH [SERVER-ADDRESS] (the server\'s passive port range, 1024-65535), not "50000"']],
+    ['tls_passthrough_ports', ['test.policy:1: tls_passthrough_ports: expected LOW-HIGH [SERVER-ADDRESS] (the server\'s passive port range, 1024-65535)']],
+    ['tls_passthrough_ports 50000-50100 ftp.example.org', ['test.policy:1: tls_passthrough_ports: expected a numeric server address after the range, not "ftp.example.org"']],
+    [
+      'tls_client passthrough\ntls_passthrough_ports 50000-50100\ntls_passthrough_ports 50000-50200',
+      [`test.policy:1: tls_client: passthrough: ${REFUSED}`, 'test.policy:3: tls_passthrough_ports: a range for every server is already set on line 2'],
+    ],
+  ])('%j', (text, want) => {
+    const got = issues(text);
+    expect(got.length).toBe(want.length);
+    want.forEach((w, i) => expect(got[i]).toContain(w));
+  });
+
+  it('the checks between keys hold for the modes too (shown with the refusal, all at once)', () => {
+    expect(issues('tls_client accept')).toEqual([
+      'test.policy:1: tls_client: accept needs a certificate for clients: tls_certificate and tls_key, or (forward mode) tls_ca_certificate and tls_ca_key',
+      `test.policy:1: tls_client: accept: ${REFUSED} (FTPS is refused, not run in plain text); use none, the default`,
+    ]);
+    expect(issues('tls_client passthrough\ntls_server forward')).toEqual([
+      "test.policy:1: tls_client: passthrough needs tls_passthrough_ports LOW-HIGH (the server's passive port range)",
+      `test.policy:1: tls_client: passthrough: ${REFUSED} (FTPS is refused, not run in plain text); use none, the default`,
+      'test.policy:2: tls_server: must be none with tls_client passthrough (the proxy does not take part in the TLS it passes through), not forward',
+      `test.policy:2: tls_server: forward: ${REFUSED} (FTPS is refused, not run in plain text); use none, the default`,
+    ]);
+  });
+
+  it('mistakes of tls_* and other keys come together, in line order', () => {
+    expect(issues('tls_key "/k"\nprofile x\ntls_client sometimes').map((i) => i.split(': ').slice(0, 2).join(': '))).toEqual([
+      'test.policy:1: tls_key',
+      'test.policy:2: profile',
+      'test.policy:3: tls_client',
+    ]);
+  });
+});
+
+describe('refused until the TLS state machine exists', () => {
+  const withCert = 'tls_certificate "/c"\ntls_key "/k"\n';
+  it.each([
+    ['tls_client accept', 1],
+    ['tls_client require', 1],
+    ['tls_server forward', 1],
+    ['tls_server require', 1],
+  ])('%s is refused: "not implemented yet in this version"', (line, n) => {
+    const got = issues(`${withCert}${line}\n`);
+    expect(got).toEqual([`test.policy:3: ${line.split(' ')[0]}: ${line.split(' ')[1]}: ${REFUSED} (FTPS is refused, not run in plain text); use none, the default`]);
+    expect(got.length).toBe(n);
+  });
+
+  it('passthrough too, even when complete', () => {
+    expect(issues('tls_client passthrough\ntls_passthrough_ports 50000-50100 192.0.2.10\n')).toEqual([
+      `test.policy:1: tls_client: passthrough: ${REFUSED} (FTPS is refused, not run in plain text); use none, the default`,
+    ]);
+  });
+
+  it('checkTls alone: nothing but the refusal for a complete accept', () => {
+    const tls = { ...defaultTls(), client: 'accept' as const, certificate: '/c', key: '/k', lines: { tls_client: 1, tls_certificate: 2, tls_key: 3 } };
+    expect(checkTls(tls)).toEqual([{ key: 'tls_client', message: `accept: ${REFUSED} (FTPS is refused, not run in plain text); use none, the default` }]);
+  });
+});
+
+describe('certificate and key files: --check-config names the file and the reason', () => {
+  let dir: string;
+  const files: Record<string, string> = {};
+  const read = (f: string): string => {
+    if (!(f in files)) throw Object.assign(new Error('no such file'), { code: 'ENOENT' });
+    return files[f]!;
+  };
+
+  /** A certificate (self-signed, or a CA) and its key, as PEM. */
+  async function pair(cn: string, o: { ca?: boolean; notAfter?: Date } = {}): Promise<{ crt: string; key: string }> {
+    const alg = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const;
+    const keys = await subtle.generateKey(alg, true, ['sign', 'verify']);
+    const now = Date.now();
+    const c = await x509.X509CertificateGenerator.createSelfSigned({
+      name: `CN=${cn}`,
+      keys,
+      signingAlgorithm: alg,
+      notBefore: new Date(now - 86400_000 * 10),
+      notAfter: o.notAfter ?? new Date(now + 86400_000 * 10),
+      extensions: o.ca ? [new x509.BasicConstraintsExtension(true, 0, true)] : [],
+    });
+    const der = Buffer.from(await subtle.exportKey('pkcs8', keys.privateKey));
+    return { crt: c.toString('pem'), key: `-----BEGIN PRIVATE KEY-----\n${der.toString('base64')}\n-----END PRIVATE KEY-----\n` };
+  }
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'ftp-proxy-tlspolicy-'));
+    const ca = await createCa(join(dir, 'ca'));
+    files['/ca.crt'] = readFileSync(ca.certFile, 'utf8');
+    files['/ca.key'] = readFileSync(ca.keyFile, 'utf8');
+    const a = await pair('ftp.example.org');
+    const b = await pair('other.example.org');
+    const old = await pair('old.example.org', { notAfter: new Date(Date.now() - 86400_000) });
+    Object.assign(files, {
+      '/a.crt': a.crt,
+      '/a.key': a.key,
+      '/b.key': b.key,
+      '/old.crt': old.crt,
+      '/old.key': old.key,
+      '/garbage.crt': '-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n',
+      '/empty': '',
+      '/enc.key': '-----BEGIN ENCRYPTED PRIVATE KEY-----\nMIIBvTBXBgkqhkiG9w0BBQ0wSjApBgkqhkiG9w0BBQwwHAQI\n-----END ENCRYPTED PRIVATE KEY-----\n',
+      '/ed.key': generateKeyPairSync('ed25519').privateKey.export({ type: 'pkcs8', format: 'pem' }) as string,
+      '/bundle.pem': files['/ca.crt']! + a.crt,
+      'tls.policy': '',
+    });
+  });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  const check = (text: string): { exit: number; out: string } => {
+    files['tls.policy'] = text;
+    const r = checkConfig('tls.policy', read);
+    return { exit: r.exit, out: r.stdout ?? r.stderr ?? '' };
+  };
+
+  it('good files pass (with tls_client none they wait for a later version)', () => {
+    const r = check('tls_certificate "/a.crt"\ntls_key "/a.key"\ntls_ca_certificate "/ca.crt"\ntls_ca_key "/ca.key"\ntls_server_ca "/bundle.pem"\n');
+    expect(r).toMatchObject({ exit: 0, out: expect.stringMatching(/tls\.policy: OK/) });
+  });
+
+  it.each([
+    ['tls_certificate "/missing.crt"\ntls_key "/a.key"', 'tls.policy:1: tls_certificate: /missing.crt: cannot read it (ENOENT)'],
+    ['tls_certificate "/a.crt"\ntls_key "/missing.key"', 'tls.policy:2: tls_key: /missing.key: cannot read it (ENOENT)'],
+    ['tls_certificate "/a.key"\ntls_key "/a.key"', 'tls.policy:1: tls_certificate: /a.key: no PEM certificate (-----BEGIN CERTIFICATE-----) in it (it holds a private key: is it the key file?)'],
+    ['tls_certificate "/a.crt"\ntls_key "/a.crt"', 'tls.policy:2: tls_key: /a.crt: no PEM private key (-----BEGIN PRIVATE KEY-----) in it (it holds a certificate: is it the certificate file?)'],
+    ['tls_certificate "/garbage.crt"\ntls_key "/a.key"', 'tls.policy:1: tls_certificate: /garbage.crt: certificate 1 is not a valid X.509 certificate'],
+    ['tls_certificate "/empty"\ntls_key "/a.key"', 'tls.policy:1: tls_certificate: /empty: no PEM certificate (-----BEGIN CERTIFICATE-----) in it'],
+    ['tls_certificate "/a.crt"\ntls_key "/b.key"', 'tls.policy:2: tls_key: /b.key: the private key does not belong to the certificate in /a.crt'],
+    ['tls_certificate "/old.crt"\ntls_key "/old.key"', 'tls.policy:1: tls_certificate: /old.crt: the certificate expired on'],
+    ['tls_certificate "/a.crt"\ntls_key "/enc.key"', 'tls.policy:2: tls_key: /enc.key: the private key is encrypted'],
+    ['tls_ca_certificate "/a.crt"\ntls_ca_key "/a.key"', 'tls.policy:1: tls_ca_certificate: /a.crt: not a CA certificate (basicConstraints CA:TRUE is missing): CN=ftp.example.org'],
+    ['tls_ca_certificate "/ca.crt"\ntls_ca_key "/a.key"', 'tls.policy:2: tls_ca_key: /a.key: the private key does not belong to the certificate in /ca.crt'],
+    ['tls_ca_certificate "/ca.crt"\ntls_ca_key "/ed.key"', 'tls.policy:2: tls_ca_key: /ed.key: unsupported key type ed25519 for a CA key (use EC P-256, P-384, P-521 or RSA)'],
+    ['tls_server_ca "/empty"', 'tls.policy:1: tls_server_ca: /empty: no PEM certificate'],
+    ['tls_key "/missing.key"', 'tls.policy:1: tls_key: /missing.key: cannot read it (ENOENT)'],
+  ])('%j', (text, want) => {
+    const r = check(text);
+    expect(r.exit).toBe(1);
+    expect(r.out).toContain(want);
+    expect(r.out).toMatch(/ftp-proxy: tls\.policy: \d error\(s\), not started\n$/);
+  });
+
+  it('a TLS mode with good files is still refused, naming the reason', () => {
+    const r = check('tls_client accept\ntls_certificate "/a.crt"\ntls_key "/a.key"\n');
+    expect(r).toEqual({ exit: 1, out: `tls.policy:1: tls_client: accept: ${REFUSED} (FTPS is refused, not run in plain text); use none, the default\nftp-proxy: tls.policy: 1 error(s), not started\n` });
+  });
+
+  it('the daemon refuses to start with a TLS mode', async () => {
+    const file = join(dir, 'start.policy');
+    writeFileSync(file, 'tls_server require\n');
+    const out = parseCommandLine(['-d', '-b', '127.0.0.1', '-p', '0', '-f', file]);
+    if (!('config' in out)) throw new Error(out.stderr);
+    const daemon = new Daemon({ config: out.config, log: memoryLog(7).log, firewall: new FakeFirewall(), unprivileged: true });
+    try {
+      await expect(daemon.start()).rejects.toThrow(`${file}:1: tls_server: require: ${REFUSED}`);
+    } finally {
+      await daemon.stop();
+    }
+  });
+});
