@@ -241,6 +241,15 @@ async function statusAndExit(s: StatusCommand): Promise<never> {
   }
 }
 
+// `ftp-proxy ca ...`: the CA tool for FTPS (src/tls/ca-command.ts), loaded only then, with its X.509 library.
+if (process.argv[2] === 'ca') {
+  const { caCommand } = await import('./tls/ca-command.js');
+  const r = await caCommand(process.argv.slice(3));
+  if (r.stdout) process.stdout.write(r.stdout);
+  if (r.stderr) process.stderr.write(r.stderr);
+  process.exit(r.exit);
+}
+
 const outcome = parseArgv(process.argv.slice(2), version());
 if ('exit' in outcome) {
   if (outcome.stdout) process.stdout.write(outcome.stdout);

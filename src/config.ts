@@ -128,6 +128,9 @@ Our options:
                           wrong (file:line: key: problem), exit 0 or 1
 
 Commands:
+  ftp-proxy ca create DIR
+                          a new CA for FTPS forward mode (tls_ca_certificate,
+                          tls_ca_key): DIR/ca.key (0600) and DIR/ca.crt to deploy
   ftp-proxy status [--backend NAME] [--json]
                           the live sessions and pinholes, read from the firewall
 
