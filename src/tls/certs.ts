@@ -9,6 +9,7 @@
 import { randomBytes, type webcrypto, X509Certificate } from 'node:crypto';
 import { isIP } from 'node:net';
 import { createSecureContext, type SecureContext, type SecureContextOptions } from 'node:tls';
+import { vis } from '../ftp/vis.js';
 import { MintCache } from './certs-cache.js';
 import { subtle, x509 } from './certs-x509.js';
 import { type Identity, type SigningAlgorithm, signingAlgorithm } from './keys.js';
@@ -156,8 +157,11 @@ export class CertMinter {
     } catch (e) {
       return Promise.reject(new MintError(`cannot read the server's certificate: ${(e as Error).message}`));
     }
-    const key = `${fp}|${req.sni ?? ''}|${normalizeIp(req.address)}`;
-    return this.cache.get(key, () => this.make(req));
+    // The SNI is the client's: a name that cannot go into a certificate is left out of the key as well,
+    // so junk names do not each cost a mint.
+    const sni = req.sni && (isIP(req.sni) || HOSTNAME.test(req.sni)) ? req.sni.toLowerCase() : undefined;
+    const key = `${fp}|${sni ?? ''}|${normalizeIp(req.address)}`;
+    return this.cache.get(key, () => this.make({ ...req, sni }));
   }
 
   private signingKey(): Promise<CryptoKey> {
@@ -217,7 +221,7 @@ export class CertMinter {
         ],
       });
     } catch (e) {
-      throw new MintError(`cannot mint a certificate for ${req.sni ?? req.address}: ${(e as Error).message}`);
+      throw new MintError(`cannot mint a certificate for ${req.sni ?? req.address}: ${vis((e as Error).message)}`);
     }
     const certPem = `${cert.toString('pem')}\n`;
     const chainPem = certPem + this.caChain;

@@ -192,6 +192,16 @@ describe('minting in forward mode', () => {
     expect(mm.stats).toEqual({ minted: 4, hits: 2, cached: 4 });
   });
 
+  it("a client's SNI that is no host name goes neither into the certificate nor into the cache key", async () => {
+    const mm = minter();
+    const der = await serverCert('CN=j.example.org', [{ type: 'dns', value: 'j.example.org' }]);
+    const plain = await mm.mint({ serverCert: der, address: '192.0.2.11' });
+    expect(await mm.mint({ serverCert: der, sni: 'bad name\r\n', address: '192.0.2.11' })).toBe(plain);
+    expect(await mm.mint({ serverCert: der, sni: 'x'.repeat(300), address: '192.0.2.11' })).toBe(plain);
+    expect(await mm.mint({ serverCert: der, sni: 'J.Example.ORG', address: '192.0.2.11' })).toBe(await mm.mint({ serverCert: der, sni: 'j.example.org', address: '192.0.2.11' }));
+    expect(new X509Certificate(plain.certPem).subjectAltName).toBe('DNS:j.example.org, IP Address:192.0.2.11');
+  });
+
   it('concurrent requests for one key mint once', async () => {
     const mm = minter();
     const der = await serverCert('CN=c.example.org', [{ type: 'dns', value: 'c.example.org' }]);

@@ -174,7 +174,7 @@ describe('certificate and key files: --check-config names the file and the reaso
   };
 
   /** A certificate (self-signed, or a CA) and its key, as PEM. */
-  async function pair(cn: string, o: { ca?: boolean; notAfter?: Date } = {}): Promise<{ crt: string; key: string }> {
+  async function pair(cn: string, o: { ca?: boolean; notBefore?: Date; notAfter?: Date } = {}): Promise<{ crt: string; key: string }> {
     const alg = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const;
     const keys = await subtle.generateKey(alg, true, ['sign', 'verify']);
     const now = Date.now();
@@ -182,7 +182,7 @@ describe('certificate and key files: --check-config names the file and the reaso
       name: `CN=${cn}`,
       keys,
       signingAlgorithm: alg,
-      notBefore: new Date(now - 86400_000 * 10),
+      notBefore: o.notBefore ?? new Date(now - 86400_000 * 10),
       notAfter: o.notAfter ?? new Date(now + 86400_000 * 10),
       extensions: o.ca ? [new x509.BasicConstraintsExtension(true, 0, true)] : [],
     });
@@ -198,11 +198,18 @@ describe('certificate and key files: --check-config names the file and the reaso
     const a = await pair('ftp.example.org');
     const b = await pair('other.example.org');
     const old = await pair('old.example.org', { notAfter: new Date(Date.now() - 86400_000) });
+    const young = await pair('young.example.org', { notBefore: new Date(Date.now() + 86400_000), notAfter: new Date(Date.now() + 2 * 86400_000) });
+    const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 });
+    const ec = generateKeyPairSync('ec', { namedCurve: 'P-384' });
     Object.assign(files, {
       '/a.crt': a.crt,
       '/a.key': a.key,
       '/b.key': b.key,
       '/old.crt': old.crt,
+      '/young.crt': young.crt,
+      '/young.key': young.key,
+      '/rsa1.key': rsa.privateKey.export({ type: 'pkcs1', format: 'pem' }) as string,
+      '/sec1.key': ec.privateKey.export({ type: 'sec1', format: 'pem' }) as string,
       '/old.key': old.key,
       '/garbage.crt': '-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n',
       '/empty': '',
@@ -240,11 +247,26 @@ describe('certificate and key files: --check-config names the file and the reaso
     ['tls_ca_certificate "/ca.crt"\ntls_ca_key "/ed.key"', 'tls.policy:2: tls_ca_key: /ed.key: unsupported key type ed25519 for a CA key (use EC P-256, P-384, P-521 or RSA)'],
     ['tls_server_ca "/empty"', 'tls.policy:1: tls_server_ca: /empty: no PEM certificate'],
     ['tls_key "/missing.key"', 'tls.policy:1: tls_key: /missing.key: cannot read it (ENOENT)'],
+    ['tls_certificate "/young.crt"\ntls_key "/young.key"', 'tls.policy:1: tls_certificate: /young.crt: the certificate is not valid before'],
+    ['tls_certificate "/a.crt"\ntls_key "/rsa1.key"', 'tls.policy:2: tls_key: /rsa1.key: the private key does not belong to the certificate in /a.crt'],
+    ['tls_ca_certificate "/ca.crt"\ntls_ca_key "/sec1.key"', 'tls.policy:2: tls_ca_key: /sec1.key: the private key does not belong to the certificate in /ca.crt'],
   ])('%j', (text, want) => {
     const r = check(text);
     expect(r.exit).toBe(1);
     expect(r.out).toContain(want);
     expect(r.out).toMatch(/ftp-proxy: tls\.policy: \d error\(s\), not started\n$/);
+  });
+
+  it('file problems come with the other mistakes, in line order', () => {
+    const r = check('tls_client accept\ntls_certificate "/missing.crt"\ntls_key "/a.key"\nprofile x\n');
+    expect(r.exit).toBe(1);
+    expect(r.out.split('\n').map((l) => l.split(': ').slice(0, 2).join(': '))).toEqual([
+      'tls.policy:1: tls_client',
+      'tls.policy:2: tls_certificate',
+      'tls.policy:4: profile',
+      'ftp-proxy: tls.policy',
+      '',
+    ]);
   });
 
   it('a TLS mode with good files is still refused, naming the reason', () => {
