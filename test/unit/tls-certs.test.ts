@@ -11,7 +11,9 @@ import { caCommand } from '../../src/tls/ca-command.js';
 import { createCa, type CreatedCa } from '../../src/tls/ca.js';
 import { MintCache } from '../../src/tls/certs-cache.js';
 import { subtle, x509 } from '../../src/tls/certs-x509.js';
+import { loadTlsMaterial } from '../../src/tls/certs-policy.js';
 import { CertMinter, type MintedCert, normalizeIp } from '../../src/tls/certs.js';
+import { defaultTls } from '../../src/policy/tls.js';
 import { loadCa } from '../../src/tls/keys.js';
 
 let dir: string;
@@ -276,6 +278,31 @@ describe('minting in forward mode', () => {
     expect(a).not.toBe(b);
     expect(b.keyPem).toBe(a.keyPem);
     expect(new X509Certificate(b.certPem).publicKey.equals(new X509Certificate(a.certPem).publicKey)).toBe(true);
+  });
+});
+
+describe('loadTlsMaterial: what a policy gives the sessions', () => {
+  it('nothing configured: no identity, no minter, the system CAs', () => {
+    expect(loadTlsMaterial(defaultTls())).toEqual({ identity: null, minter: null, serverVerify: true, serverCa: null });
+  });
+
+  it('the CA becomes a minter whose certificates verify; the server CA file its PEM list; tls_certificate a context', async () => {
+    const der = await serverCert('CN=m.example.org', [{ type: 'dns', value: 'm.example.org' }]);
+    const leaf = await new CertMinter(loadCa(ca.certFile, ca.keyFile)).mint({ serverCert: der, address: '127.0.0.1' });
+    writeFileSync(join(dir, 'id.crt'), leaf.chainPem);
+    writeFileSync(join(dir, 'id.key'), leaf.keyPem);
+    const tls = { ...defaultTls(), caCertificate: ca.certFile, caKey: ca.keyFile, serverCa: ca.certFile, certificate: join(dir, 'id.crt'), key: join(dir, 'id.key'), serverVerify: true };
+    const m = loadTlsMaterial(tls);
+    expect(m.serverCa).toEqual([caPem.trim()]);
+    const minted = await m.minter!.mint({ serverCert: der, sni: 'm.example.org', address: '127.0.0.1' });
+    expect(await handshake(minted, 'm.example.org')).toMatchObject({ ok: true });
+    // the configured identity: its context carries the same certificate chain
+    expect(await handshake({ ...leaf, context: m.identity!.context }, 'm.example.org')).toMatchObject({ ok: true });
+    expect(m.identity!.chainPem).toBe(leaf.chainPem);
+  });
+
+  it('a bad file throws, naming it', () => {
+    expect(() => loadTlsMaterial({ ...defaultTls(), caCertificate: join(dir, 'nope.crt'), caKey: ca.keyFile })).toThrow(`${join(dir, 'nope.crt')}: cannot read it (ENOENT)`);
   });
 });
 
