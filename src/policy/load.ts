@@ -36,6 +36,8 @@ export function describePolicy(p: Policy): string {
   parts.push(`data_mode ${p.dataMode}`);
   const masq = [...Object.values(p.masqueradeClient), ...Object.values(p.masqueradeServer)];
   if (masq.length) parts.push(`masquerade ${masq.join(', ')}`);
+  const files = (['certificate', 'caCertificate', 'serverCa'] as const).filter((k) => p.tls[k]);
+  if (files.length) parts.push(`tls_client ${p.tls.client}, tls_server ${p.tls.server}, TLS files loaded: ${files.map((k) => ({ certificate: 'certificate and key', caCertificate: 'CA and key', serverCa: 'server CAs' })[k]).join(', ')}`);
   return parts.join(', ');
 }
 
