@@ -1,16 +1,17 @@
-// Which firewall backend, and its rule options from the flags.
+// Which firewall backend, and its rule options from the flags. It reads the Config and logs, so it
+// lives outside firewall/, whose modules know nothing of either.
 import { execa } from 'execa';
-import type { Config } from '../config.js';
-import { StartupError } from '../errors.js';
-import { LOG_INFO, LOG_WARNING } from '../levels.js';
-import type { Log } from '../log.js';
-import { type FirewallBackend, parseMark, parseTcClass, type RuleOptions } from './backend.js';
-import { IptablesBackend } from './iptables.js';
-import { createNftRunner, type NftRunner } from './nft-runner.js';
-import { NftablesBackend } from './nftables.js';
-import { PfBackend } from './pf.js';
+import type { Config } from './config.js';
+import { StartupError } from './errors.js';
+import { LOG_INFO, LOG_WARNING } from './levels.js';
+import type { Log } from './log.js';
+import { type BackendName, type FirewallBackend, parseMark, parseTcClass, type RuleOptions } from './firewall/backend.js';
+import { IptablesBackend } from './firewall/iptables.js';
+import { createNftRunner, type NftRunner } from './firewall/nft-runner.js';
+import { NftablesBackend } from './firewall/nftables.js';
+import { PfBackend } from './firewall/pf.js';
 
-export type BackendName = 'nftables' | 'iptables' | 'pf';
+export type { BackendName };
 
 export function ruleOptions(c: Config): RuleOptions {
   const o: RuleOptions = { log: c.verbose, timeout: c.pinholeTimeout };
@@ -107,7 +108,7 @@ export async function createBackend(c: Config, log: Log, probe: HostProbe = host
       return new IptablesBackend({ rules: ruleOptions(c), command, warn });
     }
     case 'pf':
-      log.log(LOG_INFO, 'firewall: pf (anchors ftp-proxy/<pid>.<id>, through pfctl)');
+      log.log(LOG_INFO, 'firewall: pf (anchors ftp-proxy/<instance>.<session>, through pfctl)');
       return new PfBackend({ rules: ruleOptions(c), warn });
   }
 }

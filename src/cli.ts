@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { type Config, parseArgv, type StatusCommand } from './config.js';
 import { Daemon } from './daemon.js';
 import { StartupError } from './errors.js';
-import { type BackendName, checkLinuxRuleOptions, detectBackend, hostProbe, ruleOptions } from './firewall/choose.js';
+import { type BackendName, checkLinuxRuleOptions, detectBackend, hostProbe, ruleOptions } from './choose-backend.js';
 import { LOG_CRIT, LOG_ERR, LOG_INFO, LOG_NOTICE } from './levels.js';
 import { Log } from './log.js';
 import { resolvePort } from './net/services.js';

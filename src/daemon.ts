@@ -7,7 +7,7 @@ import { checkNumeric, type Config } from './config.js';
 import { errnoText, gaiText } from './errno-text.js';
 import { StartupError } from './errors.js';
 import type { FirewallBackend } from './firewall/backend.js';
-import { createBackend } from './firewall/choose.js';
+import { createBackend } from './choose-backend.js';
 import { LOG_DEBUG, LOG_ERR, LOG_INFO, LOG_NOTICE, LOG_WARNING } from './levels.js';
 import type { Log } from './log.js';
 import { canonical, familyOf } from './net/address.js';
@@ -150,6 +150,8 @@ export class Daemon {
     } catch (e) {
       throw new StartupError(`cannot initialize ${this.firewall.name}: ${e instanceof Error ? e.message : String(e)}`);
     }
+    // The id in every firewall object of this daemon (`ftp-proxy status` names instances by it).
+    log.log(LOG_INFO, `firewall: instance ${this.firewall.instance}`, { event: 'instance', instance: this.firewall.instance });
     // Running out of descriptors must become a spoken refusal, not connections closed unanswered.
     const budget = sessionCapacity();
     if (budget && budget.capacity < this.maxSessions) {

@@ -3,15 +3,15 @@
 // the addresses are documentation examples (RFC 5737 / RFC 3849), named in the header.
 import type { Config } from './config.js';
 import { activePinhole, describePinhole, localPinhole, type Owner, ownerTag, passivePinhole, type Pinhole, type RuleOptions, type SessionEnds } from './firewall/backend.js';
-import type { BackendName } from './firewall/choose.js';
+import type { BackendName } from './firewall/backend.js';
 import * as ipt from './firewall/iptables.js';
 import * as nft from './firewall/nftables.js';
 import { pfLocalRule, pfRules, PF_ANCHOR } from './firewall/pf.js';
 import { format227, format229, formatEprt, formatPort, stripEol } from './ftp/port-args.js';
 import type { DataMode } from './policy/parse.js';
 
-/** An example owner: "<pid>.<session id>" as every object carries it. */
-export const EXAMPLE_OWNER: Owner = { pid: 4242, session: 1 };
+/** An example owner: "<instance id>.<session id>" as every object carries it. */
+export const EXAMPLE_OWNER: Owner = { instance: '4a3b2c1d', session: 1 };
 const SERVER_PORT = 40001;
 const CLIENT_PORT = 40002;
 const PASSIVE_PORT = 50001;
@@ -94,7 +94,7 @@ export function printRules(c: Config, backend: BackendName, rules: RuleOptions, 
   const mode = c.fixedServer ? `reverse proxy to ${c.fixedServer}` : 'forward proxy (intercepted connections)';
   out.push(
     `# ftp-proxy --print-rules: ${backend}, ${mode}, IPv${e.family}${dataMode === 'keep' ? '' : `, data_mode ${dataMode}`}. Nothing was changed.`,
-    `# Example session ${owner} (pid ${EXAMPLE_OWNER.pid}, session ${EXAMPLE_OWNER.session}): client ${e.client} dialled ${e.originalServer} port 21;`,
+    `# Example session ${owner} (instance ${EXAMPLE_OWNER.instance}, random per daemon; session ${EXAMPLE_OWNER.session}): client ${e.client} dialled ${e.originalServer} port 21;`,
     `# the proxy reaches the server ${e.server} from ${e.proxy}. Real sessions use their own addresses, ports and owner.`,
     '',
   );

@@ -89,7 +89,7 @@ export class Session {
     private readonly o: SessionOptions,
   ) {
     this.id = o.id;
-    this.owner = { pid: o.pid, session: o.id };
+    this.owner = { instance: o.firewall.instance, session: o.id };
     this.clientAddress = canonical(client.remoteAddress ?? '');
     this.rdomains = process.platform === 'openbsd' ? rdomains(client) : null;
     this.policy = o.policy ?? defaultPolicy();

@@ -1,6 +1,5 @@
 // The firewall behind one small interface, as OpenBSD's filter.c: the daemon says which single data
 // connection to admit and NAT; a backend (nftables, iptables, pf, or the in-memory fake) makes it so.
-import { readFileSync } from 'node:fs';
 import { type Family, hostPort } from '../net/address.js';
 
 /**
@@ -33,13 +32,23 @@ export function describePinhole(p: Pick<Pinhole, 'from' | 'to' | 'toPort' | 'rdr
   return `${p.from} -> ${hostPort(p.to, p.toPort)} => ${hostPort(p.rdrTo, p.rdrPort)} from ${p.natPort ? hostPort(p.natFrom, p.natPort) : p.natFrom}`;
 }
 
-/** Whose objects these are: `<pid>.<session id>`, written into every firewall object. */
+/**
+ * Whose objects these are: `<instance id>.<session id>`, written into every firewall object. The
+ * instance id is random per daemon (src/firewall/instance.ts), never a pid: two instances in different
+ * PID namespaces may both be pid 1.
+ */
 export interface Owner {
-  pid: number;
+  instance: string;
   session: number;
 }
 
-export const ownerTag = (o: Owner): string => `${o.pid}.${o.session}`;
+export const ownerTag = (o: Owner): string => `${o.instance}.${o.session}`;
+
+/** The owner an object's tag names, or null for anything else (an earlier version's `<pid>.<session>`). */
+export function parseOwnerTag(tag: string): Owner | null {
+  const m = /^([0-9a-f]{8})\.(\d+)$/.exec(tag);
+  return m ? { instance: m[1]!, session: Number(m[2]) } : null;
+}
 
 /** Flags that change the rules themselves (the same for every session of an instance). */
 export interface RuleOptions {
@@ -93,6 +102,52 @@ export class PinholeKeys {
   }
 }
 
+// ---- what `ftp-proxy status` reads back (each backend parses its own listing into these) ----
+
+/** A pinhole as the kernel holds it: the addresses of a Pinhole, and what the kernel says of its use. */
+export interface LivePinhole extends Pick<Pinhole, 'from' | 'to' | 'toPort' | 'rdrTo' | 'rdrPort' | 'natFrom' | 'natPort'> {
+  /** No source NAT: a data_mode pinhole to the proxy's own listener (the proxy joins the two legs). */
+  local?: true;
+  /** waiting: no data connection yet; used: its one connection came (a second would be refused). */
+  state: 'waiting' | 'used' | 'unknown';
+  /** Seconds until the kernel drops the pinhole by itself; null when it does not say. */
+  expires: number | null;
+}
+
+export interface LiveSession {
+  instance: string;
+  session: number;
+  pinholes: LivePinhole[];
+}
+
+export interface LiveInstance {
+  id: string;
+  running: boolean;
+  /** The process holding the instance's name (Linux, when running and visible from here). */
+  pid: number | null;
+  /** TCP sockets of that process: listeners and control connections. */
+  sockets: { local: string; localPort: number; remote: string; remotePort: number; state: 'listen' | 'established' | 'other' }[];
+}
+
+export type BackendName = 'nftables' | 'iptables' | 'pf';
+
+export interface BackendStatus {
+  backend: BackendName;
+  /** Whether the proxy's objects exist at all (the table, the parent chains). */
+  present: boolean;
+  instances: LiveInstance[];
+  sessions: LiveSession[];
+  /** pf: pfctl's own listing, printed as it is. */
+  text?: string;
+}
+
+export const sortSessions = (s: LiveSession[]): LiveSession[] =>
+  s.sort((a, b) => (a.instance < b.instance ? -1 : a.instance > b.instance ? 1 : a.session - b.session));
+
+/** The instances list of a status: sorted, each judged by `alive`. */
+export const liveInstances = (ids: Iterable<string>, alive: (id: string) => boolean): LiveInstance[] =>
+  [...new Set(ids)].sort().map((id) => ({ id, running: alive(id), pid: null, sockets: [] }));
+
 export class FirewallError extends Error {
   constructor(
     message: string,
@@ -107,6 +162,8 @@ export class FirewallError extends Error {
 export interface FirewallBackend {
   /** "nftables", "iptables", "pf", "fake": used in log lines ("#3 nftables operation failed: ..."). */
   readonly name: string;
+  /** This instance's id, in every owner tag (final once init() has resolved). */
+  readonly instance: string;
   /** Check we may change the firewall, create or repair what the proxy owns, sweep dead instances' objects. */
   init(): Promise<void>;
   /** Atomically replace the session's pinholes with these (one transaction). */
@@ -192,30 +249,4 @@ export function parseMark(tag: string): number | null {
 /** On Linux a -q queue is a tc class id "major:minor" (hex, as tc writes it). */
 export function parseTcClass(queue: string): string | null {
   return /^[0-9a-fA-F]{1,4}:[0-9a-fA-F]{1,4}$/.test(queue) ? queue.toLowerCase() : null;
-}
-
-/**
- * Is this pid a running ftp-proxy? (A sweep removes what dead instances left.) On Linux a killed process
- * that nobody reaped yet (a zombie) is dead, and a pid now used by another program is not ours.
- */
-export function processAlive(pid: number, read = (p: string): string => readFileSync(p, 'utf8')): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'EPERM') return false;
-  }
-  let stat: string;
-  try {
-    stat = read(`/proc/${pid}/stat`);
-  } catch {
-    return true; // no /proc (OpenBSD): kill(2) is all we know
-  }
-  if (stat.replace(/^.*\) /, '').startsWith('Z')) return false;
-  try {
-    const cmdline = read(`/proc/${pid}/cmdline`).split('\0');
-    // `node dist/cli.js -d` (relative, as the demo and a checkout run it) is ours too.
-    return cmdline.some((a) => /ftp-proxy|(^|\/)dist\/cli\.js$/.test(a));
-  } catch {
-    return false;
-  }
 }

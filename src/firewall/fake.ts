@@ -6,6 +6,7 @@ export type FakeCall = { op: 'init' | 'close' } | { op: 'replace'; owner: string
 
 export class FakeFirewall implements FirewallBackend {
   readonly name = 'fake';
+  readonly instance = '0000fa4e';
   readonly calls: FakeCall[] = [];
   readonly live = new Map<string, Pinhole[]>();
   /** When set, the next operations fail with this message. */

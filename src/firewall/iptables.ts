@@ -7,10 +7,11 @@
 //   mangle FORWARD     -> FTPPROXY-MGL   (-q only) CLASSIFY into the tc class
 //   filter INPUT       -> FTPPROXY-IN    ACCEPT of a data connection to the proxy's own listener (the
 //                                        `local` pinholes of data_mode in a policy file)
-// and per session the chains FTPP-<pid>-<id>-<kind><set>: kind D (DNAT, nat PREROUTING), S (SNAT, nat
+// and per session the chains FTPP-<instance id>-<session>-<kind><set>: kind D (DNAT, nat PREROUTING), S (SNAT, nat
 // POSTROUTING), F (filter FORWARD), M (mangle FORWARD), I (filter INPUT, only when a negotiation has a
 // local pinhole); set A or B. They are applied with
-// `iptables-restore --noflush` (one transaction per table set).
+// `iptables-restore --noflush` (one transaction per table set). Each running instance also holds an
+// empty chain FTPPI-<instance id> in filter: the parents go only when no instance holds one.
 //
 // Replacing a negotiation writes the *other* chain set (A/B) and only then removes the old one: the
 // reply waits for additions only, because deletions cost 20-50 ms with iptables-nft (netlink commit).
@@ -21,7 +22,24 @@
 // if the proxy is killed. The SNAT and ACCEPT rules match the connection's original destination
 // (conntrack --ctorigdst/--ctorigdstport), so they can only ever apply to a connection the DNAT made.
 import { execa } from 'execa';
-import { type FirewallBackend, FirewallError, type Owner, ownerTag, parseMark, parseTcClass, type Pinhole, PinholeKeys, processAlive, type RuleOptions } from './backend.js';
+import {
+  type BackendStatus,
+  type FirewallBackend,
+  FirewallError,
+  type LivePinhole,
+  type LiveSession,
+  liveInstances,
+  sortSessions,
+  type Owner,
+  ownerTag,
+  parseMark,
+  parseOwnerTag,
+  parseTcClass,
+  type Pinhole,
+  PinholeKeys,
+  type RuleOptions,
+} from './backend.js';
+import { aliveIds, Instance, type InstanceIdentity, instanceAlive, type Liveness } from './instance.js';
 
 type Fam = 4 | 6;
 type Set_ = 'A' | 'B';
@@ -44,8 +62,40 @@ const KINDS = [
 ] as const;
 type Kind = (typeof KINDS)[number]['kind'];
 
-/** FTPP-<pid>-<id>-<kind><set>: within xtables' 28 characters for any pid and ids below 10^11. */
-export const chainName = (o: Owner, kind: Kind, set: Set_): string => `FTPP-${o.pid}-${o.session}-${kind}${set}`;
+/** FTPP-<instance id>-<session>-<kind><set>: within xtables' 28 characters for session ids below 10^11. */
+export const chainName = (o: Owner, kind: Kind, set: Set_): string => `FTPP-${o.instance}-${o.session}-${kind}${set}`;
+
+/** The empty chain (filter table) that says an instance is running: FTPPI-<instance id>. */
+export const markerChain = (id: string): string => `FTPPI-${id}`;
+
+/** A session chain's owner, from an iptables-save line `:FTPP-<id>-<session>-<kind><set> ...`. */
+const SESSION_CHAIN = /^:FTPP-([0-9a-f]{8})-(\d+)-[DSFMI][AB] /gm;
+const MARKER_CHAIN = /^:FTPPI-([0-9a-f]{8}) /gm;
+
+/**
+ * What makes the parent chains and the builtin jumps to them right, from an iptables-save: a missing
+ * chain is made with -N (which fails, rather than flushing as `:CHAIN - [0:0]` would, when another
+ * process made it meanwhile: the caller then reads again), a missing jump inserted, a duplicated one
+ * deleted. Empty when all is in order, so a repair run twice does nothing the second time.
+ */
+export function parentRepairScript(save: string, withMangle: boolean, marker?: string): string {
+  const script: string[] = [];
+  for (const table of ['nat', 'filter', 'mangle'] as const) {
+    const parents = PARENTS.filter((p) => p.table === table && (table !== 'mangle' || withMangle));
+    if (!parents.length) continue;
+    const section = tableSection(save, table);
+    const lines: string[] = [];
+    for (const p of parents) {
+      if (!section.includes(`:${p.chain} `)) lines.push(`-N ${p.chain}`);
+      const jumps = section.split('\n').filter((l) => l === `-A ${p.builtin} -j ${p.chain}`).length;
+      if (jumps === 0) lines.push(`-I ${p.builtin} 1 -j ${p.chain}`);
+      for (let i = 1; i < jumps; i++) lines.push(`-D ${p.builtin} -j ${p.chain}`);
+    }
+    if (table === 'filter' && marker && !section.includes(`:${markerChain(marker)} `)) lines.push(`-N ${markerChain(marker)}`);
+    if (lines.length) script.push(`*${table}`, ...lines, 'COMMIT');
+  }
+  return script.length ? script.join('\n') + '\n' : '';
+}
 
 const host = (a: string, f: Fam): string => `${a}/${f === 4 ? 32 : 128}`;
 const hostPort = (a: string, p: number, f: Fam): string => (f === 4 ? `${a}:${p}` : `[${a}]:${p}`);
@@ -139,8 +189,10 @@ export interface IptablesOptions {
   rules: RuleOptions;
   /** Command prefix: "iptables" (the host's default), "iptables-legacy" or "iptables-nft". */
   command?: string;
-  pid?: number;
-  isAlive?: (pid: number) => boolean;
+  /** This instance's identity (default: a new random id, held as an abstract socket). */
+  instance?: InstanceIdentity;
+  /** Is the instance with this id running? (for the sweeps) */
+  isAlive?: Liveness;
   warn?: (message: string) => void;
   now?: () => Date;
 }
@@ -157,7 +209,7 @@ interface SessionState {
 
 export class IptablesBackend implements FirewallBackend {
   readonly name = 'iptables';
-  private readonly pid: number;
+  private readonly identity: InstanceIdentity;
   private readonly sessions = new Map<string, SessionState>();
   private seq = 0;
   private readonly mangle: boolean;
@@ -165,8 +217,16 @@ export class IptablesBackend implements FirewallBackend {
   private readonly keys = new PinholeKeys();
 
   constructor(private readonly o: IptablesOptions) {
-    this.pid = o.pid ?? process.pid;
+    this.identity = o.instance ?? new Instance();
     this.mangle = o.rules.queue !== undefined;
+  }
+
+  get instance(): string {
+    return this.identity.id;
+  }
+
+  private get alive(): Liveness {
+    return this.o.isAlive ?? instanceAlive;
   }
 
   /** iptables/ip6tables with the variant prefix: ("iptables-legacy", 6, "-restore") -> "ip6tables-legacy-restore". */
@@ -193,6 +253,7 @@ export class IptablesBackend implements FirewallBackend {
   private readonly families = new Set<Fam>();
 
   async init(): Promise<void> {
+    await this.identity.claim();
     for (const f of [4, 6] as Fam[]) {
       try {
         await this.ensureParents(f);
@@ -205,27 +266,46 @@ export class IptablesBackend implements FirewallBackend {
     }
   }
 
-  /** Create the parent chains and the jumps to them where missing (also repairs after an admin reload). */
-  private async ensureParents(f: Fam): Promise<boolean> {
-    const save = await this.run(f, '-save', []);
-    const script: string[] = [];
-    let repaired = false;
-    for (const table of ['nat', 'filter', 'mangle'] as const) {
-      const parents = PARENTS.filter((p) => p.table === table && (table !== 'mangle' || this.mangle));
-      if (!parents.length) continue;
-      const section = tableSection(save, table);
-      const lines: string[] = [];
-      for (const p of parents) {
-        if (!section.includes(`:${p.chain} `)) lines.push(`:${p.chain} - [0:0]`);
-        if (!section.includes(`-A ${p.builtin} -j ${p.chain}\n`)) lines.push(`-I ${p.builtin} 1 -j ${p.chain}`);
+  /** Per family: the repair in flight, and the one queued behind it (which later callers share). */
+  private readonly repairs = new Map<Fam, { running: Promise<boolean> | null; queued: Promise<boolean> | null }>();
+
+  /**
+   * Create the parent chains, the jumps to them and our marker chain where missing (also repairs after
+   * an admin reload). Serialized: one repair at a time per family; callers that arrive while one runs
+   * share the single next one (it reads the ruleset afresh, after the running one has written).
+   */
+  private ensureParents(f: Fam): Promise<boolean> {
+    const r = this.repairs.get(f) ?? { running: null, queued: null };
+    this.repairs.set(f, r);
+    if (r.queued) return r.queued;
+    const start = (): Promise<boolean> => {
+      const p = this.repairNow(f).finally(() => {
+        if (r.running === p) r.running = null;
+      });
+      r.running = p;
+      return p;
+    };
+    if (!r.running) return start();
+    const q: Promise<boolean> = r.running.catch(() => undefined).then(() => {
+      r.queued = null;
+      return start();
+    });
+    r.queued = q;
+    return q;
+  }
+
+  /** Read, fix, and read again if another process changed the ruleset in between (-N then fails). */
+  private async repairNow(f: Fam): Promise<boolean> {
+    for (let attempt = 1; ; attempt++) {
+      const script = parentRepairScript(await this.run(f, '-save', []), this.mangle, this.instance);
+      if (!script) return attempt > 1;
+      try {
+        await this.restore(f, script);
+        return true;
+      } catch (e) {
+        if (attempt >= 3) throw e;
       }
-      if (lines.length) script.push(`*${table}`, ...lines, 'COMMIT');
     }
-    if (script.length) {
-      await this.restore(f, script.join('\n') + '\n');
-      repaired = true;
-    }
-    return repaired;
   }
 
   async replace(owner: Owner, pinholes: Pinhole[]): Promise<void> {
@@ -281,18 +361,27 @@ export class IptablesBackend implements FirewallBackend {
   }
 
   async close(): Promise<void> {
-    const owners = [...this.sessions.keys()].map((t) => {
-      const [pid, session] = t.split('.').map(Number);
-      return { pid: pid!, session: session! };
-    });
+    const owners = [...this.sessions.keys()].map(parseOwnerTag).filter((o): o is Owner => o !== null);
     for (const o of owners) await this.clear(o);
-    for (const f of this.families) await this.removeParents(f).catch(() => undefined);
+    try {
+      for (const f of this.families) await this.removeParents(f).catch(() => undefined);
+    } finally {
+      this.identity.release();
+    }
   }
 
-  /** The parent chains and their jumps go too, unless another instance still has session chains. */
+  /**
+   * Our marker chain goes; the parent chains and their jumps too, unless another instance still holds a
+   * marker (a running one: the markers of instances proven dead go here) or has session chains.
+   */
   private async removeParents(f: Fam): Promise<void> {
+    await this.removeAll(f, `*filter\n-F ${markerChain(this.instance)}\n-X ${markerChain(this.instance)}\nCOMMIT\n`);
     const save = await this.run(f, '-save', []);
-    if (/^:FTPP-\d+-\d+-/m.test(save)) return;
+    const others = [...save.matchAll(MARKER_CHAIN)].map((m) => m[1]!).filter((id) => id !== this.instance);
+    const alive = await aliveIds(others, this.alive);
+    const dead = others.filter((id) => !alive.get(id));
+    if (dead.length) await this.removeAll(f, `*filter\n${dead.map((id) => `-X ${markerChain(id)}`).join('\n')}\nCOMMIT\n`);
+    if (dead.length < others.length || /^:FTPP-/m.test(save)) return;
     const script: string[] = [];
     for (const table of ['nat', 'filter', 'mangle'] as const) {
       const section = tableSection(save, table);
@@ -328,21 +417,23 @@ export class IptablesBackend implements FirewallBackend {
     }
   }
 
-  /** Chains FTPP-<pid>-... of dead processes (or of our own pid, reused): unlink and delete them. */
+  /** Chains FTPP-<id>-... of instances proven dead (never our own): unlink and delete them. */
   private async sweep(f: Fam): Promise<void> {
     const save = await this.run(f, '-save', []);
-    const alive = this.o.isAlive ?? processAlive;
-    const stale = new Map<string, Owner>();
-    for (const m of save.matchAll(/^:FTPP-(\d+)-(\d+)-[DSFMI][AB] /gm)) {
-      const pid = Number(m[1]);
-      if (pid === this.pid || !alive(pid)) stale.set(`${m[1]}.${m[2]}`, { pid, session: Number(m[2]) });
-    }
-    for (const owner of stale.values()) {
+    const found = new Map<string, Owner>();
+    for (const m of save.matchAll(SESSION_CHAIN)) found.set(`${m[1]}.${m[2]}`, { instance: m[1]!, session: Number(m[2]) });
+    const markers = [...save.matchAll(MARKER_CHAIN)].map((m) => m[1]!);
+    const ids = [...markers, ...[...found.values()].map((o) => o.instance)].filter((id) => id !== this.instance);
+    const alive = await aliveIds(ids, this.alive);
+    const stale = [...found.values()].filter((o) => alive.get(o.instance) === false);
+    for (const owner of stale) {
       const script = removeScript(owner, 'A', true, true) + removeScript(owner, 'B', true, true);
       // Only what exists: filter the script down to chains present in the saved ruleset.
       await this.restoreQuiet(f, keepExisting(script, save));
     }
-    if (stale.size) this.o.warn?.(`iptables: removed the chains of ${stale.size} session(s) of dead instances (IPv${f})`);
+    const deadMarkers = markers.filter((id) => alive.get(id) === false);
+    if (deadMarkers.length) await this.removeAll(f, `*filter\n${deadMarkers.map((id) => `-X ${markerChain(id)}`).join('\n')}\nCOMMIT\n`);
+    if (stale.length) this.o.warn?.(`iptables: removed the chains of ${stale.length} session(s) of dead instances (IPv${f})`);
   }
 }
 
@@ -358,7 +449,7 @@ function keepExisting(script: string, save: string): string {
   return script
     .split('\n')
     .filter((l) => {
-      const m = /^-[DFX] .*?(FTPP-[\w-]+)$/.exec(l);
+      const m = /^-[DFX] .*?(FTPPI?-[\w-]+)$/.exec(l);
       return !m || save.includes(`:${m[1]} `);
     })
     .join('\n');
@@ -366,4 +457,71 @@ function keepExisting(script: string, save: string): string {
 
 function splitArgs(line: string): string[] {
   return line.split(/\s+/).filter(Boolean);
+}
+
+// ---- `ftp-proxy status`: iptables-save read back into sessions and pinholes ----
+
+const field = (rule: string, re: RegExp): string | undefined => re.exec(rule)?.[1];
+const bare = (a: string): string => a.replace(/\/(32|128)$/, '');
+
+/** "10.0.2.2:21", "[2001:db8::2]:21", "10.0.2.2" -> address and port. */
+function splitHostPort(s: string): { address: string; port?: number } {
+  const m = /^\[(.+)\]:(\d+)$/.exec(s) ?? /^([^:]+):(\d+)$/.exec(s);
+  return m ? { address: m[1]!, port: Number(m[2]) } : { address: s.replace(/^\[|\]$/g, '') };
+}
+
+/**
+ * Sessions and pinholes from iptables-save/ip6tables-save output. `used(list)` says whether a
+ * negotiation's `recent` list holds its one connection (null: unknown); `now` dates --datestop.
+ */
+export function iptablesStatus(saves: string[], used: (list: string) => boolean | null, now: Date, alive: (id: string) => boolean): BackendStatus {
+  const sessions = new Map<string, LiveSession>();
+  const ids = new Set<string>();
+  let present = false;
+  for (const save of saves) {
+    if (/^:FTPPROXY-(PRE|POST|FWD) /m.test(save)) present = true;
+    for (const m of save.matchAll(SESSION_CHAIN)) ids.add(m[1]!);
+    for (const m of save.matchAll(MARKER_CHAIN)) ids.add(m[1]!);
+    const snat = new Map<string, { from: string; port?: number }>();
+    for (const m of save.matchAll(/^-A FTPP-([0-9a-f]{8}-\d+)-S[AB] (.*-j SNAT --to-source (\S+).*)$/gm)) {
+      const r = m[2]!;
+      const key = `${m[1]} ${bare(field(r, /-s (\S+)/) ?? '')} ${bare(field(r, /-d (\S+)/) ?? '')} ${field(r, /--dport (\d+)/)} ${field(r, /--ctorigdstport (\d+)/) ?? ''}`;
+      const hp = splitHostPort(m[3]!);
+      snat.set(key, hp.port !== undefined ? { from: hp.address, port: hp.port } : { from: hp.address });
+    }
+    for (const m of save.matchAll(/^-A FTPP-(([0-9a-f]{8})-(\d+))-D[AB] (.*-j DNAT --to-destination (\S+).*)$/gm)) {
+      const r = m[4]!;
+      const rdr = splitHostPort(m[5]!);
+      const from = bare(field(r, /-s (\S+)/) ?? '?');
+      const to = bare(field(r, /-d (\S+)/) ?? '?');
+      const toPort = Number(field(r, /--dport (\d+)/) ?? 0);
+      const stop = field(r, /--datestop (\S+)/);
+      const list = field(r, /--name (\S+)/);
+      const nat = snat.get(`${m[1]} ${from} ${rdr.address} ${rdr.port} ${toPort}`) ?? snat.get(`${m[1]} ${from} ${rdr.address} ${rdr.port} `);
+      const u = list ? used(list) : null;
+      const expires = stop ? Math.round((Date.parse(`${stop}Z`) - now.getTime()) / 1000) : null;
+      const p: LivePinhole = {
+        from,
+        to,
+        toPort,
+        rdrTo: rdr.address,
+        rdrPort: rdr.port ?? 0,
+        natFrom: nat?.from ?? from,
+        state: u === null ? 'unknown' : u ? 'used' : 'waiting',
+        expires: expires === null || Number.isNaN(expires) ? null : expires,
+      };
+      if (nat?.port !== undefined) p.natPort = nat.port;
+      if (!nat) p.local = true;
+      const owner = `${m[2]}.${m[3]}`;
+      const s = sessions.get(owner) ?? { instance: m[2]!, session: Number(m[3]), pinholes: [] };
+      s.pinholes.push(p);
+      sessions.set(owner, s);
+    }
+  }
+  return {
+    backend: 'iptables',
+    present,
+    instances: liveInstances(ids, alive),
+    sessions: sortSessions([...sessions.values()]),
+  };
 }

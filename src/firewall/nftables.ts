@@ -1,5 +1,5 @@
 // nftables backend. The proxy owns `table inet ftp-proxy`: static rules written once, and per data
-// connection only set/map *elements*, each with a timeout and the comment "<pid>.<session>".
+// connection only set/map *elements*, each with a timeout and the comment "<instance id>.<session>".
 //
 //   dstnat (nat prerouting, before the admin's dstnat):
 //     a SYN whose (saddr . daddr . dport) is in @onceN consumes that element and goes to chain
@@ -19,17 +19,23 @@
 // (data_mode in a policy file: `local` pinholes DNAT to the proxy's listener). See nftables-examples/.
 import { createHash } from 'node:crypto';
 import {
+  type BackendStatus,
   type FirewallBackend,
   FirewallError,
+  type LivePinhole,
+  type LiveSession,
+  liveInstances,
+  sortSessions,
   type Owner,
   ownerTag,
   parseMark,
+  parseOwnerTag,
   parseTcClass,
   type Pinhole,
   PinholeConflict,
-  processAlive,
   type RuleOptions,
 } from './backend.js';
+import { aliveIds, Instance, INSTANCE_ID, type InstanceIdentity, instanceAlive, type Liveness } from './instance.js';
 import type { NftRunner } from './nft-runner.js';
 
 export const NFT_TABLE = 'ftp-proxy';
@@ -81,7 +87,7 @@ export function tableScript(o: RuleOptions, perPacket: { label: number; present:
     L.push(`add map ${T} from${f} { type ${nk} : ${addrType(f)}; flags timeout; }`);
     L.push(`add map ${T} fromport${f} { type ${nk} : ${addrType(f)} . inet_service; flags timeout; }`);
   }
-  // The pids of running instances: the last one to stop removes the table.
+  // The ids of running instances (a mark holds the 8 hex digits): the last one to stop removes the table.
   L.push(`add set ${T} instances { type mark; }`);
   L.push(`add chain ${T} dstnat { type nat hook prerouting priority dstnat - 10; policy accept; }`);
   L.push(`add chain ${T} srcnat { type nat hook postrouting priority srcnat - 10; policy accept; }`);
@@ -177,9 +183,10 @@ export function removeScript(pinholes: Pinhole[], chain: string): string[] {
 export interface NftablesOptions {
   rules: RuleOptions;
   runner: NftRunner;
-  pid?: number;
-  /** Is a process alive? (for the start-up sweep) */
-  isAlive?: (pid: number) => boolean;
+  /** This instance's identity (default: a new random id, held as an abstract socket). */
+  instance?: InstanceIdentity;
+  /** Is the instance with this id running? (for the sweeps) */
+  isAlive?: Liveness;
   warn?: (message: string) => void;
 }
 
@@ -187,29 +194,53 @@ export interface NftablesOptions {
 export const isEnoent = (e: unknown): boolean => e instanceof Error && /No such file or directory/.test(e.message);
 const isEexist = (e: unknown): boolean => e instanceof Error && /File exists/.test(e.message);
 
+/** An id as the `instances` set (type mark) takes it, and back. */
+export const idMark = (id: string): string => `0x${id}`;
+const markId = (v: unknown): string | null => {
+  const n = typeof v === 'number' ? v : typeof v === 'string' && /^(0x[0-9a-f]+|\d+)$/i.test(v) ? Number(v) : NaN;
+  return Number.isInteger(n) && n >= 0 && n <= 0xffffffff ? n.toString(16).padStart(8, '0') : null;
+};
+
 export class NftablesBackend implements FirewallBackend {
   readonly name = 'nftables';
   private readonly chain: string;
-  private readonly pid: number;
+  private readonly identity: InstanceIdentity;
   private readonly live = new Map<string, Pinhole[]>();
   private perPacketLabel: number | null = null;
+  /** The repair in flight, which callers that fail meanwhile wait for instead of starting another. */
+  private repairing: Promise<void> | null = null;
 
   constructor(private readonly o: NftablesOptions) {
     this.chain = variantChain(o.rules);
-    this.pid = o.pid ?? process.pid;
+    this.identity = o.instance ?? new Instance();
+  }
+
+  get instance(): string {
+    return this.identity.id;
   }
 
   get runnerKind(): string {
     return this.o.runner.kind;
   }
 
+  private get alive(): Liveness {
+    return this.o.isAlive ?? instanceAlive;
+  }
+
   async init(): Promise<void> {
+    await this.identity.claim();
+    const listing = await this.setup();
+    await this.sweep(listing);
+  }
+
+  /** Create what is missing and register this instance; returns the listing from before. */
+  private async setup(): Promise<NftJson | null> {
     const listing = await this.listTable();
     let perPacket: { label: number; present: boolean } | null = null;
     if (needsPerPacket(this.o.rules)) perPacket = this.pickLabel(listing);
-    await this.o.runner.run(tableScript(this.o.rules, perPacket) + `add element ${T} instances { ${this.pid} }\n`);
+    await this.o.runner.run(tableScript(this.o.rules, perPacket) + `add element ${T} instances { ${idMark(this.instance)} }\n`);
     this.perPacketLabel = perPacket?.label ?? null;
-    await this.sweep(listing);
+    return listing;
   }
 
   async replace(owner: Owner, pinholes: Pinhole[]): Promise<void> {
@@ -231,22 +262,29 @@ export class NftablesBackend implements FirewallBackend {
   async close(): Promise<void> {
     const all = [...this.live.values()].flat();
     this.live.clear();
+    const me = idMark(this.instance);
     try {
       if (all.length) await this.o.runner.run(removeScript(all, this.chain).join('\n') + '\n');
-      await this.o.runner.run(`add element ${T} instances { ${this.pid} }\ndelete element ${T} instances { ${this.pid} }\n`);
-      // Drop the table when no other instance is running (an idle one has no elements, but its chains).
+      await this.o.runner.run(`add element ${T} instances { ${me} }\ndelete element ${T} instances { ${me} }\n`);
+      // Drop the table only when no instance is registered any more (after forgetting the proven dead):
+      // an idle instance has no elements, but needs the chains.
       const listing = await this.listTable();
-      const alive = this.o.isAlive ?? processAlive;
-      const others = [...instancePids(listing), ...ownedElements(listing).map((e) => e.pid)].filter((pid) => pid !== this.pid && alive(pid));
-      if (listing && others.length === 0) await this.o.runner.run(`delete table ${T}\n`);
+      if (listing) {
+        const others = instanceIds(listing).filter((id) => id !== this.instance);
+        const alive = await aliveIds(others, this.alive);
+        const dead = others.filter((id) => !alive.get(id));
+        if (dead.length) await this.o.runner.run(`delete element ${T} instances { ${dead.map(idMark).join(', ')} }\n`).catch(() => undefined);
+        if (dead.length === others.length) await this.o.runner.run(`delete table ${T}\n`);
+      }
     } finally {
       this.o.runner.close();
+      this.identity.release();
     }
   }
 
   /**
-   * One transaction; when the table is gone (an admin's `flush ruleset`), recreate it and try once more.
-   * EEXIST on a new element means its proxy port is taken: the caller picks another.
+   * One transaction; when the table is gone or damaged (an admin's `flush ruleset`), repair it and try
+   * once more. EEXIST on a new element means its proxy port is taken: the caller picks another.
    */
   private async apply(lines: string[], added: Pinhole[]): Promise<void> {
     if (!lines.length) return;
@@ -256,9 +294,9 @@ export class NftablesBackend implements FirewallBackend {
     } catch (e) {
       if (isEexist(e) && added.length) throw new PinholeConflict((e as Error).message);
       if (!isEnoent(e)) throw e;
-      this.o.warn?.(`nftables: table ${T} is missing or damaged (a ruleset reload?), recreating it`);
-      await this.init();
-      // Old elements went with the table; only the additions are still wanted.
+      await this.repair();
+      // Old elements that went with the table are not put back (a used pinhole must not reopen); only
+      // the additions are still wanted.
       const retry = lines.filter((l) => l.startsWith('create '));
       if (retry.length) {
         try {
@@ -269,6 +307,23 @@ export class NftablesBackend implements FirewallBackend {
         }
       }
     }
+  }
+
+  /**
+   * Recreate what is missing, without sweeping: a sweep judges elements by their owners, and the
+   * elements of this instance's other live sessions must survive a repair. Sessions failing together
+   * share one repair.
+   */
+  private repair(): Promise<void> {
+    this.repairing ??= (async () => {
+      try {
+        this.o.warn?.(`nftables: table ${T} is missing or damaged (a ruleset reload?), recreating it`);
+        await this.setup();
+      } finally {
+        this.repairing = null;
+      }
+    })();
+    return this.repairing;
   }
 
   private async listTable(): Promise<NftJson | null> {
@@ -295,14 +350,16 @@ export class NftablesBackend implements FirewallBackend {
     throw new FirewallError('nftables: no free conntrack label for -vv/-q');
   }
 
-  /** Remove elements whose owner process is gone (a crash or SIGKILL), and our own pid's (pid reuse). */
+  /** At start: remove what instances proven dead left (a crash or SIGKILL), and forget them. */
   private async sweep(listing: NftJson | null): Promise<void> {
-    const alive = this.o.isAlive ?? processAlive;
-    const deadInstances = instancePids(listing).filter((pid) => pid !== this.pid && !alive(pid));
+    const owned = ownedElements(listing);
+    const ids = [...instanceIds(listing), ...owned.map((e) => e.instance)].filter((id) => id !== this.instance);
+    const alive = await aliveIds(ids, this.alive);
+    const deadInstances = instanceIds(listing).filter((id) => alive.get(id) === false);
     if (deadInstances.length) {
-      await this.o.runner.run(`delete element ${T} instances { ${deadInstances.join(', ')} }\n`).catch(() => undefined);
+      await this.o.runner.run(`delete element ${T} instances { ${deadInstances.map(idMark).join(', ')} }\n`).catch(() => undefined);
     }
-    const stale = ownedElements(listing).filter((e) => e.pid === this.pid || !alive(e.pid));
+    const stale = owned.filter((e) => alive.get(e.instance) === false);
     if (!stale.length) return;
     const del = stale.map((e) => `delete element ${T} ${e.object} { ${e.key} }`);
     try {
@@ -311,7 +368,7 @@ export class NftablesBackend implements FirewallBackend {
       // Some expired between listing and deleting: take them one at a time.
       for (const d of del) await this.o.runner.run(d + '\n').catch(() => undefined);
     }
-    this.o.warn?.(`nftables: removed ${stale.length} stale element(s) left by ${new Set(stale.map((e) => e.pid)).size} dead instance(s)`);
+    this.o.warn?.(`nftables: removed ${stale.length} stale element(s) left by ${new Set(stale.map((e) => e.instance)).size} dead instance(s)`);
   }
 }
 
@@ -329,11 +386,11 @@ export interface NftJson {
 export interface OwnedElement {
   object: string;
   key: string;
-  pid: number;
+  instance: string;
   session: number;
 }
 
-/** Every element of our sets and maps that carries an owner comment. */
+/** Every element of our sets and maps whose comment names an owner (`<id>.<session>`). */
 export function ownedElements(listing: NftJson | null): OwnedElement[] {
   const out: OwnedElement[] = [];
   for (const item of listing?.nftables ?? []) {
@@ -343,19 +400,21 @@ export function ownedElements(listing: NftJson | null): OwnedElement[] {
       // map elements are [key, value]; set elements are the key alone
       const keyPart = Array.isArray(raw) ? raw[0] : raw;
       const elem = (keyPart as { elem?: { val: unknown; comment?: string } }).elem;
-      const m = /^(\d+)\.(\d+)$/.exec(elem?.comment ?? '');
-      if (!elem || !m) continue;
-      out.push({ object: obj.name, key: jsonKey(elem.val), pid: Number(m[1]), session: Number(m[2]) });
+      const owner = parseOwnerTag(elem?.comment ?? '');
+      if (!elem || !owner) continue;
+      out.push({ object: obj.name, key: jsonKey(elem.val), instance: owner.instance, session: owner.session });
     }
   }
   return out;
 }
 
-/** The pids in the `instances` set. */
-export function instancePids(listing: NftJson | null): number[] {
+/** The ids in the `instances` set (nft lists the marks as numbers). */
+export function instanceIds(listing: NftJson | null): string[] {
   for (const item of listing?.nftables ?? []) {
     if (item.set?.name !== 'instances') continue;
-    return (item.set.elem ?? []).map((e) => Number(typeof e === 'object' && e !== null && 'elem' in e ? (e as { elem: { val: unknown } }).elem.val : e));
+    return (item.set.elem ?? [])
+      .map((e) => markId(typeof e === 'object' && e !== null && 'elem' in e ? (e as { elem: { val: unknown } }).elem.val : e))
+      .filter((id): id is string => id !== null && INSTANCE_ID.test(id));
   }
   return [];
 }
@@ -375,4 +434,73 @@ function findLabel(expr: unknown[] | undefined): number | null {
     }
   }
   return null;
+}
+
+// ---- `ftp-proxy status`: the listing read back into sessions and pinholes ----
+
+interface StatusElem {
+  key: (string | number)[];
+  value: unknown;
+  owner: string;
+  expires: number | null;
+}
+
+function statusElements(listing: NftJson | null, name: string): StatusElem[] {
+  const out: StatusElem[] = [];
+  for (const item of listing?.nftables ?? []) {
+    const obj = item.set ?? item.map;
+    if (obj?.name !== name) continue;
+    for (const raw of obj.elem ?? []) {
+      const [k, v] = Array.isArray(raw) ? raw : [raw, undefined];
+      const e = (k as { elem?: { val?: { concat?: unknown[] }; comment?: string; expires?: number } }).elem;
+      const c = e?.val?.concat;
+      if (!e || !c || (c.length !== 3 && c.length !== 5)) continue;
+      // addresses are strings, ports (every third place) numbers
+      out.push({ key: c.map((x, i) => (i % 3 === 2 ? Number(x) : String(x))), value: v, owner: e.comment ?? '', expires: typeof e.expires === 'number' ? e.expires : null });
+    }
+  }
+  return out;
+}
+
+const keyStr = (k: (string | number)[]): string => k.join(' . ');
+
+/** Sessions and pinholes from `nft -j list table inet ftp-proxy`; instances judged by `alive`. */
+export function nftStatus(listing: NftJson | null, alive: (id: string) => boolean): BackendStatus {
+  const sessions = new Map<string, LiveSession>();
+  const ids = new Set(instanceIds(listing));
+  for (const f of FAMILIES) {
+    // not yet used: in once (plain instances) or oncev (instances with -v, -T or -q)
+    const once = new Set([...statusElements(listing, `once${f}`), ...statusElements(listing, `oncev${f}`)].map((e) => keyStr(e.key)));
+    // keyed on the tuple after DNAT and the original destination: C . S . p . OS . pp
+    const snat = new Map<string, { from: string; port?: number }>();
+    for (const e of statusElements(listing, `from${f}`)) snat.set(keyStr(e.key), { from: String(e.value) });
+    for (const e of statusElements(listing, `fromport${f}`)) {
+      const c = (e.value as { concat?: unknown[] }).concat ?? [];
+      snat.set(keyStr(e.key), { from: String(c[0]), port: Number(c[1]) });
+    }
+    for (const e of statusElements(listing, `dnat${f}`)) {
+      const owner = parseOwnerTag(e.owner);
+      if (!owner) continue;
+      const c = (e.value as { concat?: unknown[] }).concat ?? [];
+      const from = String(e.key[0]);
+      const to = String(e.key[1]);
+      const toPort = Number(e.key[2]);
+      const rdrTo = String(c[0]);
+      const rdrPort = Number(c[1]);
+      const nat = snat.get(keyStr([from, rdrTo, rdrPort, to, toPort]));
+      const p: LivePinhole = { from, to, toPort, rdrTo, rdrPort, natFrom: nat?.from ?? from, state: once.has(keyStr(e.key)) ? 'waiting' : 'used', expires: e.expires };
+      if (nat?.port !== undefined) p.natPort = nat.port;
+      if (!nat) p.local = true;
+      const s = sessions.get(e.owner) ?? { instance: owner.instance, session: owner.session, pinholes: [] };
+      s.pinholes.push(p);
+      sessions.set(e.owner, s);
+      ids.add(owner.instance);
+    }
+  }
+  return {
+    backend: 'nftables',
+    present: listing !== null,
+    instances: liveInstances(ids, alive),
+    sessions: sortSessions([...sessions.values()]),
+  };
 }

@@ -1,10 +1,11 @@
 // pf backend (OpenBSD): what OpenBSD's filter.c does through ioctls, done through pfctl, one anchor per
-// session, `ftp-proxy/<pid>.<id>`, so pf.conf needs `anchor "ftp-proxy/*"`. Each negotiation loads the
+// session, `ftp-proxy/<instance id>.<session>`, so pf.conf needs `anchor "ftp-proxy/*"`. Each negotiation loads the
 // anchor's whole ruleset (pfctl commits it as one transaction, replacing the previous two rules); the end
 // of a session loads it empty, and pf drops the empty anchor. pfctl text rather than raw ioctls, because
 // the ioctl ABI changes between releases (BSDRP#35) and the text is what admins read in `pfctl -sr`.
 import { execa } from 'execa';
-import { type FirewallBackend, FirewallError, type Owner, ownerTag, parseMark, parseTcClass, type Pinhole, PinholeKeys, processAlive, type RuleOptions } from './backend.js';
+import { type FirewallBackend, FirewallError, type Owner, ownerTag, parseMark, parseOwnerTag, parseTcClass, type Pinhole, PinholeKeys, type RuleOptions } from './backend.js';
+import { aliveIds, Instance, type InstanceIdentity, instanceAlive, type Liveness } from './instance.js';
 
 export const PF_ANCHOR = 'ftp-proxy';
 
@@ -70,21 +71,27 @@ export interface PfOptions {
   rules: RuleOptions;
   /** The pfctl to run (tests put a fake one on PATH). */
   pfctl?: string;
-  pid?: number;
-  isAlive?: (pid: number) => boolean;
+  /** This instance's identity (default: a new random id, held as a unix socket). */
+  instance?: InstanceIdentity;
+  /** Is the instance with this id running? (for the sweep) */
+  isAlive?: Liveness;
   warn?: (message: string) => void;
 }
 
 export class PfBackend implements FirewallBackend {
   readonly name = 'pf';
-  private readonly pid: number;
+  private readonly identity: InstanceIdentity;
   /** Anchors this instance has loaded rules into and not yet emptied. */
   private readonly loaded = new Set<string>();
   /** pf takes two anchors' identical rdr rules (the first wins): a proxy port drawn twice is refused here. */
   private readonly keys = new PinholeKeys();
 
   constructor(private readonly o: PfOptions) {
-    this.pid = o.pid ?? process.pid;
+    this.identity = o.instance ?? new Instance();
+  }
+
+  get instance(): string {
+    return this.identity.id;
   }
 
   private anchor(owner: Owner): string {
@@ -108,6 +115,7 @@ export class PfBackend implements FirewallBackend {
     if (!rules.includes(`anchor "${PF_ANCHOR}/*"`)) {
       this.o.warn?.(`pf: the main ruleset has no anchor "${PF_ANCHOR}/*": data connections will not be passed (see pf-examples/)`);
     }
+    await this.identity.claim();
     await this.sweep();
   }
 
@@ -130,7 +138,11 @@ export class PfBackend implements FirewallBackend {
   async close(): Promise<void> {
     const anchors = [...this.loaded];
     this.loaded.clear();
-    for (const a of anchors) await this.empty(a);
+    try {
+      for (const a of anchors) await this.empty(a);
+    } finally {
+      this.identity.release();
+    }
   }
 
   /** Load an empty ruleset: pf then removes the anchor (what end_session does on OpenBSD). */
@@ -138,17 +150,19 @@ export class PfBackend implements FirewallBackend {
     await this.pfctl(['-a', anchor, '-f', '-'], '');
   }
 
-  /** Anchors `ftp-proxy/<pid>.<id>` of processes that are gone (a crash) or of our own pid (reuse). */
+  /** Anchors `ftp-proxy/<id>.<session>` of instances proven dead (a crash), never our own. */
   private async sweep(): Promise<void> {
     const out = await this.pfctl(['-a', PF_ANCHOR, '-s', 'Anchors']);
-    const alive = this.o.isAlive ?? processAlive;
-    const stale = out
+    const found = out
       .split('\n')
       .map((l) => l.trim())
-      .filter((a) => {
-        const m = new RegExp(`^${PF_ANCHOR}/(\\d+)\\.\\d+$`).exec(a);
-        return m !== null && (Number(m[1]) === this.pid || !alive(Number(m[1])));
-      });
+      .map((a) => ({ anchor: a, owner: a.startsWith(`${PF_ANCHOR}/`) ? parseOwnerTag(a.slice(PF_ANCHOR.length + 1)) : null }))
+      .filter((a) => a.owner !== null && a.owner.instance !== this.instance);
+    const alive = await aliveIds(
+      found.map((a) => a.owner!.instance),
+      this.o.isAlive ?? instanceAlive,
+    );
+    const stale = found.filter((a) => alive.get(a.owner!.instance) === false).map((a) => a.anchor);
     for (const a of stale) await this.empty(a);
     if (stale.length) this.o.warn?.(`pf: emptied ${stale.length} stale anchor(s) left by dead instances`);
   }

@@ -33,9 +33,9 @@ describe.each(VARIANTS)('golden scripts with %s', (variant) => {
     const load = await execa('ip', ['netns', 'exec', ns, `${cmd}-restore`, '--noflush'], { input: text, reject: false });
     expect(load.exitCode, load.stderr).toBe(0);
     const save = (await execa('ip', ['netns', 'exec', ns, `${cmd}-save`])).stdout;
-    expect(save).toMatch(/^:FTPP-4242-7-D[AB] /m);
+    expect(save).toMatch(/^:FTPP-4a3b2c1d-7-D[AB] /m);
     // Which set the file used, and remove exactly that.
-    const set = /:FTPP-4242-7-D([AB]) /.exec(save)![1];
+    const set = /:FTPP-4a3b2c1d-7-D([AB]) /.exec(save)![1];
     const remove = text
       .split('\n')
       .filter((l) => l.startsWith('*') || l === 'COMMIT' || l.startsWith(':'))
@@ -48,7 +48,7 @@ describe.each(VARIANTS)('golden scripts with %s', (variant) => {
     }
     const rm = await execa('ip', ['netns', 'exec', ns, `${cmd}-restore`, '--noflush'], { input: script.join('\n') + '\n', reject: false });
     expect(rm.exitCode, `${rm.stderr}\n${script.join('\n')}`).toBe(0);
-    expect((await execa('ip', ['netns', 'exec', ns, `${cmd}-save`])).stdout).not.toMatch(new RegExp(`FTPP-4242-7-.${set}`));
+    expect((await execa('ip', ['netns', 'exec', ns, `${cmd}-save`])).stdout).not.toMatch(new RegExp(`FTPP-4a3b2c1d-7-.${set}`));
   });
 
   it('a broken script is refused (the check can fail)', async () => {
@@ -91,7 +91,7 @@ describe.each(VARIANTS)('operations with %s', (variant) => {
     const download = lab.get('lftp', 'pasv', 'test20M.bin', { RATE: '4M' });
     await new Promise((r) => setTimeout(r, 2500));
     const mangle = (await lab.exec('fw', [`${variant}-save`, '-c', '-t', 'mangle'])).stdout;
-    const m = /^\[\d+:(\d+)\] -A FTPP-\d+-\d+-M[AB] .*-j CLASSIFY --set-class 0001:0010$/m.exec(mangle) ?? /^\[\d+:(\d+)\] -A FTPP-\d+-\d+-M[AB] .*CLASSIFY.*$/m.exec(mangle);
+    const m = /^\[\d+:(\d+)\] -A FTPP-[0-9a-f]{8}-\d+-M[AB] .*-j CLASSIFY --set-class 0001:0010$/m.exec(mangle) ?? /^\[\d+:(\d+)\] -A FTPP-[0-9a-f]{8}-\d+-M[AB] .*CLASSIFY.*$/m.exec(mangle);
     expect(m, mangle).not.toBeNull();
     expect(Number(m![1])).toBeGreaterThan(4_000_000); // the server's data, not only the client's ACKs
     expect((await download).ok).toBe(true);

@@ -103,12 +103,12 @@ export class Lab {
 
   /**
    * Pinholes the firewall holds: nftables elements of table inet ftp-proxy, or iptables session chains
-   * (FTPP-<pid>-<id>-...) of IPv4 and IPv6.
+   * (FTPP-<instance id>-<session>-...) of IPv4 and IPv6.
    */
   async pinholeObjects(backend: Backend): Promise<number> {
     if (backend === 'nftables') return this.pinholeElements();
     let n = 0;
-    for (const save of await this.iptablesSaves()) n += (save.match(/^:FTPP-\d+-\d+-/gm) ?? []).length;
+    for (const save of await this.iptablesSaves()) n += (save.match(/^:FTPP-[0-9a-f]{8}-\d+-/gm) ?? []).length;
     return n;
   }
 

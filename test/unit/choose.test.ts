@@ -1,7 +1,7 @@
 // Backend choice: auto-detection against fake hosts, and what each explicit --backend builds.
 import { describe, expect, it } from 'vitest';
 import { parseCommandLine, type Config } from '../../src/config.js';
-import { checkLinuxRuleOptions, createBackend, detectBackend, type HostProbe } from '../../src/firewall/choose.js';
+import { checkLinuxRuleOptions, createBackend, detectBackend, type HostProbe } from '../../src/choose-backend.js';
 import { memoryLog } from '../../src/log.js';
 
 function host(platform: string, nft: boolean, ipt: boolean): HostProbe & { asked: string[] } {

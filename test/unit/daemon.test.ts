@@ -149,13 +149,13 @@ describe('sessions through the daemon (reverse mode on loopback)', () => {
     await c.next();
     c.send('EPSV\r\n');
     await c.next();
-    expect(r.fw.live.get(`${process.pid}.1`)).toHaveLength(1);
+    expect(r.fw.live.get(`${r.fw.instance}.1`)).toHaveLength(1);
     expect(r.fw.calls.filter((x) => x.op === 'replace')).toHaveLength(2);
     c.send('QUIT\r\n');
     expect(await c.next()).toBe('221 Goodbye.\r\n');
     expect(await c.waitClosed()).toBe(true);
     await until(() => r.fw.live.size === 0);
-    expect(r.fw.calls.at(-1)).toEqual({ op: 'clear', owner: `${process.pid}.1` });
+    expect(r.fw.calls.at(-1)).toEqual({ op: 'clear', owner: `${r.fw.instance}.1` });
     expect(r.lines).toContain('#1 ending session');
   });
 

@@ -3,11 +3,11 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { activePinhole, passivePinhole, type RuleOptions, type SessionEnds } from '../../src/firewall/backend.js';
-import { addScript, chainName, datestop, pinholeRules, removeScript } from '../../src/firewall/iptables.js';
+import { addScript, chainName, datestop, markerChain, parentRepairScript, pinholeRules, removeScript } from '../../src/firewall/iptables.js';
 
 const fwd: SessionEnds = { family: 4, client: '192.168.1.10', originalServer: '198.51.100.21', server: '198.51.100.21', proxy: '198.51.100.1' };
 const v6: SessionEnds = { family: 6, client: '2001:db8:1::10', originalServer: '2001:db8:2::21', server: '2001:db8:2::21', proxy: '2001:db8:2::1' };
-const owner = { pid: 4242, session: 7 };
+const owner = { instance: '4a3b2c1d', session: 7 };
 const NOW = new Date('2026-11-21T12:00:00Z');
 const plain: RuleOptions = { log: 0, timeout: 30 };
 
@@ -37,12 +37,12 @@ describe('iptables-restore input', () => {
     const r = pinholeRules([passivePinhole(fwd, 50000, 61000)], plain, owner, 1, NOW);
     expect(r.PRE).toEqual([
       '-s 192.168.1.10/32 -d 198.51.100.21/32 -p tcp -m tcp --dport 61000 --tcp-flags SYN,ACK SYN -m time --datestop 2026-11-21T12:00:30 ' +
-        '-m recent ! --rcheck --name ftpp-4242.7-1 --rsource -m recent --set --name ftpp-4242.7-1 --rsource ' +
-        '-m comment --comment "ftp-proxy 4242.7" -j DNAT --to-destination 198.51.100.21:50000',
+        '-m recent ! --rcheck --name ftpp-4a3b2c1d.7-1 --rsource -m recent --set --name ftpp-4a3b2c1d.7-1 --rsource ' +
+        '-m comment --comment "ftp-proxy 4a3b2c1d.7" -j DNAT --to-destination 198.51.100.21:50000',
     ]);
     expect(r.POST[0]).toBe(
       '-s 192.168.1.10/32 -d 198.51.100.21/32 -p tcp -m tcp --dport 50000 -m conntrack --ctstate DNAT --ctorigdst 198.51.100.21 --ctorigdstport 61000 ' +
-        '-m comment --comment "ftp-proxy 4242.7" -j SNAT --to-source 198.51.100.1',
+        '-m comment --comment "ftp-proxy 4a3b2c1d.7" -j SNAT --to-source 198.51.100.1',
     );
     expect(r.FWD).toEqual([r.POST[0]!.replace('-j SNAT --to-source 198.51.100.1', '-j ACCEPT')]);
     expect(r.MGL).toEqual([]);
@@ -79,12 +79,73 @@ describe('iptables-restore input', () => {
   });
 
   it('chain names stay within the 28 characters xtables allows', () => {
-    expect(chainName({ pid: 4, session: 7 }, 'S', 'B')).toBe('FTPP-4-7-SB');
-    // pid_max is at most 2^22 (7 digits); session ids up to 10^11 still fit.
-    expect(chainName({ pid: 4194304, session: 99_999_999_999 }, 'M', 'A').length).toBeLessThanOrEqual(28);
+    expect(chainName({ instance: '0000000a', session: 7 }, 'S', 'B')).toBe('FTPP-0000000a-7-SB');
+    // an id is 8 hex digits; session ids up to 10^11 still fit.
+    expect(chainName({ instance: 'ffffffff', session: 99_999_999_999 }, 'M', 'A').length).toBeLessThanOrEqual(28);
+    expect(markerChain('ffffffff').length).toBeLessThanOrEqual(28);
   });
 
   it('datestop is UTC, to the second', () => {
     expect(datestop(new Date('2026-11-21T23:59:45.900Z'), 30)).toBe('2026-11-22T00:00:15');
+  });
+});
+
+describe('parentRepairScript (the repair after an admin reload)', () => {
+  const whole = [
+    '*nat',
+    ':PREROUTING ACCEPT [0:0]',
+    ':POSTROUTING ACCEPT [0:0]',
+    ':FTPPROXY-PRE - [0:0]',
+    ':FTPPROXY-POST - [0:0]',
+    '-A PREROUTING -j FTPPROXY-PRE',
+    '-A POSTROUTING -j FTPPROXY-POST',
+    '-A FTPPROXY-PRE -j FTPP-0000000a-1-DA',
+    'COMMIT',
+    '*filter',
+    ':FORWARD DROP [0:0]',
+    ':INPUT ACCEPT [0:0]',
+    ':FTPPROXY-FWD - [0:0]',
+    ':FTPPROXY-IN - [0:0]',
+    ':FTPPI-0000000a - [0:0]',
+    '-A INPUT -j FTPPROXY-IN',
+    '-A FORWARD -j FTPPROXY-FWD',
+    'COMMIT',
+    '',
+  ].join('\n');
+
+  it('nothing to do when all is in place: a second repair is a no-op', () => {
+    expect(parentRepairScript(whole, false, '0000000a')).toBe('');
+  });
+
+  it('never writes `:CHAIN - [0:0]` (under --noflush it empties an existing chain and its session jumps)', () => {
+    const noJumps = whole.replace('-A FORWARD -j FTPPROXY-FWD\n', '');
+    expect(parentRepairScript(noJumps, false, '0000000a')).toBe('*filter\n-I FORWARD 1 -j FTPPROXY-FWD\nCOMMIT\n');
+    expect(parentRepairScript('', true, '0000000a')).not.toMatch(/^:/m);
+  });
+
+  it('creates missing chains with -N (fails, rather than flushes, if another process made one meanwhile)', () => {
+    expect(parentRepairScript('', false, '0000000b')).toBe(
+      [
+        '*nat',
+        '-N FTPPROXY-PRE',
+        '-I PREROUTING 1 -j FTPPROXY-PRE',
+        '-N FTPPROXY-POST',
+        '-I POSTROUTING 1 -j FTPPROXY-POST',
+        'COMMIT',
+        '*filter',
+        '-N FTPPROXY-FWD',
+        '-I FORWARD 1 -j FTPPROXY-FWD',
+        '-N FTPPROXY-IN',
+        '-I INPUT 1 -j FTPPROXY-IN',
+        '-N FTPPI-0000000b',
+        'COMMIT',
+        '',
+      ].join('\n'),
+    );
+  });
+
+  it('removes a jump two concurrent repairs duplicated', () => {
+    const twice = whole.replace('-A FORWARD -j FTPPROXY-FWD\n', '-A FORWARD -j FTPPROXY-FWD\n-A FORWARD -j FTPPROXY-FWD\n-A FORWARD -j FTPPROXY-FWD\n');
+    expect(parentRepairScript(twice, false, '0000000a')).toBe('*filter\n-D FORWARD -j FTPPROXY-FWD\n-D FORWARD -j FTPPROXY-FWD\nCOMMIT\n');
   });
 });

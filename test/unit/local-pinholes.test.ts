@@ -12,7 +12,7 @@ import { pfLocalRule } from '../../src/firewall/pf.js';
 import { checkPfRule } from '../helpers/pf-grammar.js';
 
 const plain: RuleOptions = { log: 0, timeout: 30 };
-const owner = { pid: 4242, session: 7 };
+const owner = { instance: '4a3b2c1d', session: 7 };
 const NOW = new Date('2026-11-21T12:00:00Z');
 
 // Forward lab: C=192.168.1.10 dialled OS=198.51.100.21; the proxy is 192.168.1.1 towards C and
@@ -30,11 +30,11 @@ const golden = (dir: string, name: string, actual: string): void => {
 
 describe('nftables', () => {
   it('matches local.nft: once and dnat elements, no snat', () => {
-    const text = [...nftAdd(PINS, '4242.7', 'pinhole', 30), ...nftRemove(PINS, 'pinhole')].join('\n') + '\n';
+    const text = [...nftAdd(PINS, '4a3b2c1d.7', 'pinhole', 30), ...nftRemove(PINS, 'pinhole')].join('\n') + '\n';
     golden('nftables', 'local.nft', text);
     expect(text).not.toMatch(/snat/);
-    expect(nftAdd(PINS, '4242.7', 'pinhole', 30)).toContain(
-      'create element inet ftp-proxy dnat4 { 192.168.1.10 . 198.51.100.21 . 61000 timeout 30s comment "4242.7" : 192.168.1.1 . 40000 }',
+    expect(nftAdd(PINS, '4a3b2c1d.7', 'pinhole', 30)).toContain(
+      'create element inet ftp-proxy dnat4 { 192.168.1.10 . 198.51.100.21 . 61000 timeout 30s comment "4a3b2c1d.7" : 192.168.1.1 . 40000 }',
     );
   });
 });
@@ -48,8 +48,8 @@ describe('iptables', () => {
     expect(rules.FWD).toEqual([]);
     expect(rules.PRE).toHaveLength(2);
     expect(rules.IN).toEqual([
-      '-s 192.168.1.10/32 -d 192.168.1.1/32 -p tcp -m tcp --dport 40000 -m conntrack --ctstate DNAT --ctorigdst 198.51.100.21 --ctorigdstport 61000 -m comment --comment "ftp-proxy 4242.7" -j ACCEPT',
-      '-s 198.51.100.21/32 -d 198.51.100.1/32 -p tcp -m tcp --dport 40001 -m conntrack --ctstate DNAT --ctorigdst 198.51.100.1 --ctorigdstport 61001 -m comment --comment "ftp-proxy 4242.7" -j ACCEPT',
+      '-s 192.168.1.10/32 -d 192.168.1.1/32 -p tcp -m tcp --dport 40000 -m conntrack --ctstate DNAT --ctorigdst 198.51.100.21 --ctorigdstport 61000 -m comment --comment "ftp-proxy 4a3b2c1d.7" -j ACCEPT',
+      '-s 198.51.100.21/32 -d 198.51.100.1/32 -p tcp -m tcp --dport 40001 -m conntrack --ctstate DNAT --ctorigdst 198.51.100.1 --ctorigdstport 61001 -m comment --comment "ftp-proxy 4a3b2c1d.7" -j ACCEPT',
     ]);
     for (const r of rules.PRE) expect(r).toMatch(/-m recent ! --rcheck .* -m recent --set .* -j DNAT --to-destination /);
   });
@@ -61,11 +61,11 @@ describe('iptables', () => {
   });
 
   it('the I chains exist only for sets that hold local pinholes, and their removal unlinks them', () => {
-    expect(iptAdd(owner, 'A', rules, false)).toMatch(/^:FTPP-4242-7-IA - \[0:0\]$/m);
-    expect(iptAdd(owner, 'A', rules, false)).toMatch(/^-A FTPPROXY-IN -j FTPP-4242-7-IA$/m);
+    expect(iptAdd(owner, 'A', rules, false)).toMatch(/^:FTPP-4a3b2c1d-7-IA - \[0:0\]$/m);
+    expect(iptAdd(owner, 'A', rules, false)).toMatch(/^-A FTPPROXY-IN -j FTPP-4a3b2c1d-7-IA$/m);
     const plainRules = pinholeRules([], plain, owner, 13, NOW);
     expect(iptAdd(owner, 'A', plainRules, false)).not.toMatch(/-IA/);
-    expect(iptRemove(owner, 'A', false, true)).toMatch(/^-D FTPPROXY-IN -j FTPP-4242-7-IA\n(.*\n)*-X FTPP-4242-7-IA$/m);
+    expect(iptRemove(owner, 'A', false, true)).toMatch(/^-D FTPPROXY-IN -j FTPP-4a3b2c1d-7-IA\n(.*\n)*-X FTPP-4a3b2c1d-7-IA$/m);
     expect(iptRemove(owner, 'A', false)).not.toMatch(/-IA/);
   });
 });
@@ -93,7 +93,7 @@ describe('fake', () => {
   it('holds both local pinholes as one replacement and drops them on clear', async () => {
     const fw = new FakeFirewall();
     await fw.replace(owner, PINS);
-    expect(fw.live.get('4242.7')).toEqual(PINS);
+    expect(fw.live.get('4a3b2c1d.7')).toEqual(PINS);
     await fw.clear(owner);
     expect(fw.live.size).toBe(0);
   });

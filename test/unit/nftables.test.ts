@@ -6,10 +6,12 @@ import { activePinhole, parseMark, parseTcClass, passivePinhole, PinholeConflict
 import { FirewallError } from '../../src/firewall/backend.js';
 import type { NftRunner } from '../../src/firewall/nft-runner.js';
 import { cleanNftError } from '../../src/firewall/nft-runner.js';
+import { fixedInstance, ID } from '../helpers/instance.js';
 import {
   addScript,
   NftablesBackend,
   type NftJson,
+  instanceIds,
   ownedElements,
   removeScript,
   tableScript,
@@ -45,7 +47,7 @@ describe('scripts', () => {
       activePinhole(ends, 40123, 55556, true),
       passivePinhole(v6, 50000, 61000),
     ];
-    golden('elements.nft', [...addScript(pins, '4242.7', 'pinhole', 30), ...removeScript(pins, 'pinhole')].join('\n') + '\n');
+    golden('elements.nft', [...addScript(pins, '4a3b2c1d.7', 'pinhole', 30), ...removeScript(pins, 'pinhole')].join('\n') + '\n');
   });
 
   it('keys the DNAT on what the SYN carries and the SNAT on the tuple after DNAT plus the original destination', () => {
@@ -151,17 +153,17 @@ class RecordingRunner implements NftRunner {
   }
 }
 
-function backend(runner: RecordingRunner, alive: (pid: number) => boolean = () => true, warn: string[] = []) {
-  return new NftablesBackend({ rules: plain, runner, pid: 4242, isAlive: alive, warn: (m) => warn.push(m) });
+function backend(runner: RecordingRunner, alive: (id: string) => boolean = () => true, warn: string[] = []) {
+  return new NftablesBackend({ rules: plain, runner, instance: fixedInstance(), isAlive: async (id) => alive(id), warn: (m) => warn.push(m) });
 }
 
-const owner = { pid: 4242, session: 7 };
+const owner = { instance: '4a3b2c1d', session: 7 };
 
 describe('NftablesBackend', () => {
   it('init applies the table script', async () => {
     const r = new RecordingRunner();
     await backend(r).init();
-    expect(r.scripts[0]).toBe(tableScript(plain, null) + 'add element inet ftp-proxy instances { 4242 }\n');
+    expect(r.scripts[0]).toBe(tableScript(plain, null) + `add element inet ftp-proxy instances { 0x${ID} }\n`);
   });
 
   it('replace removes the previous negotiation and creates the new one in one transaction', async () => {
@@ -172,7 +174,7 @@ describe('NftablesBackend', () => {
     expect(r.scripts).toHaveLength(2);
     const second = r.scripts[1]!.trim().split('\n');
     expect(second.slice(0, 6)).toEqual(removeScript([passivePinhole(ends, 50000, 61000)], 'pinhole'));
-    expect(second.slice(6)).toEqual(addScript([activePinhole(ends, 40123, 55555, false)], '4242.7', 'pinhole', 30));
+    expect(second.slice(6)).toEqual(addScript([activePinhole(ends, 40123, 55555, false)], '4a3b2c1d.7', 'pinhole', 30));
     await b.clear(owner);
     expect(r.scripts[2]!.trim().split('\n')).toEqual(removeScript([activePinhole(ends, 40123, 55555, false)], 'pinhole'));
     await b.clear(owner); // nothing left: no transaction
@@ -204,6 +206,30 @@ describe('NftablesBackend', () => {
     expect(last).toContain('61001');
   });
 
+  it('repairs a damaged table without sweeping: the elements of our other live sessions survive', async () => {
+    // Before: the repair re-ran init(), whose sweep deleted every element of our own pid.
+    const r = new RecordingRunner();
+    const warn: string[] = [];
+    const b = backend(r, () => false, warn); // even were every other instance dead, a repair sweeps nothing
+    await b.replace({ instance: ID, session: 8 }, [passivePinhole(ends, 50000, 62000)]);
+    r.listing = {
+      nftables: [
+        { set: { name: 'once4', elem: [{ elem: { val: { concat: ['192.168.1.10', '198.51.100.21', 62000] }, comment: `${ID}.8` } }] } },
+        { set: { name: 'once4', elem: [{ elem: { val: { concat: ['192.168.1.10', '198.51.100.21', 62001] }, comment: '0000000a.1' } }] } },
+      ],
+    };
+    const before = r.scripts.length;
+    // an admin deleted one of our maps: ENOENT for this negotiation, twice at once (one repair for both)
+    r.failNext.push({ match: /61000/, message: 'Could not process rule: No such file or directory' });
+    r.failNext.push({ match: /61001/, message: 'Could not process rule: No such file or directory' });
+    await Promise.all([b.replace(owner, [passivePinhole(ends, 50000, 61000)]), b.replace({ instance: ID, session: 9 }, [passivePinhole(ends, 50000, 61001)])]);
+    const after = r.scripts.slice(before);
+    expect(after.filter((x) => x.startsWith(tableScript(plain, null)))).toHaveLength(1);
+    expect(after.join('')).not.toMatch(/delete element/);
+    expect(after.filter((x) => x.startsWith('create element'))).toHaveLength(2);
+    expect(warn.filter((w) => /missing or damaged/.test(w))).toHaveLength(1);
+  });
+
   it('passes other failures on as they are', async () => {
     const r = new RecordingRunner();
     r.failNext.push({ match: /create/, message: 'Could not process rule: Operation not permitted' });
@@ -218,70 +244,80 @@ describe('NftablesBackend', () => {
     ],
   });
 
-  it('reads the owners of elements from a JSON listing', () => {
-    expect(ownedElements(listing(['100.1', 'junk', '200.3']))).toEqual([
-      { object: 'dnat4', key: '10.0.0.1 . 10.0.0.2 . 50000', pid: 100, session: 1 },
-      { object: 'dnat4', key: '10.0.0.1 . 10.0.0.2 . 50002', pid: 200, session: 3 },
-      { object: 'once4', key: '10.0.0.1 . 10.0.0.2 . 50000', pid: 100, session: 1 },
-      { object: 'once4', key: '10.0.0.1 . 10.0.0.2 . 50002', pid: 200, session: 3 },
+  const A = '0000000a';
+  const B = '0000000b';
+  const C = '0000000c';
+
+  it('reads the owners of elements from a JSON listing (an earlier version\'s <pid>.<session> is nobody\'s)', () => {
+    expect(ownedElements(listing([`${A}.1`, 'junk', `${B}.3`, '4242.7']))).toEqual([
+      { object: 'dnat4', key: '10.0.0.1 . 10.0.0.2 . 50000', instance: A, session: 1 },
+      { object: 'dnat4', key: '10.0.0.1 . 10.0.0.2 . 50002', instance: B, session: 3 },
+      { object: 'once4', key: '10.0.0.1 . 10.0.0.2 . 50000', instance: A, session: 1 },
+      { object: 'once4', key: '10.0.0.1 . 10.0.0.2 . 50002', instance: B, session: 3 },
     ]);
   });
 
-  it('sweeps at start what dead instances (and an earlier process with our pid) left, not the living', async () => {
+  it('reads the instances set: marks as nft lists them (numbers) become 8-digit ids', () => {
+    expect(instanceIds({ nftables: [{ set: { name: 'instances', elem: [0x4a3b2c1d, 10, '0xff'] } }] })).toEqual([ID, A, '000000ff']);
+  });
+
+  it('sweeps at start only what instances proven dead left; never a live one, never its own id', async () => {
     const r = new RecordingRunner();
-    r.listing = listing(['100.1', '200.2', '4242.9']);
+    r.listing = listing([`${A}.1`, `${B}.2`, `${C}.3`, `${ID}.9`]);
     const warn: string[] = [];
-    await backend(r, (pid) => pid === 200, warn).init();
+    const asked: string[] = [];
+    await backend(
+      r,
+      (id) => {
+        asked.push(id);
+        return id === B;
+      },
+      warn,
+    ).init();
+    expect(asked.sort()).toEqual([A, B, C]); // our own id is never put to the test
     const sweep = r.scripts[1]!;
     expect(sweep).toContain('delete element inet ftp-proxy dnat4 { 10.0.0.1 . 10.0.0.2 . 50000 }');
     expect(sweep).toContain('delete element inet ftp-proxy once4 { 10.0.0.1 . 10.0.0.2 . 50002 }');
     expect(sweep).not.toContain('50001');
+    expect(sweep).not.toContain('50003');
     expect(warn.at(-1)).toMatch(/removed 4 stale element\(s\) left by 2 dead instance\(s\)/);
   });
 
-  it('close drops the table when no other live instance has elements, and keeps it otherwise', async () => {
+  it('two instances with the same pid (two PID namespaces) do not sweep each other: only the id counts', async () => {
+    // Before: the owner was "<pid>.<session>" and the sweep removed every element with its own pid.
+    const r = new RecordingRunner();
+    r.listing = listing([`${A}.1`]); // another instance, also pid 1 in its namespace, alive
+    await backend(r, (id) => id === A).init();
+    expect(r.scripts.join('')).not.toMatch(/delete element/);
+  });
+
+  it('close drops the table only when the instances set is empty (after forgetting the proven dead)', async () => {
     const r = new RecordingRunner();
     await backend(r).close();
     expect(r.scripts.at(-1)).toBe('delete table inet ftp-proxy\n');
     expect(r.closed).toBe(true);
     const r2 = new RecordingRunner();
-    r2.listing = listing(['300.1']);
-    await backend(r2, () => true).close();
+    r2.listing = { nftables: [{ set: { name: 'instances', elem: [0x4a3b2c1d, 0xb] } }] };
+    await backend(r2, (id) => id === B).close();
+    expect(r2.scripts).toContain(`add element inet ftp-proxy instances { 0x${ID} }\ndelete element inet ftp-proxy instances { 0x${ID} }\n`);
     expect(r2.scripts).not.toContain('delete table inet ftp-proxy\n');
+    const r3 = new RecordingRunner();
+    r3.listing = { nftables: [{ set: { name: 'instances', elem: [0x4a3b2c1d, 0xb] } }] };
+    await backend(r3, () => false).close(); // B is gone: this was the last one
+    expect(r3.scripts).toContain(`delete element inet ftp-proxy instances { 0x${B} }\n`);
+    expect(r3.scripts).toContain('delete table inet ftp-proxy\n');
   });
 
-  it('close keeps the table for another running instance that has no pinhole at the moment', async () => {
+  it('start-up forgets instances that died, and claims and releases its own identity', async () => {
     const r = new RecordingRunner();
-    r.listing = { nftables: [{ set: { name: 'instances', elem: [4242, 5151] } }] };
-    await backend(r, (pid) => pid === 5151).close();
-    expect(r.scripts).toContain('add element inet ftp-proxy instances { 4242 }\ndelete element inet ftp-proxy instances { 4242 }\n');
-    expect(r.scripts).not.toContain('delete table inet ftp-proxy\n');
-    const r2 = new RecordingRunner();
-    r2.listing = { nftables: [{ set: { name: 'instances', elem: [4242, 5151] } }] };
-    await backend(r2, () => false).close(); // 5151 is gone: this was the last one
-    expect(r2.scripts).toContain('delete table inet ftp-proxy\n');
-  });
-
-  it('start-up forgets instances that died', async () => {
-    const r = new RecordingRunner();
-    r.listing = { nftables: [{ set: { name: 'instances', elem: [100, 5151] } }] };
-    await backend(r, (pid) => pid === 5151).init();
-    expect(r.scripts).toContain('delete element inet ftp-proxy instances { 100 }\n');
+    const instance = fixedInstance();
+    r.listing = { nftables: [{ set: { name: 'instances', elem: [0xa, 0xb] } }] };
+    const b = new NftablesBackend({ rules: plain, runner: r, instance, isAlive: async (id) => id === B });
+    await b.init();
+    expect(instance.claimed).toBe(1);
+    expect(r.scripts).toContain(`delete element inet ftp-proxy instances { 0x${A} }\n`);
+    await b.close();
+    expect(instance.released).toBe(1);
   });
 });
 
-describe('processAlive', () => {
-  it('a zombie is dead, another program on a reused pid is not ours, a running ftp-proxy is alive', async () => {
-    const { processAlive } = await import('../../src/firewall/backend.js');
-    const proc = (state: string, cmdline: string[]) => (p: string) =>
-      p.endsWith('/stat') ? `${process.pid} (node) ${state} 1 2 3` : `${cmdline.join('\0')}\0`;
-    const me = process.pid; // surely alive for kill(2)
-    expect(processAlive(me, proc('S', ['/usr/bin/node', '/opt/app/dist/cli.js', '-d']))).toBe(true);
-    expect(processAlive(me, proc('S', ['/usr/bin/node', '/usr/lib/node_modules/ftp-proxy/dist/cli.js']))).toBe(true);
-    expect(processAlive(me, proc('S', ['node', 'dist/cli.js', '-d', '-D6']))).toBe(true);
-    expect(processAlive(me, proc('S', ['node', './dist/cli.js']))).toBe(true);
-    expect(processAlive(me, proc('Z', ['/usr/bin/node', '/opt/app/dist/cli.js']))).toBe(false);
-    expect(processAlive(me, proc('S', ['/usr/sbin/sshd', '-D']))).toBe(false);
-    expect(processAlive(2 ** 22 + 1)).toBe(false); // above pid_max: no such process
-  });
-});

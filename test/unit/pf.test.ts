@@ -10,6 +10,7 @@ import { activePinhole, passivePinhole, PinholeConflict, type RuleOptions, type 
 import { PfBackend, pfRules } from '../../src/firewall/pf.js';
 import { readdirSync } from 'node:fs';
 import { checkPfConf, checkPfRule } from '../helpers/pf-grammar.js';
+import { fixedInstance } from '../helpers/instance.js';
 
 // Spec section 3's example values: C=192.168.1.10, OS=S=198.51.100.21, P=203.0.113.5.
 const fwd: SessionEnds = { family: 4, client: '192.168.1.10', originalServer: '198.51.100.21', server: '198.51.100.21', proxy: '203.0.113.5' };
@@ -158,9 +159,9 @@ describe('pf session lifecycle through a fake pfctl', () => {
     for (const f of ['info', 'rules', 'anchors', 'fail']) rmSync(join(dir, f), { force: true });
   });
 
-  const owner = { pid: 4242, session: 7 };
-  const backend = (warn: string[] = [], alive: (pid: number) => boolean = () => true) =>
-    new PfBackend({ rules: plain, pid: 4242, isAlive: alive, warn: (m) => warn.push(m) });
+  const owner = { instance: '4a3b2c1d', session: 7 };
+  const backend = (warn: string[] = [], alive: (id: string) => boolean = () => true) =>
+    new PfBackend({ rules: plain, instance: fixedInstance(), isAlive: async (id) => alive(id), warn: (m) => warn.push(m) });
 
   it('replace loads the anchor with exactly the two rules; the next negotiation replaces them; the end loads it empty', async () => {
     const b = backend();
@@ -171,22 +172,23 @@ describe('pf session lifecycle through a fake pfctl', () => {
     await b.clear(owner);
     await b.clear(owner);
     expect(calls()).toEqual([
-      { args: ['-a', 'ftp-proxy/4242.7', '-f', '-'], input: pfRules(p1, plain).join('\n') + '\n' },
-      { args: ['-a', 'ftp-proxy/4242.7', '-f', '-'], input: pfRules(p2, plain).join('\n') + '\n' },
-      { args: ['-a', 'ftp-proxy/4242.7', '-f', '-'], input: '' },
+      { args: ['-a', 'ftp-proxy/4a3b2c1d.7', '-f', '-'], input: pfRules(p1, plain).join('\n') + '\n' },
+      { args: ['-a', 'ftp-proxy/4a3b2c1d.7', '-f', '-'], input: pfRules(p2, plain).join('\n') + '\n' },
+      { args: ['-a', 'ftp-proxy/4a3b2c1d.7', '-f', '-'], input: '' },
     ]);
   });
 
-  it('init checks pf is enabled and the anchor is in pf.conf, then empties the anchors of dead instances', async () => {
-    writeFileSync(join(dir, 'anchors'), '  ftp-proxy/100.1\n  ftp-proxy/200.3\n  ftp-proxy/4242.9\n  ftp-proxy/junk\n');
+  it('init checks pf is enabled and the anchor is in pf.conf, then empties the anchors of instances proven dead', async () => {
+    writeFileSync(join(dir, 'anchors'), '  ftp-proxy/0000000a.1\n  ftp-proxy/0000000b.3\n  ftp-proxy/4a3b2c1d.9\n  ftp-proxy/0000000c.4\n  ftp-proxy/junk\n');
     const warn: string[] = [];
-    await backend(warn, (pid) => pid === 200).init();
+    await backend(warn, (id) => id === '0000000b').init();
+    // our own id's anchor is never swept (it is live: ours)
     expect(calls().map((c) => c.args.join(' '))).toEqual([
       '-s info',
       '-s rules',
       '-a ftp-proxy -s Anchors',
-      '-a ftp-proxy/100.1 -f -',
-      '-a ftp-proxy/4242.9 -f -',
+      '-a ftp-proxy/0000000a.1 -f -',
+      '-a ftp-proxy/0000000c.4 -f -',
     ]);
     expect(calls().slice(3).every((c) => c.input === '')).toBe(true);
     expect(warn).toEqual(['pf: emptied 2 stale anchor(s) left by dead instances']);
@@ -203,32 +205,32 @@ describe('pf session lifecycle through a fake pfctl', () => {
   });
 
   it('a pfctl failure reaches the caller with pfctl\'s message', async () => {
-    writeFileSync(join(dir, 'fail'), 'ftp-proxy/4242');
+    writeFileSync(join(dir, 'fail'), 'ftp-proxy/4a3b2c1d');
     await expect(backend().replace(owner, [passivePinhole(fwd, 50000, 61000)])).rejects.toThrow(
-      /pfctl -a ftp-proxy\/4242\.7 -f -: pfctl: DIOCADDRULE: Operation not permitted/,
+      /pfctl -a ftp-proxy\/4a3b2c1d\.7 -f -: pfctl: DIOCADDRULE: Operation not permitted/,
     );
   });
 
   it('a proxy port drawn by two sessions of one client is refused (PinholeConflict), and free again after clear', async () => {
     const b = backend();
-    await b.replace({ pid: 4242, session: 1 }, [passivePinhole(fwd, 50000, 61000)]);
+    await b.replace({ instance: '4a3b2c1d', session: 1 }, [passivePinhole(fwd, 50000, 61000)]);
     // pf would load both anchors' identical rdr rules, and the first would take the second's connection
-    await expect(b.replace({ pid: 4242, session: 2 }, [passivePinhole(fwd, 50000, 61000)])).rejects.toBeInstanceOf(PinholeConflict);
-    await b.replace({ pid: 4242, session: 2 }, [passivePinhole(fwd, 50000, 61001)]);
-    await b.replace({ pid: 4242, session: 1 }, [passivePinhole(fwd, 50000, 61000)]); // its own key again: fine
-    await b.clear({ pid: 4242, session: 1 });
-    await b.replace({ pid: 4242, session: 3 }, [passivePinhole(fwd, 50000, 61000)]);
+    await expect(b.replace({ instance: '4a3b2c1d', session: 2 }, [passivePinhole(fwd, 50000, 61000)])).rejects.toBeInstanceOf(PinholeConflict);
+    await b.replace({ instance: '4a3b2c1d', session: 2 }, [passivePinhole(fwd, 50000, 61001)]);
+    await b.replace({ instance: '4a3b2c1d', session: 1 }, [passivePinhole(fwd, 50000, 61000)]); // its own key again: fine
+    await b.clear({ instance: '4a3b2c1d', session: 1 });
+    await b.replace({ instance: '4a3b2c1d', session: 3 }, [passivePinhole(fwd, 50000, 61000)]);
   });
 
   it('close empties every anchor it still holds', async () => {
     const b = backend();
-    await b.replace({ pid: 4242, session: 1 }, [passivePinhole(fwd, 50000, 61000)]);
-    await b.replace({ pid: 4242, session: 2 }, [passivePinhole(fwd, 50001, 61001)]);
+    await b.replace({ instance: '4a3b2c1d', session: 1 }, [passivePinhole(fwd, 50000, 61000)]);
+    await b.replace({ instance: '4a3b2c1d', session: 2 }, [passivePinhole(fwd, 50001, 61001)]);
     writeFileSync(log, '');
     await b.close();
     expect(calls()).toEqual([
-      { args: ['-a', 'ftp-proxy/4242.1', '-f', '-'], input: '' },
-      { args: ['-a', 'ftp-proxy/4242.2', '-f', '-'], input: '' },
+      { args: ['-a', 'ftp-proxy/4a3b2c1d.1', '-f', '-'], input: '' },
+      { args: ['-a', 'ftp-proxy/4a3b2c1d.2', '-f', '-'], input: '' },
     ]);
   });
 });

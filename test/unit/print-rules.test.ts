@@ -2,7 +2,7 @@
 // pfctl (the same functions make both), with example addresses; the pf text passes the pf.conf grammar.
 import { describe, expect, it } from 'vitest';
 import { type Config, parseCommandLine } from '../../src/config.js';
-import { ruleOptions } from '../../src/firewall/choose.js';
+import { ruleOptions } from '../../src/choose-backend.js';
 import * as ipt from '../../src/firewall/iptables.js';
 import * as nft from '../../src/firewall/nftables.js';
 import { pfLocalRule, pfRules } from '../../src/firewall/pf.js';
@@ -42,18 +42,18 @@ describe('nftables', () => {
     const perPacket = nft.needsPerPacket(o) ? { label: 127, present: false } : null;
     expect(statements(text)).toEqual([
       ...statements(nft.tableScript(o, perPacket)),
-      ...nft.addScript([passive], '4242.1', chain, o.timeout),
+      ...nft.addScript([passive], '4a3b2c1d.1', chain, o.timeout),
       ...nft.removeScript([passive], chain),
-      ...nft.addScript([active], '4242.1', chain, o.timeout),
+      ...nft.addScript([active], '4a3b2c1d.1', chain, o.timeout),
       ...nft.removeScript([active], chain),
     ]);
-    expect(text).toContain(`timeout ${o.timeout}s comment "4242.1"`);
+    expect(text).toContain(`timeout ${o.timeout}s comment "4a3b2c1d.1"`);
     expect(text).toMatch(/^# ftp-proxy --print-rules: nftables, forward proxy .*Nothing was changed\.$/m);
   });
 
   it('-r: the active pinhole goes from port 20 (fromport map)', () => {
     const text = printRules(config(['-r']), 'nftables', ruleOptions(config(['-r'])));
-    expect(text).toMatch(/^create element inet ftp-proxy fromport4 \{ 198\.51\.100\.20 \. 192\.0\.2\.10 \. 40002 \. 203\.0\.113\.1 \. 50002 timeout 30s comment "4242\.1" : 198\.51\.100\.20 \. 20 \}$/m);
+    expect(text).toMatch(/^create element inet ftp-proxy fromport4 \{ 198\.51\.100\.20 \. 192\.0\.2\.10 \. 40002 \. 203\.0\.113\.1 \. 50002 timeout 30s comment "4a3b2c1d\.1" : 198\.51\.100\.20 \. 20 \}$/m);
     expect(text).toContain('"PORT 192,0,2,10,156,66"');
   });
 });
@@ -86,7 +86,7 @@ describe('pf', () => {
     const rules = statements(text);
     expect(rules).toEqual([...pfRules(passivePinhole(e, 40001, 50001), o), ...pfRules(activePinhole(e, 40002, 50002, c.port20 && !c.ipv6), o)]);
     for (const r of rules) expect(checkPfRule(r)).toEqual({ ok: true });
-    expect(text).toContain('# pfctl -a ftp-proxy/4242.1 -f -');
+    expect(text).toContain('# pfctl -a ftp-proxy/4a3b2c1d.1 -f -');
   });
 });
 
@@ -102,9 +102,9 @@ describe('with a policy data_mode', () => {
     const chain = nft.variantChain(o);
     expect(text).toMatch(/^# ftp-proxy --print-rules: nftables, .*, data_mode active\. Nothing was changed\.$/m);
     expect(statements(text).slice(statements(nft.tableScript(o, null)).length)).toEqual([
-      ...nft.addScript(locals, '4242.1', chain, o.timeout),
+      ...nft.addScript(locals, '4a3b2c1d.1', chain, o.timeout),
       ...nft.removeScript(locals, chain),
-      ...nft.addScript([active], '4242.1', chain, o.timeout),
+      ...nft.addScript([active], '4a3b2c1d.1', chain, o.timeout),
       ...nft.removeScript([active], chain),
     ]);
     expect(text).toContain('#   192.0.2.10 -> 198.51.100.20:50001 => 192.0.2.1:41001 from 192.0.2.10 (to the proxy itself, source kept)');
@@ -119,7 +119,7 @@ describe('with a policy data_mode', () => {
   it('active, iptables: the local chain set includes the INPUT accept (FTPPROXY-IN)', () => {
     const text = printRules(c, 'iptables', o, NOW, 'active');
     expect(text).toMatch(/^#   \*filter {2}:FTPPROXY-IN {2}-I INPUT 1 -j FTPPROXY-IN$/m);
-    expect(text).toMatch(/^-A FTPPROXY-IN -j FTPP-4242-1-IA$/m);
+    expect(text).toMatch(/^-A FTPPROXY-IN -j FTPP-4a3b2c1d-1-IA$/m);
   });
 
   it('passive: a client PORT installs nothing (the proxy connects out to both); the PASV is the usual pinhole', () => {
@@ -127,6 +127,6 @@ describe('with a policy data_mode', () => {
     expect(text).toMatch(/^# Active, forced passive towards the server \(data_mode passive\): .* no pinhole, nothing in the firewall\.$/m);
     const chain = nft.variantChain(o);
     const passive = passivePinhole(e, 40001, 50001);
-    expect(statements(text).slice(statements(nft.tableScript(o, null)).length)).toEqual([...nft.addScript([passive], '4242.1', chain, o.timeout), ...nft.removeScript([passive], chain)]);
+    expect(statements(text).slice(statements(nft.tableScript(o, null)).length)).toEqual([...nft.addScript([passive], '4a3b2c1d.1', chain, o.timeout), ...nft.removeScript([passive], chain)]);
   });
 });

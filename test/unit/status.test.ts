@@ -3,7 +3,8 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import type { NftJson } from '../../src/firewall/nftables.js';
-import { formatStatus, iptablesStatus, nftStatus, readStatus } from '../../src/status.js';
+import { Instance } from '../../src/firewall/instance.js';
+import { formatStatus, instancePid, iptablesStatus, nftStatus, readStatus, unixSocketInode } from '../../src/status.js';
 import { parseProcTcp, procAddress } from '../../src/net/sockets.js';
 
 const fixture = (name: string): string => readFileSync(new URL(`../fixtures/status/${name}`, import.meta.url), 'utf8');
@@ -11,12 +12,12 @@ const NFT = JSON.parse(fixture('nft-list.json')) as NftJson;
 const SAVE = fixture('iptables-save.txt');
 
 describe('nftStatus', () => {
-  const st = nftStatus(NFT, (pid) => pid === 4242);
+  const st = nftStatus(NFT, (id) => id === '4a3b2c1d');
 
   it('groups the elements by owner and joins dnat and snat maps into pinholes', () => {
     expect(st.present).toBe(true);
-    expect(st.instances).toEqual([{ pid: 4242, running: true, sockets: [] }]);
-    expect(st.sessions.map((s) => `${s.pid}.${s.session}`)).toEqual(['4242.1', '4242.2']);
+    expect(st.instances).toEqual([{ id: '4a3b2c1d', pid: null, running: true, sockets: [] }]);
+    expect(st.sessions.map((s) => `${s.instance}.${s.session}`)).toEqual(['4a3b2c1d.1', '4a3b2c1d.2']);
     const [v4, v6] = st.sessions;
     expect(v4!.pinholes).toEqual(
       expect.arrayContaining([
@@ -50,7 +51,7 @@ describe('nftStatus', () => {
   });
 
   it('an owner whose process is gone shows as not running', () => {
-    expect(nftStatus(NFT, () => false).instances).toEqual([{ pid: 4242, running: false, sockets: [] }]);
+    expect(nftStatus(NFT, () => false).instances).toEqual([{ id: '4a3b2c1d', pid: null, running: false, sockets: [] }]);
   });
 });
 
@@ -60,10 +61,10 @@ describe('iptablesStatus', () => {
   it('reads DNAT and SNAT rules of the session chains; xt_recent says used or waiting; --datestop the expiry', () => {
     const st = iptablesStatus([SAVE, ''], (list) => list.endsWith('-1'), now, () => true);
     expect(st.present).toBe(true);
-    expect(st.instances).toEqual([{ pid: 4242, running: true, sockets: [] }]);
+    expect(st.instances).toEqual([{ id: '4a3b2c1d', pid: null, running: true, sockets: [] }]);
     expect(st.sessions).toEqual([
       {
-        pid: 4242,
+        instance: '4a3b2c1d',
         session: 1,
         pinholes: [
           { from: '192.0.2.10', to: '198.51.100.20', toPort: 50001, rdrTo: '198.51.100.20', rdrPort: 40001, natFrom: '203.0.113.1', state: 'used', expires: 30 },
@@ -81,9 +82,9 @@ describe('iptablesStatus', () => {
   it('IPv6 rules: addresses in brackets are read', () => {
     const v6 = [
       ':FTPPROXY-PRE - [0:0]',
-      ':FTPP-7-3-DA - [0:0]',
-      '-A FTPP-7-3-DA -s 2001:db8:1::10/128 -d 2001:db8:3::20/128 -p tcp -m tcp --dport 50001 --tcp-flags SYN,ACK SYN -m time --datestop 2026-11-21T19:58:19 -m recent ! --rcheck --name ftpp-7.3-9 --rsource -j DNAT --to-destination [2001:db8:3::20]:40001',
-      '-A FTPP-7-3-SA -s 2001:db8:1::10/128 -d 2001:db8:3::20/128 -p tcp -m tcp --dport 40001 -j SNAT --to-source 2001:db8:2::1',
+      ':FTPP-00000007-3-DA - [0:0]',
+      '-A FTPP-00000007-3-DA -s 2001:db8:1::10/128 -d 2001:db8:3::20/128 -p tcp -m tcp --dport 50001 --tcp-flags SYN,ACK SYN -m time --datestop 2026-11-21T19:58:19 -m recent ! --rcheck --name ftpp-00000007.3-9 --rsource -j DNAT --to-destination [2001:db8:3::20]:40001',
+      '-A FTPP-00000007-3-SA -s 2001:db8:1::10/128 -d 2001:db8:3::20/128 -p tcp -m tcp --dport 40001 -j SNAT --to-source 2001:db8:2::1',
       '',
     ].join('\n');
     const st = iptablesStatus(['', v6], () => false, now, () => false);
@@ -97,13 +98,13 @@ describe('iptablesStatus', () => {
       state: 'waiting',
       expires: 30,
     });
-    expect(st.instances).toEqual([{ pid: 7, running: false, sockets: [] }]);
+    expect(st.instances).toEqual([{ id: '00000007', pid: null, running: false, sockets: [] }]);
   });
 
   it('a DNAT without SNAT is a data_mode pinhole to the proxy itself: its source is kept', () => {
     const local = [
       ':FTPPROXY-PRE - [0:0]',
-      '-A FTPP-9-1-DA -s 192.0.2.10/32 -d 198.51.100.20/32 -p tcp -m tcp --dport 50001 --tcp-flags SYN,ACK SYN -m time --datestop 2026-11-21T19:58:19 -m recent ! --rcheck --name ftpp-9.1-1 --rsource -j DNAT --to-destination 203.0.113.1:41000',
+      '-A FTPP-00000009-1-DA -s 192.0.2.10/32 -d 198.51.100.20/32 -p tcp -m tcp --dport 50001 --tcp-flags SYN,ACK SYN -m time --datestop 2026-11-21T19:58:19 -m recent ! --rcheck --name ftpp-00000009.1-1 --rsource -j DNAT --to-destination 203.0.113.1:41000',
       '',
     ].join('\n');
     const st = iptablesStatus([local], () => false, now, () => true);
@@ -119,15 +120,16 @@ describe('iptablesStatus', () => {
 describe('formatStatus', () => {
   it('one line per instance, session and pinhole, like pfctl -sr', () => {
     const st = nftStatus(NFT, () => true);
+    st.instances[0]!.pid = 4242;
     st.instances[0]!.sockets = [
       { local: '127.0.0.1', localPort: 8021, remote: '0.0.0.0', remotePort: 0, state: 'listen' },
       { local: '127.0.0.1', localPort: 8021, remote: '192.0.2.10', remotePort: 40000, state: 'established' },
       { local: '203.0.113.1', localPort: 33000, remote: '198.51.100.20', remotePort: 21, state: 'established' },
     ];
     const text = formatStatus([st]);
-    expect(text).toMatch(/^nftables: table inet ftp-proxy\ninstance 4242: running, listening on 127\.0\.0\.1:8021, 2 control-channel TCP connections\n/);
+    expect(text).toMatch(/^nftables: table inet ftp-proxy\ninstance 4a3b2c1d \(pid 4242\): running, listening on 127\.0\.0\.1:8021, 2 control-channel TCP connections\n/);
     expect(text).toContain('  tcp 192.0.2.10:40000 <-> 127.0.0.1:8021\n');
-    expect(text).toContain('session 4242.1: 2 pinholes\n');
+    expect(text).toContain('session 4a3b2c1d.1: 2 pinholes\n');
     expect(text).toMatch(/^ {2}192\.0\.2\.10 -> 198\.51\.100\.20:50001 => 198\.51\.100\.20:40001 from 203\.0\.113\.1 {2}used \(its one connection came\), expires in \d+s$/m);
     expect(text).toMatch(/^ {2}198\.51\.100\.20 -> 203\.0\.113\.1:50002 => 192\.0\.2\.10:40002 from 198\.51\.100\.20:20 {2}waiting for its connection, expires in \d+s$/m);
     expect(text).toMatch(/^ {2}2001:db8:1::10 -> \[2001:db8:3::20\]:50001 => \[2001:db8:3::20\]:40001 from 2001:db8:2::1 {2}waiting/m);
@@ -135,13 +137,13 @@ describe('formatStatus', () => {
 
   it('says so when there is nothing, and names a dead instance', () => {
     expect(formatStatus([nftStatus(null, () => true)])).toBe('nftables: no table inet ftp-proxy: no ftp-proxy instance uses nftables\n');
-    expect(formatStatus([nftStatus(NFT, () => false)])).toMatch(/^instance 4242: gone \(the next ftp-proxy to start removes its objects\)$/m);
+    expect(formatStatus([nftStatus(NFT, () => false)])).toMatch(/^instance 4a3b2c1d: gone \(the next ftp-proxy to start removes its objects\)$/m);
     expect(formatStatus([{ backend: 'pf', present: true, instances: [], sessions: [], text: '' }])).toBe("pf: anchors ftp-proxy/* (pfctl -a 'ftp-proxy/*' -sr)\n  no pinholes\n");
   });
 });
 
 describe('readStatus', () => {
-  const readers = { nft: async () => NFT, iptablesSave: async () => [SAVE], recent: () => false, alive: () => true, sockets: () => [], pfctl: async () => 'anchor "ftp-proxy/1.2" all {\n}\n' };
+  const readers = { nft: async () => NFT, iptablesSave: async () => [SAVE], recent: () => false, alive: async () => true, pidOf: () => 4242, sockets: () => [], pfctl: async () => 'anchor "ftp-proxy/1.2" all {\n}\n' };
 
   it('auto on Linux reads nftables and iptables both; on OpenBSD pf only', async () => {
     expect((await readStatus('auto', readers, 'linux')).map((s) => s.backend)).toEqual(['nftables', 'iptables']);
@@ -156,6 +158,31 @@ describe('readStatus', () => {
     expect((await readStatus('auto', broken, 'linux')).map((s) => s.backend)).toEqual(['iptables']);
     const none = { ...broken, iptablesSave: async () => null };
     await expect(readStatus('auto', none, 'linux')).rejects.toThrow(/cannot read the firewall: nftables: Operation not permitted/);
+  });
+});
+
+describe('instancePid: the process holding an instance\'s abstract socket', () => {
+  it('finds the inode of @ftp-proxy/<id> in /proc/net/unix', () => {
+    const text = [
+      'Num       RefCount Protocol Flags    Type St Inode Path',
+      '0000000000000000: 00000002 00000000 00010000 0001 01 4710 @ftp-proxy/4a3b2c1d0',
+      '0000000000000000: 00000002 00000000 00010000 0001 01 4711 @ftp-proxy/4a3b2c1d@@@@@@@@',
+      '0000000000000000: 00000002 00000000 00010000 0001 01 4712 /run/other.sock',
+      '0000000000000000: 00000003 00000000 00000000 0001 03 4713',
+    ].join('\n');
+    expect(unixSocketInode(text, '\0ftp-proxy/4a3b2c1d')).toBe('4711');
+    expect(unixSocketInode(text, '\0ftp-proxy/0000000a')).toBeNull();
+  });
+
+  it('finds this very process by a name it holds', async () => {
+    const i = new Instance();
+    await i.claim();
+    try {
+      expect(instancePid(i.id)).toBe(process.pid);
+    } finally {
+      i.release();
+    }
+    expect(instancePid(i.id)).toBeNull();
   });
 });
 
