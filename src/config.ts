@@ -1,6 +1,7 @@
 // The command line: OpenBSD's flags, defaults, ranges, messages and exit status, plus our long options.
 // Pure: argv in, Config or (exit status, text) out; src/cli.ts does the printing and exiting.
 import yargs from 'yargs';
+import { completionScript, type Shell, SHELLS } from './completion.js';
 import { getopt, strtonum } from './getopt.js';
 import type { Level } from './levels.js';
 import type { LogFormat } from './log.js';
@@ -80,10 +81,19 @@ export type ParseOutcome = { config: Config } | Exit;
 export type CommandOutcome = ParseOutcome | { status: StatusCommand };
 
 export function parseArgv(argv: string[], version = '0.0.0'): CommandOutcome {
+  if (argv[0] === 'completion') return parseCompletion(argv.slice(1));
   return argv[0] === 'status' ? parseStatus(argv.slice(1)) : parseCommandLine(argv, version);
 }
 
 export const STATUS_USAGE = 'usage: ftp-proxy status [--backend auto|nftables|iptables|pf] [--json]\n';
+export const COMPLETION_USAGE = 'usage: ftp-proxy completion bash|zsh\n';
+
+/** `ftp-proxy completion bash|zsh`: the shell's completion script, from this file's option table. */
+export function parseCompletion(argv: string[]): Exit {
+  const shell = argv[0];
+  if (argv.length !== 1 || !(SHELLS as readonly string[]).includes(shell!)) return { exit: 1, stderr: COMPLETION_USAGE };
+  return { exit: 0, stdout: completionScript(shell as Shell, { optstring: OPTSTRING, longHelp: LONG_HELP, statusUsage: STATUS_USAGE, backends: BACKENDS }) };
+}
 
 /** Long options that take a value; everything else starting with "--" is a switch. */
 const LONG_WITH_VALUE = new Set(['backend', 'pidfile', 'log-format', 'pinhole-timeout', 'user']);
@@ -133,6 +143,9 @@ Commands:
                           tls_ca_key): DIR/ca.key (0600) and DIR/ca.crt to deploy
   ftp-proxy status [--backend NAME] [--json]
                           the live sessions and pinholes, read from the firewall
+  ftp-proxy completion bash|zsh
+                          a completion script for the shell (scripts/install.sh
+                          installs both)
 
 See ftp-proxy(8).
 `;
