@@ -2,7 +2,9 @@
 // between keys, the certificate and key files (each failure names the file and the reason), and the
 // refusal of every TLS mode until the TLS state machine exists (--check-config and start-up).
 import { generateKeyPairSync } from 'node:crypto';
+import { once } from 'node:events';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { type AddressInfo, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -272,6 +274,30 @@ describe('certificate and key files: --check-config names the file and the reaso
   it('a TLS mode with good files is still refused, naming the reason', () => {
     const r = check('tls_client accept\ntls_certificate "/a.crt"\ntls_key "/a.key"\n');
     expect(r).toEqual({ exit: 1, out: `tls.policy:1: tls_client: accept: ${REFUSED} (FTPS is refused, not run in plain text); use none, the default\nftp-proxy: tls.policy: 1 error(s), not started\n` });
+  });
+
+  it('SIGUSR1 refuses a policy that turned a TLS mode on; the previous one stays in force', async () => {
+    const file = join(dir, 'reload.policy');
+    writeFileSync(file, 'tls_client none\n');
+    const free = createServer().listen(0, '127.0.0.1');
+    await once(free, 'listening');
+    const port = (free.address() as AddressInfo).port;
+    free.close();
+    const out = parseCommandLine(['-d', '-b', '127.0.0.1', '-p', String(port), '-f', file]);
+    if (!('config' in out)) throw new Error(out.stderr);
+    const { log, lines } = memoryLog(7);
+    const daemon = new Daemon({ config: out.config, log, firewall: new FakeFirewall(), unprivileged: true });
+    try {
+      await daemon.start();
+      writeFileSync(file, 'tls_client require\ntls_certificate "/nope.crt"\ntls_key "/nope.key"\n');
+      expect(daemon.reloadPolicy()).toBe(false);
+      const text = lines.join('\n');
+      expect(text).toContain(`${file}:1: tls_client: require: ${REFUSED}`);
+      expect(text).toContain(`${file}:2: tls_certificate: /nope.crt: cannot read it (ENOENT)`);
+      expect(text).toContain('not reloaded, the previous one stays in force');
+    } finally {
+      await daemon.stop();
+    }
   });
 
   it('the daemon refuses to start with a TLS mode', async () => {
