@@ -161,7 +161,7 @@ export async function tinyFtpsServer(opts: {
     };
 
     // one command at a time, in order
-    let chain = Promise.resolve();
+    let chain: Promise<unknown> = Promise.resolve();
     const onData = (d: Buffer) => {
       buf += d.toString('latin1');
       let nl: number;
