@@ -1,12 +1,19 @@
 // The built command: `ftp-proxy ca create DIR` (files, modes, refusal to overwrite, what it prints), its
 // CA accepted by --check-config as tls_ca_certificate/tls_ca_key, and a TLS mode refused by
-// --check-config and at start-up (it fails on the policy, before the firewall is touched).
+// --check-config and at start-up (it fails on the policy, before the firewall is touched). And the
+// certificates minted from such a CA as the lab's clients will check them: curl (OpenSSL), lftp (GnuTLS)
+// and Python's ssl with VERIFY_X509_STRICT, on loopback.
 import { X509Certificate } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { AddressInfo } from 'node:net';
+import { createServer } from 'node:tls';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { subtle, x509 } from '../../src/tls/certs-x509.js';
+import { CertMinter } from '../../src/tls/certs.js';
+import { loadCa } from '../../src/tls/keys.js';
 import { CLI, requireLab } from './lab.js';
 
 let dir: string;
@@ -56,5 +63,46 @@ describe('ftp-proxy ca create', () => {
     const d = await run(['-d', '-b', '127.0.0.1', '-p', '0', '-f', tls]);
     expect(d.exitCode).toBe(1);
     expect(d.stderr).toContain(`${tls}:1: tls_client: accept: not implemented yet in this version`);
+  });
+});
+
+describe('minted certificates, as the clients of the FTPS tests check them', () => {
+  it('curl, lftp and strict Python accept a certificate minted for the server, by name and by address', async () => {
+    const ca = join(dir, 'ca3');
+    expect((await run(['ca', 'create', ca])).exitCode).toBe(0);
+    const caFile = join(ca, 'ca.crt');
+    // the "server's" own certificate, self-signed: the minted one mirrors it
+    const alg = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const;
+    const keys = await subtle.generateKey(alg, true, ['sign', 'verify']);
+    const server = await x509.X509CertificateGenerator.createSelfSigned({
+      name: 'CN=localhost, O=Lab',
+      keys,
+      signingAlgorithm: alg,
+      extensions: [new x509.SubjectAlternativeNameExtension([{ type: 'dns', value: 'localhost' }])],
+    });
+    const m = await new CertMinter(loadCa(caFile, join(ca, 'ca.key'))).mint({ serverCert: Buffer.from(server.rawData), sni: 'localhost', address: '127.0.0.1' });
+    const srv = createServer({ key: m.keyPem, cert: m.chainPem }, (s) => s.end('HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok'));
+    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+    const port = (srv.address() as AddressInfo).port;
+    try {
+      for (const host of ['localhost', '127.0.0.1']) {
+        const url = `https://${host}:${port}/`;
+        const curl = await execa('curl', ['-sS', '--cacert', caFile, url], { reject: false });
+        expect(`${host} curl: ${curl.stdout}${curl.stderr}`).toBe(`${host} curl: ok`);
+        const lftp = await execa('lftp', ['-c', `set ssl:ca-file ${caFile}; set ssl:verify-certificate yes; cat ${url}`], { reject: false, timeout: 20_000 });
+        expect(`${host} lftp: ${lftp.stdout}${lftp.stderr}`).toBe(`${host} lftp: ok`);
+        const py = await execa(
+          'python3',
+          ['-c', `import ssl,socket\nc=ssl.create_default_context(cafile='${caFile}')\nc.verify_flags|=ssl.VERIFY_X509_STRICT\ns=c.wrap_socket(socket.create_connection(('127.0.0.1',${port})),server_hostname='${host}')\nprint('ok')`],
+          { reject: false },
+        );
+        expect(`${host} python: ${py.stdout}${py.stderr}`).toBe(`${host} python: ok`);
+      }
+      // and a name the server's certificate does not carry is refused, as it would be directly
+      const wrong = await execa('curl', ['-sS', '--cacert', caFile, '--resolve', `other.example:${port}:127.0.0.1`, `https://other.example:${port}/`], { reject: false });
+      expect(wrong.exitCode).not.toBe(0);
+    } finally {
+      srv.close();
+    }
   });
 });
