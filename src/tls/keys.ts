@@ -2,7 +2,7 @@
 // tls_ca_key, tls_server_ca). Synchronous on purpose: they are read at start-up, by --check-config and
 // on SIGUSR1, never per session. Every failure names the file and the reason.
 import { createPrivateKey, createPublicKey, type KeyObject, X509Certificate } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readFileSync } from 'node:fs';
 
 /** A certificate or key file that cannot be used: `file: reason`. */
 export class TlsFileError extends Error {
@@ -18,10 +18,26 @@ export class TlsFileError extends Error {
 export type ReadFile = (file: string) => string;
 const readUtf8: ReadFile = (f) => readFileSync(f, 'utf8');
 
+/**
+ * A private key file that every user of the host may read (or write) is refused, as sshd refuses such
+ * host keys: mode 0600 or 0640 (a group such as ssl-cert), never o+r. The mode is the open file's.
+ */
+const readKeyFile: ReadFile = (f) => {
+  const fd = openSync(f, 'r');
+  try {
+    const mode = fstatSync(fd).mode & 0o777;
+    if (mode & 0o007) throw new TlsFileError(f, `the private key is open to every user (mode 0${mode.toString(8)}); chmod o-rwx ${f}`);
+    return readFileSync(fd, 'utf8');
+  } finally {
+    closeSync(fd);
+  }
+};
+
 function readText(file: string, read: ReadFile): string {
   try {
     return read(file);
   } catch (e) {
+    if (e instanceof TlsFileError) throw e;
     const err = e as NodeJS.ErrnoException;
     throw new TlsFileError(file, `cannot read it (${err.code ?? err.message})`);
   }
@@ -71,7 +87,7 @@ export interface KeyFile {
 }
 
 /** A PEM private key, unencrypted (a daemon has nobody to ask for a passphrase). */
-export function readPrivateKey(file: string, read: ReadFile = readUtf8): KeyFile {
+export function readPrivateKey(file: string, read: ReadFile = readKeyFile): KeyFile {
   const text = readText(file, read);
   const m = /-----BEGIN ((?:RSA |EC |ENCRYPTED )?PRIVATE KEY)-----[\s\S]*?-----END \1-----/.exec(text);
   if (!m) {

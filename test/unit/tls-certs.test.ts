@@ -1,7 +1,7 @@
 // FTPS certificates: `ftp-proxy ca create` (files, modes, refusal to overwrite, what it prints) and the
 // forward-mode minter (a real TLS handshake on loopback against the CA, mirrored names, the cache).
 import { X509Certificate } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -246,7 +246,7 @@ describe('minting in forward mode', () => {
       extensions: [new x509.BasicConstraintsExtension(true, 0, true)],
     });
     writeFileSync(join(dir, 'rsa.crt'), c.toString('pem'));
-    writeFileSync(join(dir, 'rsa.key'), privateKey.export({ type: 'pkcs8', format: 'pem' }));
+    writeFileSync(join(dir, 'rsa.key'), privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 });
     const mm = new CertMinter(loadCa(join(dir, 'rsa.crt'), join(dir, 'rsa.key')));
     const der = await serverCert('CN=r.example.org', [{ type: 'dns', value: 'r.example.org' }]);
     const m = await mm.mint({ serverCert: der, sni: 'r.example.org', address: '127.0.0.1' });
@@ -290,7 +290,7 @@ describe('loadTlsMaterial: what a policy gives the sessions', () => {
     const der = await serverCert('CN=m.example.org', [{ type: 'dns', value: 'm.example.org' }]);
     const leaf = await new CertMinter(loadCa(ca.certFile, ca.keyFile)).mint({ serverCert: der, address: '127.0.0.1' });
     writeFileSync(join(dir, 'id.crt'), leaf.chainPem);
-    writeFileSync(join(dir, 'id.key'), leaf.keyPem);
+    writeFileSync(join(dir, 'id.key'), leaf.keyPem, { mode: 0o640 });
     const tls = { ...defaultTls(), caCertificate: ca.certFile, caKey: ca.keyFile, serverCa: ca.certFile, certificate: join(dir, 'id.crt'), key: join(dir, 'id.key'), serverVerify: true };
     const m = loadTlsMaterial(tls);
     expect(m.serverCa).toEqual([caPem.trim()]);
@@ -299,6 +299,15 @@ describe('loadTlsMaterial: what a policy gives the sessions', () => {
     // the configured identity: its context carries the same certificate chain
     expect(await handshake({ ...leaf, context: m.identity!.context }, 'm.example.org')).toMatchObject({ ok: true });
     expect(m.identity!.chainPem).toBe(leaf.chainPem);
+  });
+
+  it('a private key every user may read is refused (0644); 0600 and 0640 (a group like ssl-cert) are fine', () => {
+    const key = join(dir, 'open.key');
+    writeFileSync(key, readFileSync(ca.keyFile));
+    chmodSync(key, 0o644);
+    expect(() => loadTlsMaterial({ ...defaultTls(), caCertificate: ca.certFile, caKey: key })).toThrow(`${key}: the private key is open to every user (mode 0644); chmod o-rwx ${key}`);
+    chmodSync(key, 0o640);
+    expect(loadTlsMaterial({ ...defaultTls(), caCertificate: ca.certFile, caKey: key }).minter).not.toBeNull();
   });
 
   it('a bad file throws, naming it', () => {
