@@ -2,6 +2,8 @@
 // signed by the admin's CA (tls_ca_certificate, tls_ca_key). It mirrors the server certificate's subject
 // and subject alternative names, and also names what the client asked for (its SNI) and the server's
 // address, so that the client's own host name check passes exactly when it would against the server.
+// The SNI name goes in whatever the server's certificate says: with tls_server_verify yes, the server leg
+// must check the server's certificate against that same name, or the CA would vouch for any name.
 //
 // Signing is WebCrypto's (async, off the event loop); one ECDSA P-256 leaf key serves every minted
 // certificate of this minter (a key pair per certificate would cost without protecting anything: they
@@ -74,7 +76,7 @@ const HOSTNAME = /^(\*\.)?([a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?\.)*[a-z0-9_]([a
 interface Names {
   dns: string[];
   ip: string[];
-  /** Names of other kinds (e-mail, URI...), mirrored as they were. */
+  /** E-mail and URI names, mirrored as they were. */
   other: x509.JsonGeneralName[];
 }
 
@@ -86,7 +88,9 @@ function serverNames(server: x509.X509Certificate, der: Buffer): Names {
     for (const n of ext?.names.toJSON() ?? []) {
       if (n.type === 'dns') out.dns.push(n.value);
       else if (n.type === 'ip') out.ip.push(normalizeIp(n.value));
-      else out.other.push(n);
+      // e-mail and URI names are mirrored too; other forms (directory names, otherName) say nothing to
+      // a TLS client and could only make the signing fail
+      else if (n.type === 'email' || n.type === 'url') out.other.push(n);
     }
   } catch {
     const alt = new X509Certificate(der).subjectAltName ?? '';
@@ -159,7 +163,7 @@ export class CertMinter {
     }
     // The SNI is the client's: a name that cannot go into a certificate is left out of the key as well,
     // so junk names do not each cost a mint.
-    const sni = req.sni && (isIP(req.sni) || HOSTNAME.test(req.sni)) ? req.sni.toLowerCase() : undefined;
+    const sni = req.sni && (isIP(req.sni) || (HOSTNAME.test(req.sni) && !req.sni.startsWith('*'))) ? req.sni.toLowerCase() : undefined;
     const key = `${fp}|${sni ?? ''}|${normalizeIp(req.address)}`;
     return this.cache.get(key, () => this.make({ ...req, sni }));
   }

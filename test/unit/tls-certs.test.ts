@@ -153,6 +153,7 @@ describe('minting in forward mode', () => {
       { type: 'dns', value: '*.files.example.org' },
       { type: 'ip', value: '192.0.2.7' },
       { type: 'email', value: 'ops@example.org' },
+      { type: 'dn', value: 'CN=Directory Name' },
     ]);
     const m = await minter().mint({ serverCert: der, sni: 'alias.example.net', address: '::ffff:198.51.100.9' });
     const leaf = new X509Certificate(m.certPem);
@@ -200,6 +201,7 @@ describe('minting in forward mode', () => {
     const plain = await mm.mint({ serverCert: der, address: '192.0.2.11' });
     expect(await mm.mint({ serverCert: der, sni: 'bad name\r\n', address: '192.0.2.11' })).toBe(plain);
     expect(await mm.mint({ serverCert: der, sni: 'x'.repeat(300), address: '192.0.2.11' })).toBe(plain);
+    expect(await mm.mint({ serverCert: der, sni: '*.example.org', address: '192.0.2.11' })).toBe(plain);
     expect(await mm.mint({ serverCert: der, sni: 'J.Example.ORG', address: '192.0.2.11' })).toBe(await mm.mint({ serverCert: der, sni: 'j.example.org', address: '192.0.2.11' }));
     expect(new X509Certificate(plain.certPem).subjectAltName).toBe('DNS:j.example.org, IP Address:192.0.2.11');
   });
