@@ -12,6 +12,7 @@
 // Tokens are bare words, "double-quoted strings" (\" and \\ escape) and /regular expressions/ with an
 // optional i flag. ftp-proxy(8), POLICY FILE, documents every key.
 import { isIP } from 'node:net';
+import { compilePattern } from './regex.js';
 import { checkTls, defaultTls, parseTlsKey, TLS_KEYS, TLS_ONCE, type TlsFileCheck, type TlsKey, type TlsPolicy } from './tls.js';
 
 export type Profile = 'allow-all' | 'minimal';
@@ -457,12 +458,12 @@ function parseCommandRule(args: Token[], line: number, fail: (m: string) => void
       fail(`regular expression flags may only be i, not "${re.flags}"`);
       return null;
     }
-    try {
-      match = new RegExp(re.text, re.flags);
-    } catch (e) {
-      fail(`bad regular expression: ${(e as Error).message}`);
+    const compiled = compilePattern(re.text, re.flags);
+    if ('error' in compiled) {
+      fail(compiled.error);
       return null;
     }
+    match = compiled;
     i += 2;
   }
   const act = args[i];
