@@ -81,3 +81,18 @@ describe('serveMetrics', () => {
     expect((await fetch(`http://127.0.0.1:${port}/metrics`, { method: 'POST' })).status).toBe(404);
   });
 });
+
+describe('examples/grafana-dashboard.json', () => {
+  it('queries only metrics the daemon exports', async () => {
+    const { readFileSync } = await import('node:fs');
+    const dash = JSON.parse(readFileSync(new URL('../../examples/grafana-dashboard.json', import.meta.url), 'utf8')) as {
+      panels: { targets: { expr: string }[] }[];
+    };
+    const m = new Metrics();
+    // Every family, also those without a sample yet (a labelled counter never incremented has none).
+    const names = new Set((await m.registry.getMetricsAsJSON()).flatMap((f) => [f.name, `${f.name}_bucket`, `${f.name}_count`, `${f.name}_sum`]));
+    const used = dash.panels.flatMap((p) => p.targets.flatMap((t) => [...t.expr.matchAll(/\b(ftp_proxy_[a-z0-9_]+)/g)].map((x) => x[1]!)));
+    expect(used.length).toBeGreaterThan(8);
+    expect(used.filter((n) => !names.has(n))).toEqual([]);
+  });
+});
