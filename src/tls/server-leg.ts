@@ -119,8 +119,10 @@ export class ServerLeg {
    * means (vsftpd then closes it and answers 522), the caller logs it.
    */
   async connectData(socket: Socket, resume: boolean | Buffer = true): Promise<{ socket: TLSSocket; reused: boolean }> {
-    // TLS 1.3: the ticket follows the handshake; it is normally here long before PASV's answer.
-    const session = Buffer.isBuffer(resume) ? resume : resume ? await this.sessions.wait(2000) : undefined;
+    // No waiting for a TLS 1.3 ticket: a server sends its tickets right after the handshake, before any
+    // reply, and TLS records arrive in order; the 227/229 (or 150) read since came after them. A server
+    // that sends none (pure-ftpd 1.0.50 under TLS 1.3) would only make every data connection wait.
+    const session = Buffer.isBuffer(resume) ? resume : resume ? this.sessions.session : undefined;
     const s = await handshake(
       { ...ServerLeg.base(this.opts), socket, ...(session ? { session } : {}) },
       ServerLeg.what(this.opts, `data port ${socket.remotePort ?? '?'}`),

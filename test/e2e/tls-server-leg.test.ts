@@ -1,13 +1,15 @@
-// The proxy's TLS client code (src/tls/server-leg.ts) against real strict FTPS servers in the lab's
-// server namespace: vsftpd with require_ssl_reuse=YES, explicit (AUTH TLS) and implicit (990). A small
+// The proxy's TLS client code (src/tls/server-leg.ts) against real FTPS servers in the lab's server
+// namespace: vsftpd with require_ssl_reuse=YES, explicit (AUTH TLS) and implicit (990); proftpd's
+// mod_tls (TLSRequired on, reuse required by default); pure-ftpd (-Y 2). A small
 // driver (test/helpers/ftps-driver.mjs, test code, not the proxy) logs in, PBSZ 0, PROT P, PASV, RETR
 // a 20 MiB file through ServerLeg with resumption; sha256 checked. Without resumption vsftpd must
 // answer 522: the proof that these tests can fail.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Lab, ROOT, requireLab } from './lab.js';
-import { type FtpsServer, makeLabPki, requireTlsLab, startVsftpd, type LabPki } from '../helpers/tls-lab.js';
+import { type FtpsServer, makeLabPki, requireTlsLab, startProftpdTls, startPureFtpd, startVsftpd, type LabPki } from '../helpers/tls-lab.js';
 
 const DRIVER = `${ROOT}test/helpers/ftps-driver.mjs`;
+const PY = `${ROOT}test/helpers/ftps-python.py`;
 const SRV = '198.51.100.21';
 
 interface Transfer {
@@ -44,13 +46,16 @@ async function drive(opts: Record<string, unknown>): Promise<DriverOut> {
 
 beforeAll(async () => {
   await requireLab();
-  await requireTlsLab(['vsftpd', 'openssl']);
+  await requireTlsLab(['vsftpd', 'pure-ftpd', 'proftpd-tls', 'openssl', 'python3']);
   lab = await Lab.up('forward');
   pki = await makeLabPki(`${lab.runDir}/pki`);
   const { cert, key } = await pki.issue('vsftpd', ['ftp.lab', SRV]);
   const common = { ns: lab.srv, dir: lab.runDir, address: SRV, root: `${lab.runDir}/data`, cert, key };
   servers.push(await startVsftpd({ ...common, port: 2121, pasv: [52000, 52099] }));
   servers.push(await startVsftpd({ ...common, port: 990, implicit: true, pasv: [52100, 52199] }));
+  const named = { ns: lab.srv, dir: lab.runDir, address: SRV, cert, key };
+  servers.push(await startProftpdTls({ ...named, port: 2122, passwd: `${lab.runDir}/ftpd.passwd`, pasv: [52200, 52299] }));
+  servers.push(await startPureFtpd({ ...named, port: 2123, root: `${lab.runDir}/data`, pasv: [52300, 52399] }));
 });
 
 afterAll(async () => {
@@ -106,5 +111,46 @@ describe('server leg: vsftpd, require_ssl_reuse=YES', () => {
   it('a name the certificate does not carry fails the check', async () => {
     const out = await drive({ port: 2121, servername: 'not-ftp.lab', files: [] });
     expect(out.error).toMatch(/TLS handshake failed: ERR_TLS_CERT_ALTNAME_INVALID/);
+  });
+});
+
+describe('server leg: proftpd mod_tls (TLSRequired on) and pure-ftpd (-Y 2)', () => {
+  for (const version of ['TLSv1.2', 'TLSv1.3'] as const) {
+    it(`proftpd, ${version}: 20 MiB on a resumed data session; without resumption 425, the session goes on`, async () => {
+      const ok = await drive({ port: 2122, user: 'lab', pass: 'lab', minVersion: version, maxVersion: version, files: ['test20M.bin'] });
+      expect(ok.error, JSON.stringify(ok)).toBeUndefined();
+      expect(ok.transfers[0]).toMatchObject({ reused: true, version, sha256: lab.sha256('test20M.bin') });
+      expect(ok.transfers[0]!.reply).toMatch(/^226/);
+      const no = await drive({ port: 2122, user: 'lab', pass: 'lab', minVersion: version, maxVersion: version, resume: false, files: ['small.txt', 'small.txt'] });
+      expect(no.transfers.map((t) => [t.reused, t.bytes, t.reply.slice(0, 3)])).toEqual([
+        [false, 0, '425'],
+        [false, 0, '425'],
+      ]);
+    });
+  }
+
+  it('pure-ftpd: resumes under TLS 1.2; under TLS 1.3 it sends no ticket, and it never demands resumption', async () => {
+    const v12 = await drive({ port: 2123, user: 'lab', pass: 'lab', maxVersion: 'TLSv1.2', files: ['test20M.bin'] });
+    expect(v12.error).toBeUndefined();
+    expect(v12.transfers[0]).toMatchObject({ reused: true, sha256: lab.sha256('test20M.bin') });
+    const v13 = await drive({ port: 2123, user: 'lab', pass: 'lab', minVersion: 'TLSv1.3', files: ['small.txt'] });
+    expect(v13.tickets).toBe(0);
+    expect(v13.transfers[0]).toMatchObject({ reused: false, sha256: lab.sha256('small.txt') });
+    expect(v13.transfers[0]!.reply).toMatch(/^226/);
+  });
+});
+
+describe('reference: Python ftplib.FTP_TLS against vsftpd', () => {
+  const py = async (reuse: 'stock' | 'session', version: string) => {
+    const r = await lab.exec('cli', ['python3', PY, SRV, '2121', pki.caCert, version, reuse, 'small.txt'], { reject: false, timeout: 60_000 });
+    return JSON.parse(r.stdout.trim().split('\n').at(-1) ?? '{}') as { error?: string; transfers: { sha256: string; reply: string }[] };
+  };
+  it('stock FTP_TLS with prot_p() gets 522 (it never offers the control session); with session= it works', async () => {
+    for (const version of ['1.2', '1.3']) {
+      const stock = await py('stock', version);
+      expect(stock.transfers[0]?.reply ?? stock.error, version).toMatch(/522 SSL connection failed: session reuse required/);
+      const fixed = await py('session', version);
+      expect(fixed.transfers[0], version).toMatchObject({ sha256: lab.sha256('small.txt'), reply: expect.stringMatching(/^226/) });
+    }
   });
 });

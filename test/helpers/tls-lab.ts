@@ -198,3 +198,97 @@ export async function startVsftpd(o: VsftpdOptions): Promise<FtpsServer & { conf
   });
   return { proc, conf, log: () => (existsSync(logFile) ? readFileSync(logFile, 'utf8') : ''), stop: stopper(proc) };
 }
+
+export interface ProftpdTlsOptions {
+  ns: string;
+  dir: string;
+  address: string;
+  port: number;
+  /** mod_auth_file passwd file (lab.sh writes one: user lab, password lab). */
+  passwd: string;
+  cert: string;
+  key: string;
+  pasv: [number, number];
+  /** false: TLSOptions NoSessionReuseRequired (mod_tls requires reuse by default). */
+  requireReuse?: boolean;
+}
+
+/** A second proftpd in the server namespace with mod_tls (proftpd-mod-crypto), TLSRequired on. */
+export async function startProftpdTls(o: ProftpdTlsOptions): Promise<FtpsServer & { conf: string }> {
+  const tag = `proftpd-tls-${o.port}`;
+  const conf = `${o.dir}/${tag}.conf`;
+  const logFile = `${o.dir}/${tag}.log`;
+  writeFileSync(
+    conf,
+    [
+      'ServerName "ftp-proxy lab proftpd TLS"',
+      'ServerType standalone',
+      'DefaultServer on',
+      `DefaultAddress ${o.address}`,
+      `Port ${o.port}`,
+      'UseIPv6 off',
+      'User nobody',
+      'Group nogroup',
+      `PidFile ${o.dir}/${tag}.pid`,
+      `ScoreboardFile ${o.dir}/${tag}.scoreboard`,
+      'DelayEngine off',
+      'WtmpLog off',
+      'UseReverseDNS off',
+      `SystemLog ${logFile}`,
+      'TransferLog none',
+      `PassivePorts ${o.pasv[0]} ${o.pasv[1]}`,
+      'AuthOrder mod_auth_file.c',
+      `AuthUserFile ${o.passwd}`,
+      'RequireValidShell off',
+      'DefaultRoot ~',
+      'LoadModule mod_tls.c',
+      'TLSEngine on',
+      'TLSRequired on',
+      `TLSLog ${o.dir}/${tag}.tls.log`,
+      'TLSProtocol TLSv1.2 TLSv1.3',
+      `TLSRSACertificateFile ${o.cert}`,
+      `TLSRSACertificateKeyFile ${o.key}`,
+      'TLSVerifyClient off',
+      ...(o.requireReuse === false ? ['TLSOptions NoSessionReuseRequired'] : []),
+      '',
+    ].join('\n'),
+  );
+  const check = await execa('ip', ['netns', 'exec', o.ns, 'proftpd', '-t', '-c', conf], { reject: false });
+  if (check.exitCode !== 0) throw new Error(`proftpd (mod_tls) config ${conf}: ${check.stderr}`);
+  const proc = runIn(o.ns, ['proftpd', '-n', '-c', conf], logFile);
+  await waitListening(o.ns, o.address, o.port, proc, 'proftpd (mod_tls)', logFile);
+  return { proc, conf, log: () => (existsSync(`${o.dir}/${tag}.tls.log`) ? readFileSync(`${o.dir}/${tag}.tls.log`, 'utf8') : ''), stop: stopper(proc) };
+}
+
+export interface PureFtpdOptions {
+  ns: string;
+  dir: string;
+  address: string;
+  port: number;
+  /** The virtual user lab/lab is chrooted here, running as nobody. */
+  root: string;
+  cert: string;
+  key: string;
+  pasv: [number, number];
+}
+
+/** pure-ftpd from the unpacked .deb, a virtual user in a PureDB of the test's, TLS required (-Y 2). */
+export async function startPureFtpd(o: PureFtpdOptions): Promise<FtpsServer> {
+  const tag = `pure-ftpd-${o.port}`;
+  const pem = `${o.dir}/${tag}.pem`;
+  writeFileSync(pem, readFileSync(o.cert, 'utf8') + readFileSync(o.key, 'utf8'), { mode: 0o600 });
+  const pw = `${o.dir}/${tag}.passwd`;
+  const pdb = `${o.dir}/${tag}.pdb`;
+  if (!existsSync(pdb)) {
+    await execa(PURE_PW, ['useradd', 'lab', '-u', '65534', '-g', '65534', '-d', o.root, '-f', pw], { input: 'lab\nlab\n' });
+    await execa(PURE_PW, ['mkdb', pdb, '-f', pw]);
+  }
+  const logFile = `${o.dir}/${tag}.log`;
+  const proc = runIn(
+    o.ns,
+    [PURE_FTPD, '-S', `${o.address},${o.port}`, '-l', `puredb:${pdb}`, '-E', '-A', '-H', '-Y', '2', '-2', pem, '-p', `${o.pasv[0]}:${o.pasv[1]}`, '-d'],
+    logFile,
+  );
+  await waitListening(o.ns, o.address, o.port, proc, 'pure-ftpd', `${logFile}.out`);
+  return { proc, log: () => '', stop: stopper(proc) };
+}
