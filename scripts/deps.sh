@@ -17,6 +17,11 @@ for pair in $wanted; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
 done
 ldconfig -p 2>/dev/null | grep -q 'libnftables\.so\.1 ' || missing+=(libnftables1)
+# The TLS lab: proftpd's mod_tls, and the libraries of vsftpd and pure-ftpd, whose binaries are only
+# unpacked (below), so apt does not bring their dependencies.
+[ -e /usr/lib/proftpd/mod_tls.so ] || missing+=(proftpd-mod-crypto)
+ldconfig -p 2>/dev/null | grep -q 'libwrap\.so\.0 ' || missing+=(libwrap0)
+ldconfig -p 2>/dev/null | grep -q 'libsodium\.so\.23 ' || missing+=(libsodium23)
 # npm run bench compares against Debian's ftp-proxy (the SuSE proxy-suite, a userland relay). It is never
 # installed: its /usr/sbin/ftp-proxy would shadow ours on PATH. Its .deb is unpacked into a private cache
 # instead (below), where only the bench's lab runs it.
@@ -61,6 +66,9 @@ unpack() { # package, a file it must provide
   fi
 }
 unpack ftp-proxy /usr/sbin/ftp-proxy
+# FTPS servers of the TLS lab (test/helpers/tls-lab.ts); they conflict with proftpd as packages.
+unpack vsftpd /usr/sbin/vsftpd
+unpack pure-ftpd /usr/sbin/pure-ftpd
 
 if [ ! -x node_modules/.bin/tsc ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   npm ci --no-audit --no-fund
