@@ -151,9 +151,10 @@ export async function startVsftpd(o: VsftpdOptions): Promise<FtpsServer & { conf
       'background=NO',
       'anonymous_enable=YES',
       'local_enable=NO',
-      // USER anonymous, then PASS: with no_anon_password=YES vsftpd 3.0.3 sends its 230 outside TLS
       'no_anon_password=NO',
-      // the anonymous user's home must exist (vsftpd enters it before anon_root); nobody's is /nonexistent
+      // The anonymous user's home must exist (vsftpd enters it before anon_root; nobody's is
+      // /nonexistent). Its "500 OOPS" then goes out in clear text on the TLS control connection, which
+      // a TLS client reports as "wrong version number".
       `ftp_username=${ANON_USER}`,
       'nopriv_user=nobody',
       `anon_root=${o.root}`,
