@@ -107,6 +107,32 @@ describe('client leg: real clients resume their control session on the data conn
     });
   }
 
+  for (const version of ['TLSv1.2', 'TLSv1.3'] as const) {
+    it(`lftp (GnuTLS) ftp:ssl-force and ftp:ssl-protect-data, ${version}: every data connection resumes`, async () => {
+      const s = await tiny(version);
+      const out = `${dir}/lftp-${version}`;
+      const script = [
+        'set ftp:ssl-force true',
+        'set ftp:ssl-protect-data true',
+        `set ssl:ca-file ${pki.caCert}`,
+        'set ssl:verify-certificate true',
+        'set net:max-retries 1',
+        'set cmd:fail-exit yes',
+        `get test20M.bin -o ${out}.big`,
+        `get small.txt -o ${out}.small`,
+        'bye',
+      ].join('; ');
+      const r = await execa('lftp', ['-u', 'lab,lab', '-e', script, `ftp://127.0.0.1:${s.port}`], { reject: false, timeout: 60_000 });
+      expect(r.exitCode, r.stderr).toBe(0);
+      expect(createHash('sha256').update(readFileSync(`${out}.big`)).digest('hex')).toBe(SHA);
+      expect(s.controls).toEqual([version]);
+      expect(s.data.map((d) => [d.tls, d.reused, d.version])).toEqual([
+        [true, true, version],
+        [true, true, version],
+      ]);
+    });
+  }
+
   it('curl ftps:// (implicit FTPS): the data connection resumes', async () => {
     const s = await tiny(undefined, true);
     const r = await execa('curl', ['-sS', '--cacert', pki.caCert, '--max-time', '30', `ftps://127.0.0.1:${s.port}/small.txt`], { reject: false, encoding: 'buffer', stripFinalNewline: false });
