@@ -22,7 +22,7 @@ import { execa } from 'execa';
 import { passivePinhole } from '../dist/firewall/backend.js';
 import { addScript as iptAddScript, pinholeRules } from '../dist/firewall/iptables.js';
 import { addScript as nftAddScript } from '../dist/firewall/nftables.js';
-import { withHelperPathIpt, withHelperPathNft } from './rulesets/combine.mjs';
+import { withHelperPathIpt, withHelperPathNft, withSecondProxyNft } from './rulesets/combine.mjs';
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
 const LAB_SH = `${ROOT}scripts/lab.sh`;
@@ -45,7 +45,8 @@ P.runs = Number(opt('--runs', P.runs));
 const OUT = opt('--out', `${ROOT}bench/results.json`);
 // --no-pin: leave the download's client and server wherever the scheduler puts them
 const PIN = !flag('--no-pin') && cpus().length >= 2;
-// --parts data,nftables,iptables,sessions: only some parts (for working on the bench itself)
+// --parts data,nftables,iptables,sessions,relay: only some parts (for working on the bench itself);
+// relay is the relay-only diagnostic alone (nftables runs it too, after its rounds)
 const PARTS = new Set(opt('--parts', 'data,nftables,iptables,sessions').split(','));
 
 const LAB = `fb${process.pid}`;
@@ -54,6 +55,10 @@ const NS = { cli: `${LAB}-cli`, fw: `${LAB}-fw`, srv: `${LAB}-srv` };
 const SRV = '198.51.100.21'; // proftpd (lab.sh)
 const STUB = '198.51.100.22'; // the stub server, intercepted by the proxy
 const STUB_HELPER = '198.51.100.23'; // the stub server, not intercepted: the kernel helper's path
+// the stub server through a second proxy instance that writes its elements through libnftables only
+// (FTP_PROXY_NFT=libnftables), beside the first one's netlink fast path: both in one latency run
+const STUB_LIB = '198.51.100.24';
+const LIB_PORT = 8022;
 const FW_LAN = '192.168.1.1';
 const BIG = 'big.bin';
 const HZ = 100; // /proc/stat counts in USER_HZ
@@ -231,9 +236,10 @@ async function labSetup() {
   if (PIN) await execa('taskset', ['-a', '-p', '2', readFileSync(`${RUN}/proftpd.pid`, 'utf8').trim()]);
   await execa('ip', ['-n', NS.srv, 'addr', 'add', `${STUB}/24`, 'dev', 'eth0']);
   await execa('ip', ['-n', NS.srv, 'addr', 'add', `${STUB_HELPER}/24`, 'dev', 'eth0']);
+  await execa('ip', ['-n', NS.srv, 'addr', 'add', `${STUB_LIB}/24`, 'dev', 'eth0']);
   // No conntrack in the end hosts: only fw does firewalling.
   await execa('bash', ['-c', `head -c ${P.fileMiB * 1048576} /dev/urandom >${RUN}/data/${BIG} && chmod 0644 ${RUN}/data/${BIG} && cd ${RUN}/data && sha256sum -- * >${RUN}/sha256.txt`]);
-  const stub = spawnIn('srv', [process.execPath, `${ROOT}bench/stub-ftpd.mjs`, `${STUB},${STUB_HELPER}`, '21']);
+  const stub = spawnIn('srv', [process.execPath, `${ROOT}bench/stub-ftpd.mjs`, `${STUB},${STUB_HELPER},${STUB_LIB}`, '21']);
   await waitLine(stub, /^ready$/);
   return stub;
 }
@@ -246,7 +252,7 @@ async function flushFw() {
 
 function combinedNft() {
   const f = `${RUN}/combined.nft`;
-  writeFileSync(f, withHelperPathNft(readFileSync(`${ROOT}nftables-examples/forward-redirect.nft`, 'utf8'), STUB_HELPER));
+  writeFileSync(f, withSecondProxyNft(withHelperPathNft(readFileSync(`${ROOT}nftables-examples/forward-redirect.nft`, 'utf8'), STUB_HELPER), STUB_LIB, LIB_PORT));
   return f;
 }
 
@@ -258,8 +264,8 @@ function combinedIpt() {
 
 // ---- our proxy and the others ----
 
-async function startProxy(backend) {
-  const p = spawnIn('fw', [process.execPath, CLI, '-d', '--backend', backend]);
+async function startProxy(backend, { args = [], env } = {}) {
+  const p = spawnIn('fw', [process.execPath, CLI, '-d', '--backend', backend, ...args], { env });
   await waitLine(p, /listening on /, 15000, { err: true });
   return p;
 }
@@ -394,12 +400,17 @@ async function dataPath(results) {
 
 // ---- negotiation latency and pinhole scale ----
 
-/** n rounds of one negotiation through the proxy (STUB) and one through the kernel helper (STUB_HELPER). */
-async function latencyBlock(mode, n) {
-  const r = await ns('cli', [process.execPath, `${ROOT}bench/client.mjs`, 'latency', mode, String(n), String(P.latSeconds), '20', STUB, STUB_HELPER], { reject: false, timeout: 300000 });
+/**
+ * n rounds of one negotiation through the proxy (STUB), one through the second proxy when `lib` (STUB_LIB)
+ * and one through the kernel helper (STUB_HELPER), in rotating order.
+ */
+async function latencyBlock(mode, n, lib = false) {
+  const hosts = lib ? [STUB, STUB_LIB, STUB_HELPER] : [STUB, STUB_HELPER];
+  const r = await ns('cli', [process.execPath, `${ROOT}bench/client.mjs`, 'latency', mode, String(n), String(P.latSeconds), '20', ...hosts], { reject: false, timeout: 300000 });
   const j = JSON.parse(r.stdout.trim().split('\n').at(-1) || '{}');
   if (j.error || !j.samples) throw new Error(`latency client: ${j.error ?? r.stderr}`);
-  return { proxy: j.samples[0], helper: j.samples[1], lost: j.lost, errors: j.errors };
+  const h = hosts.length - 1;
+  return { proxy: j.samples[0], helper: j.samples[h], lost: [j.lost[0], j.lost[h]], errors: j.errors, ...(lib ? { lib: j.samples[1], libLost: j.lost[1] } : {}) };
 }
 
 const msStats = (xs) => ({ p50: +(pct(xs, 0.5) / 1000).toFixed(3), p99: +(pct(xs, 0.99) / 1000).toFixed(3) });
@@ -486,7 +497,12 @@ async function scale(backend, results) {
   await flushFw();
   await lab('fw-load', backend === 'nftables' ? combinedNft() : combinedIpt());
   const proxy = await startProxy(backend);
+  // nftables: a second instance beside it, elements through libnftables only, answering for STUB_LIB
+  const libProxy = backend === 'nftables' ? await startProxy(backend, { args: ['-p', String(LIB_PORT)], env: { FTP_PROXY_NFT: 'libnftables' } }) : null;
+  // How each instance writes its elements: the daemon warns when its netlink fast path is off.
+  const firewallLine = (p, dflt) => p.errLines.find((l) => /fast path/.test(l)) ?? dflt;
   const states = { empty: { lat: { pasv: { proxy: [], helper: [], lost: [0, 0] }, port: { proxy: [], helper: [], lost: [0, 0] } }, dl: { pasv: [], port: [] } }, full: null };
+  for (const m of ['pasv', 'port']) Object.assign(states.empty.lat[m], { lib: [], libLost: 0 });
   states.full = structuredClone(states.empty);
   const timing = { add: [], remove: [], installed: [] };
   try {
@@ -499,10 +515,14 @@ async function scale(backend, results) {
         }
         say(`${backend} round ${round + 1}/${P.scaleRounds[backend]}, ${state === 'full' ? `${P.pinholes} pinholes` : 'no other pinholes'}: latency, data path`);
         for (const mode of ['pasv', 'port']) {
-          const b = await latencyBlock(mode, P.latN);
+          const b = await latencyBlock(mode, P.latN, !!libProxy);
           states[state].lat[mode].proxy.push(...b.proxy);
           states[state].lat[mode].helper.push(...b.helper);
           b.lost.forEach((x, i) => (states[state].lat[mode].lost[i] += x));
+          if (b.lib) {
+            states[state].lat[mode].lib.push(...b.lib);
+            states[state].lat[mode].libLost += b.libLost;
+          }
         }
         // iptables with thousands of pinholes crawls (every forwarded packet walks their jumps): one download
         for (const mode of ['pasv', 'port']) states[state].dl[mode].push(await downloadRun(SRV, 21, mode, backend === 'iptables' && state === 'full' ? 1 : P.perRun));
@@ -511,6 +531,7 @@ async function scale(backend, results) {
     }
   } finally {
     await stop(proxy);
+    if (libProxy) await stop(libProxy);
   }
   let relay = null;
   if (backend === 'nftables') {
@@ -541,6 +562,21 @@ async function scale(backend, results) {
     full: { latency: lat(states.full), dataPath: { pasv: summarize(states.full.dl.pasv), port: summarize(states.full.dl.port) } },
     ...(relay ? { relayOnly: relay } : {}),
   };
+  if (libProxy) {
+    // The same negotiations through the instance that writes its elements through libnftables.
+    const libLat = (s) =>
+      Object.fromEntries(
+        ['pasv', 'port'].map((m) => {
+          const { lib: lx, helper: hx } = s.lat[m];
+          const ms = (us) => +(us / 1000).toFixed(3);
+          return [m, { n: lx.length, lost: s.lat[m].libLost, proxy: { p50: ms(pct(lx, 0.5)), p99: ms(pct(lx, 0.99)) }, added: { p50: ms(pct(lx, 0.5) - pct(hx, 0.5)), p99: ms(pct(lx, 0.99) - pct(hx, 0.99)) } }];
+        }),
+      );
+    Object.assign(results.scale[backend], {
+      firewall: firewallLine(proxy, 'elements over netlink (the fast path; no warning)'),
+      viaLibnftables: { firewall: firewallLine(libProxy, 'FTP_PROXY_NFT=libnftables'), empty: { latency: libLat(states.empty) }, full: { latency: libLat(states.full) } },
+    });
+  }
 }
 
 // ---- sessions ----
@@ -711,8 +747,13 @@ function verdicts(r) {
     for (const [m, label] of [['pasv', 'PASV->227'], ['port', 'PORT->200']]) {
       const a = sn.empty.latency[m].added;
       const r0 = sn.relayOnly?.[m]?.added;
-      const note = r0 ? `of which the relay alone (no firewall call) ${f3(r0.p50)} / ${f3(r0.p99)} ms, the firewall transaction the rest` : undefined;
-      v.push({ part: 2, target: `nftables added ${label} p50 <= 0.5 ms, p99 <= 2 ms`, value: `${f3(a.p50)} / ${f3(a.p99)} ms`, note, met: a.p50 <= 0.5 && a.p99 <= 2, verdict: judge(a.p50 <= 0.5 && a.p99 <= 2) });
+      const lib = sn.viaLibnftables?.empty.latency[m].added;
+      const notes = [
+        ...(r0 ? [`of which the relay alone (no firewall call) ${f3(r0.p50)} / ${f3(r0.p99)} ms, the firewall transaction the rest`] : []),
+        ...(lib ? [`through libnftables, same rounds: ${f3(lib.p50)} / ${f3(lib.p99)} ms`] : []),
+      ];
+      const ok = a.p50 <= 0.3 && a.p99 <= 1.5;
+      v.push({ part: 2, target: `nftables added ${label} p50 <= 0.3 ms, p99 <= 1.5 ms`, value: `${f3(a.p50)} / ${f3(a.p99)} ms`, note: notes.join('; ') || undefined, met: ok, verdict: judge(ok) });
     }
     for (const m of ['pasv', 'port']) {
       const d = pctDiff(sn.full.dataPath[m].cpuPerGB, sn.empty.dataPath[m].cpuPerGB);
@@ -724,6 +765,13 @@ function verdicts(r) {
       const ok = d50 <= 5 && d99 <= 5;
       const h99 = pctDiff(sn.full.latency[m].helper.p99, sn.empty.latency[m].helper.p99);
       v.push({ part: 4, target: `nftables, ${sn.pinholes} pinholes: ${label} p50 and p99 within 5% of empty`, value: `${sign(d50)} / ${sign(d99)}`, note: `the kernel helper's own p99, same rounds: ${sign(h99)}`, met: ok, verdict: judge(ok) });
+    }
+  }
+  const relay = r.scale?.nftables?.relayOnly ?? r.relayOnly;
+  if (relay) {
+    for (const [m, label] of [['pasv', 'PASV->227'], ['port', 'PORT->200']]) {
+      const a = relay[m].added;
+      v.push({ part: 2, target: `relay-only hop (no firewall call), added ${label} p50 <= 0.12 ms`, value: `${f3(a.p50)} ms`, met: a.p50 <= 0.12, verdict: judge(a.p50 <= 0.12) });
     }
   }
   const s = r.sessions;
@@ -767,6 +815,14 @@ function table(r) {
       row([`  ${st === 'empty' ? 'no other pinholes' : `${s.pinholes} pinholes`} (n ${l.pasv.n}/${l.port.n})`, `${f3(l.pasv.proxy.p50)} / ${f3(l.pasv.proxy.p99)}`, `${f3(l.port.proxy.p50)} / ${f3(l.port.proxy.p99)}`, `${f3(l.pasv.added.p50)} / ${f3(l.pasv.added.p99)}`, `${f3(l.port.added.p50)} / ${f3(l.port.added.p99)}`], w);
     }
     row(['  kernel helper (reference)', `${f3(s.empty.latency.pasv.helper.p50)} / ${f3(s.empty.latency.pasv.helper.p99)}`, `${f3(s.empty.latency.port.helper.p50)} / ${f3(s.empty.latency.port.helper.p99)}`, '', ''], w);
+    if (s.viaLibnftables) {
+      // The second instance, same rounds: what the rows above cost with every element through libnftables.
+      for (const st of ['empty', 'full']) {
+        const l = s.viaLibnftables[st].latency;
+        row([`  libnftables only, ${st === 'empty' ? 'empty' : `${s.pinholes} pinholes`}`, `${f3(l.pasv.proxy.p50)} / ${f3(l.pasv.proxy.p99)}`, `${f3(l.port.proxy.p50)} / ${f3(l.port.proxy.p99)}`, `${f3(l.pasv.added.p50)} / ${f3(l.pasv.added.p99)}`, `${f3(l.port.added.p50)} / ${f3(l.port.added.p99)}`], w);
+      }
+      L.push(`   (first instance: ${s.firewall || 'n/a'}; second: ${s.viaLibnftables.firewall || 'n/a'})`);
+    }
     if (s.relayOnly) {
       const r0 = s.relayOnly;
       row(['  relay only, no firewall (diag.)', `${f3(r0.pasv.proxy.p50)} / ${f3(r0.pasv.proxy.p99)}`, `${f3(r0.port.proxy.p50)} / ${f3(r0.port.proxy.p99)}`, `${f3(r0.pasv.added.p50)} / ${f3(r0.pasv.added.p99)}`, `${f3(r0.port.added.p50)} / ${f3(r0.port.added.p99)}`], w);
@@ -777,6 +833,13 @@ function table(r) {
       const d = s[st].dataPath;
       row([`  ${st === 'empty' ? 'no other pinholes' : `${s.pinholes} pinholes`}`, `${f0(d.pasv.mbs)}, ${f3(d.pasv.cpuPerGB)}`, `${f0(d.port.mbs)}, ${f3(d.port.cpuPerGB)}`, st === 'full' ? `${f2(median(s.secondsToAdd))} / ${f2(median(s.secondsToRemove))}` : '', ''], w2);
     }
+    L.push('');
+  }
+  if (r.relayOnly) {
+    const r0 = r.relayOnly;
+    const w = [34, 22, 22, 22, 22];
+    row(['relay only, no firewall (diag.)', 'PASV p50 / p99', 'PORT p50 / p99', 'added PASV p50/p99', 'added PORT p50/p99'], w);
+    row([`  through the daemon (n ${r0.pasv.n}/${r0.port.n})`, `${f3(r0.pasv.proxy.p50)} / ${f3(r0.pasv.proxy.p99)}`, `${f3(r0.port.proxy.p50)} / ${f3(r0.port.proxy.p99)}`, `${f3(r0.pasv.added.p50)} / ${f3(r0.pasv.added.p99)}`, `${f3(r0.port.added.p50)} / ${f3(r0.port.added.p99)}`], w);
     L.push('');
   }
   const s = r.sessions;
@@ -834,6 +897,12 @@ async function main() {
     if (PARTS.has('data')) await dataPath(results);
     if (PARTS.has('nftables')) await scale('nftables', results);
     if (PARTS.has('iptables')) await scale('iptables', results);
+    if (PARTS.has('relay') && !PARTS.has('nftables')) {
+      await flushFw();
+      await lab('fw-load', combinedNft());
+      say('relay only (a daemon whose firewall does nothing): latency');
+      results.relayOnly = await relayOnly();
+    }
     if (PARTS.has('sessions')) await sessions(results, stub);
     results.verdicts = verdicts(results);
     results.seconds = (Date.now() - t0) / 1000;

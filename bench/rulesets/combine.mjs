@@ -28,6 +28,16 @@ export function withHelperPathNft(text, helper) {
   ]);
 }
 
+/**
+ * A second proxy instance, listening on 127.0.0.1:PORT, for the sessions to ADDRESS:21: two instances
+ * (the same table, elements written two ways) measured side by side in one latency run.
+ */
+export function withSecondProxyNft(text, address, port) {
+  return edit(text, 'nftables-examples/forward-redirect.nft', [
+    [/^(\s*)(.*dnat ip to 127\.0\.0\.1:8021.*)$/m, (_, ind, l) => `${ind}ip daddr ${address} tcp dport 21 dnat ip to 127.0.0.1:${port} comment "bench: the second proxy"\n${ind}${l}`, 'the second proxy'],
+  ]);
+}
+
 /** iptables-examples/forward-redirect.rules + the helper's path to HELPER:21. */
 export function withHelperPathIpt(text, helper) {
   return edit(text, 'iptables-examples/forward-redirect.rules', [
