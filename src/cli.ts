@@ -8,14 +8,16 @@ import { type Config, parseArgv, type StatusCommand } from './config.js';
 import { Daemon } from './daemon.js';
 import { StartupError } from './errors.js';
 import { type BackendName, checkLinuxRuleOptions, detectBackend, hostProbe, ruleOptions } from './choose-backend.js';
-import { LOG_CRIT, LOG_ERR, LOG_INFO, LOG_NOTICE } from './levels.js';
+import { LOG_CRIT, LOG_ERR, LOG_INFO, LOG_NOTICE, LOG_WARNING } from './levels.js';
 import { Log } from './log.js';
 import { resolvePort } from './net/services.js';
 import { formatStatus, readStatus } from './status.js';
 import { printRules } from './print-rules.js';
 import { checkConfig, loadPolicy } from './policy/load.js';
 import { clearPidFd, cmdlineText, createFresh, PIDFILE_FD_ENV, removePidfile, writeFresh, writePidFd, writePidfile } from './pidfile.js';
-import { CAP_NET_ADMIN, CAP_NET_BIND_SERVICE, capMask, effectiveCaps, lookupUser, setprivArgs } from './privileges.js';
+import { CAP_NET_ADMIN, CAP_NET_BIND_SERVICE, CAP_SETPCAP, capMask, capNames, effectiveCaps, lookupUser, setprivArgs } from './privileges.js';
+import { PrivilegedParent } from './privsep/parent.js';
+import { DEFAULT_USER, findSetpriv, plan, splitWanted } from './privsep/plan.js';
 
 /** Set in the environment of the re-spawned daemon process; its fd 3 reports start-up to the parent. */
 const DAEMON_ENV = 'FTP_PROXY_DAEMON_CHILD';
@@ -92,10 +94,25 @@ function selfCommand(asUser: AsUser | null): [string, string[]] {
   return asUser ? ['setpriv', [...asUser.setpriv, process.execPath, ...self]] : [process.execPath, self];
 }
 
-/** The capabilities the daemon keeps: CAP_NET_ADMIN, and CAP_NET_BIND_SERVICE for a port below 1024. */
+/**
+ * The capabilities the daemon keeps: CAP_NET_ADMIN, CAP_NET_BIND_SERVICE for a port below 1024, and
+ * CAP_SETPCAP where it splits itself (src/privsep/), to empty the network process's bounding set. The
+ * bounding set holds only these, so CAP_SETPCAP can grant nothing more.
+ */
 function keptCaps(config: Config): number[] {
   const port = resolvePort(config.listenPort);
-  return port !== null && port < 1024 ? [CAP_NET_ADMIN, CAP_NET_BIND_SERVICE] : [CAP_NET_ADMIN];
+  const caps = port !== null && port < 1024 ? [CAP_NET_ADMIN, CAP_NET_BIND_SERVICE] : [CAP_NET_ADMIN];
+  return splitWanted(process.platform, config.backend, process.env) ? [...caps, CAP_SETPCAP] : caps;
+}
+
+/**
+ * Started as root on Linux without --user: the dedicated user, when it exists (the install step
+ * creates it) and setpriv(1) is there; else null, and the daemon says so and runs as root as before.
+ */
+function defaultUser(config: Config): string | null {
+  if (process.platform !== 'linux' || config.backend === 'pf' || process.getuid?.() !== 0) return null;
+  if (!lookupUser(readFileSync('/etc/passwd', 'utf8'), DEFAULT_USER) || !findSetpriv()) return null;
+  return DEFAULT_USER;
 }
 
 /**
@@ -104,8 +121,7 @@ function keptCaps(config: Config): number[] {
  * it writes its pid and empties it at exit through that descriptor alone. The daemon then starts as
  * that user.
  */
-function prepareUser(config: Config): AsUser {
-  const name = config.user!;
+function prepareUser(config: Config, name: string): AsUser {
   if (config.backend === 'pf' || process.platform === 'openbsd') {
     throw new StartupError('--user: pf needs root (pfctl opens /dev/pf); run the pf backend as root');
   }
@@ -142,8 +158,7 @@ function checkUser(config: Config, log: Log): void {
   const keep = keptCaps(config);
   const caps = effectiveCaps();
   if (caps !== capMask(keep)) throw new StartupError(`--user: unexpected capabilities ${caps.toString(16)}`);
-  const names = keep.length === 2 ? 'CAP_NET_ADMIN and CAP_NET_BIND_SERVICE' : 'CAP_NET_ADMIN';
-  log.log(LOG_INFO, `running as ${process.env[USER_ENV]} (uid ${process.getuid?.()}) with only ${names}`);
+  log.log(LOG_INFO, `running as ${process.env[USER_ENV]} (uid ${process.getuid?.()}) with only ${capNames(keep)}`);
 }
 
 function tellParent(message: string): void {
@@ -153,6 +168,46 @@ function tellParent(message: string): void {
   } catch {
     // the parent is gone; nothing to tell
   }
+}
+
+interface Runner {
+  start(): Promise<void>;
+  stop(): Promise<void>;
+  reloadPolicy(): unknown;
+  logStatus(): void;
+}
+
+/**
+ * The daemon in one process, or split in two (src/privsep/): this process keeps CAP_NET_ADMIN and
+ * the firewall, a network process with no capability serves the sessions.
+ */
+function runner(config: Config, log: Log, inChild: boolean): Runner {
+  const p = plan(config.backend, { platform: process.platform, uid: process.getuid?.() ?? 0, caps: effectiveCaps(), env: process.env, setpriv: findSetpriv() });
+  if (p.split) {
+    return new PrivilegedParent({
+      config,
+      log,
+      argv: process.argv.slice(2),
+      syslog: inChild,
+      setpriv: p.setpriv,
+      dropBounding: p.dropBounding,
+      execArgv: process.execArgv,
+    });
+  }
+  if (p.why === 'running as root' && !config.user) {
+    log.log(LOG_WARNING, `running as root: no user ${DEFAULT_USER} to drop to (create it: useradd --system --no-create-home --shell /usr/sbin/nologin ${DEFAULT_USER})`, {
+      event: 'no-user',
+    });
+  } else if (p.why !== 'not wanted' && p.why !== 'running as root') {
+    log.log(LOG_WARNING, `not separating privileges: ${p.why}; one process keeps CAP_NET_ADMIN and reads the network`, { event: 'no-privsep' });
+  }
+  const daemon = new Daemon({ config, log });
+  return {
+    start: () => daemon.start(),
+    stop: () => daemon.stop(),
+    reloadPolicy: () => daemon.reloadPolicy(),
+    logStatus: () => log.log(LOG_NOTICE, daemon.statusLine(), { event: 'status' }),
+  };
 }
 
 async function run(config: Config, inChild: boolean): Promise<void> {
@@ -169,10 +224,10 @@ async function run(config: Config, inChild: boolean): Promise<void> {
     process.exit(1);
   });
 
-  const daemon = new Daemon({ config, log });
+  const daemon = runner(config, log, inChild);
   // Before start: a SIGUSR2 that comes as soon as "listening" is logged must not meet Node's default
   // action for it (terminate).
-  process.on('SIGUSR2', () => log.log(LOG_NOTICE, daemon.statusLine(), { event: 'status' }));
+  process.on('SIGUSR2', () => daemon.logStatus());
   // SIGUSR1 reloads the policy file. Not SIGHUP: that ends the daemon, as on OpenBSD (which has no
   // reload), and scripts and rc systems rely on it. Our handler also keeps Node from opening its
   // inspector on SIGUSR1, its default.
@@ -268,9 +323,10 @@ if ('exit' in outcome) {
   const c = outcome.config;
   const inChild = process.env[DAEMON_ENV] === '1';
   let asUser: AsUser | null = null;
-  if (c.user && !process.env[USER_ENV]) {
+  const user = process.env[USER_ENV] ? null : (c.user ?? defaultUser(c));
+  if (user) {
     try {
-      asUser = prepareUser(c);
+      asUser = prepareUser(c, user);
     } catch (e) {
       process.stderr.write(`ftp-proxy: ${e instanceof Error ? e.message : String(e)}\n`);
       process.exit(1);

@@ -33,6 +33,20 @@ export interface DaemonOptions {
   bannerTimeout?: number;
   /** Source of randomness for proxy ports (tests). */
   random?: () => number;
+  /** Privilege separation: the listeners come from the privileged process (src/privsep/), made transparent there. */
+  bind?: (host: string, port: number) => Promise<Server>;
+}
+
+/** A listening socket on host:port, not yet serving; start-up errors in OpenBSD's words. */
+export function bindListener(host: string, port: number): Promise<Server> {
+  return new Promise((resolve, reject) => {
+    const server = createServer({ pauseOnConnect: true });
+    server.once('error', (e: NodeJS.ErrnoException) => reject(new StartupError(`bind failed: ${host} port ${port}: ${errnoText(e)}`)));
+    server.listen({ host, port, backlog: 511 }, () => {
+      server.removeAllListeners('error');
+      resolve(server);
+    });
+  });
 }
 
 /** Effective capabilities include CAP_NET_ADMIN (bit 12)? Root normally has it. */
@@ -141,7 +155,7 @@ export class Daemon {
     for (const a of c.listenAddresses) {
       const server = await this.listen(a, port);
       this.servers.push(server);
-      if (!setTransparent(server, familyOf(a) === 6)) log.log(LOG_DEBUG, `IP_TRANSPARENT not set on ${a}: tproxy interception will not reach it`);
+      if (!this.o.bind && !setTransparent(server, familyOf(a) === 6)) log.log(LOG_DEBUG, `IP_TRANSPARENT not set on ${a}: tproxy interception will not reach it`);
     }
 
     this.firewall = this.o.firewall ?? (await createBackend(c, log));
@@ -171,17 +185,14 @@ export class Daemon {
     this.o.onReady?.();
   }
 
-  private listen(host: string, port: number): Promise<Server> {
-    return new Promise((resolve, reject) => {
-      const server = createServer({ pauseOnConnect: true }, (s) => this.accept(s));
-      server.once('error', (e: NodeJS.ErrnoException) => reject(new StartupError(`bind failed: ${host} port ${port}: ${errnoText(e)}`)));
-      server.listen({ host, port, backlog: 511 }, () => {
-        server.removeAllListeners('error');
-        server.on('error', (e) => this.o.log.log(2, `accept() failed: ${e.message}`, { event: 'accept-failed' }));
-        server.on('drop', () => this.dropped());
-        resolve(server);
-      });
-    });
+  private async listen(host: string, port: number): Promise<Server> {
+    const server = await (this.o.bind ?? bindListener)(host, port);
+    // A listener handed over by the privileged process is a new Server on this side, made without options.
+    (server as Server & { pauseOnConnect: boolean }).pauseOnConnect = true;
+    server.on('connection', (s: Socket) => this.accept(s));
+    server.on('error', (e) => this.o.log.log(2, `accept() failed: ${e.message}`, { event: 'accept-failed' }));
+    server.on('drop', () => this.dropped());
+    return server;
   }
 
   private droppedSince = 0;

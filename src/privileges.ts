@@ -8,10 +8,14 @@
 // has them, and so do the `nft`/`iptables-restore` it runs), through util-linux's setpriv(1).
 import { readFileSync } from 'node:fs';
 
+export const CAP_SETPCAP = 8;
 export const CAP_NET_BIND_SERVICE = 10;
 export const CAP_NET_ADMIN = 12;
 
-const NAMES: Record<number, string> = { [CAP_NET_BIND_SERVICE]: 'net_bind_service', [CAP_NET_ADMIN]: 'net_admin' };
+const NAMES: Record<number, string> = { [CAP_SETPCAP]: 'setpcap', [CAP_NET_BIND_SERVICE]: 'net_bind_service', [CAP_NET_ADMIN]: 'net_admin' };
+
+/** "CAP_NET_ADMIN and CAP_SETPCAP", for log lines. */
+export const capNames = (caps: number[]): string => caps.map((c) => `CAP_${NAMES[c]!.toUpperCase()}`).join(', ').replace(/, ([^,]*)$/, ' and $1');
 
 export interface PasswdEntry {
   name: string;

@@ -175,6 +175,11 @@ describe('least privilege', () => {
         const s = status(child.pid!);
         expect(s).toMatch(/^Uid:\s+65534\s/m);
         expect(s).toMatch(/^CapEff:\s+0000000000001000$/m);
+        // It splits itself: the network process (its child) holds no capability and can gain none.
+        const [net] = readFileSync(`/proc/${child.pid}/task/${child.pid}/children`, 'utf8').trim().split(/\s+/).map(Number);
+        expect(status(net!)).toMatch(/^CapEff:\s+0000000000000000$/m);
+        expect(status(net!)).toMatch(/^CapPrm:\s+0000000000000000$/m);
+        expect(status(net!)).toMatch(/^NoNewPrivs:\s+1$/m);
         expect((await lab.get('curl', 'pasv')).ok).toBe(true);
         expect((await lab.get('lftp', 'port')).ok).toBe(true);
         expect(err).toMatch(/^<6>#\d+ passive: client to server port/m);
@@ -189,7 +194,7 @@ describe('least privilege', () => {
     },
   );
 
-  it('--user: started as root, the daemon runs as that user with only CAP_NET_ADMIN', async () => {
+  it('--user: started as root, the daemon runs as that user with only CAP_NET_ADMIN (and CAP_SETPCAP, for its network process)', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'ftpp-user-'));
     chmodSync(dir, 0o711); // the user must reach its pidfile
     const pidfile = join(dir, 'ftp-proxy.pid');
@@ -203,8 +208,8 @@ describe('least privilege', () => {
       pid = Number(readFileSync(pidfile, 'utf8').trim());
       const s = status(pid);
       expect(s).toMatch(/^Uid:\s+65534\s+65534\s+65534\s+65534$/m);
-      expect(s).toMatch(/^CapEff:\s+0000000000001000$/m);
-      expect(s).toMatch(/^CapBnd:\s+0000000000001000$/m);
+      expect(s).toMatch(/^CapEff:\s+0000000000001100$/m);
+      expect(s).toMatch(/^CapBnd:\s+0000000000001100$/m);
       expect((await lab.get('curl', 'epsv')).ok).toBe(true);
       process.kill(pid, 'SIGTERM');
       for (let i = 0; i < 50 && alive(pid); i++) await sleep(100);
