@@ -42,6 +42,11 @@ export interface Libc {
   socket: Call<[domain: number, type: number, protocol: number], number>;
   connect: Call<[fd: number, addr: Buffer, len: number], number>;
   send: Call<[fd: number, buf: Buffer, len: number, flags: number], number>;
+  /** nftables' netlink fast path (src/firewall/nfnl/sys.ts): bind, and recv into a caller's buffer (no copy). */
+  bind: Call<[fd: number, addr: Buffer, len: number], number>;
+  recv: Call<[fd: number, buf: Buffer, len: number, flags: number], number>;
+  /** The system's text for an errno, as nft prints it ("File exists"). */
+  strerror: Call<[errnum: number], string>;
   close: Call<[fd: number], number>;
   getsockopt: Call<[fd: number, level: number, name: number, val: Buffer, len: Uint32Array], number>;
   setsockopt: Call<[fd: number, level: number, name: number, val: Buffer, len: number], number>;
@@ -68,6 +73,9 @@ export function libc(): Libc | null {
       socket: l.func('int socket(int domain, int type, int protocol)'),
       connect: l.func('int connect(int fd, const uint8_t *addr, uint32_t len)'),
       send: l.func('intptr_t send(int fd, const uint8_t *buf, size_t len, int flags)'),
+      bind: l.func('int bind(int fd, const uint8_t *addr, uint32_t len)'),
+      recv: l.func('intptr_t recv(int fd, void *buf, size_t len, int flags)'),
+      strerror: l.func('const char *strerror(int errnum)'),
       close: l.func('int close(int fd)'),
       getsockopt: l.func('int getsockopt(int fd, int level, int name, _Out_ uint8_t *val, _Inout_ uint32_t *len)'),
       setsockopt: l.func('int setsockopt(int fd, int level, int name, const uint8_t *val, uint32_t len)'),

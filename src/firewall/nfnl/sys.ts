@@ -1,6 +1,7 @@
 // The fast path's socket calls over libc (src/native.ts binds them through koffi): a NETLINK_NETFILTER
 // socket bound to a kernel-chosen port id, asking for capped acks (no echo of our request in every
 // answer) and extended acks (the kernel's reason, when it gives one).
+import { libc } from '../../native.js';
 import type { NetlinkSys } from './socket.js';
 
 const AF_NETLINK = 16;
@@ -65,4 +66,11 @@ export function netlinkSys(c: NetlinkLibc): NetlinkSys {
     },
     strerror: (e) => c.strerror(e),
   };
+}
+
+/** The fast path's calls on this host, or null where libc cannot be loaded through koffi. */
+export function defaultNetlinkSys(): NetlinkSys | null {
+  if (process.platform !== 'linux') return null;
+  const c = libc();
+  return c ? netlinkSys(c) : null;
 }
