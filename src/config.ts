@@ -38,6 +38,10 @@ export interface Config {
   foreground: boolean;
   /** -m: concurrent session limit. */
   maxSessions: number;
+  /** --max-per-client: sessions one client address may hold (default a quarter of -m, at least 1). */
+  maxPerClient?: number;
+  /** --login-timeout: seconds from connect to the server's 230; 0 = none. */
+  loginTimeout: number;
   /** -P: port of the fixed server (-R). */
   fixedServerPort: string;
   /** -p: listen port. */
@@ -96,7 +100,7 @@ export function parseCompletion(argv: string[]): Exit {
 }
 
 /** Long options that take a value; everything else starting with "--" is a switch. */
-const LONG_WITH_VALUE = new Set(['backend', 'pidfile', 'log-format', 'pinhole-timeout', 'user']);
+const LONG_WITH_VALUE = new Set(['backend', 'pidfile', 'log-format', 'pinhole-timeout', 'user', 'max-per-client', 'login-timeout']);
 
 export const LONG_HELP = `${USAGE}
 OpenBSD ftp-proxy(8) flags:
@@ -127,6 +131,10 @@ Our options:
   --log-format text|json  OpenBSD's text lines (default) or JSON lines
   --pinhole-timeout SEC   how long an unused pinhole waits, 1-3600 (default 30;
                           nftables and iptables: pf rules stay until replaced)
+  --max-per-client N      sessions one client address may hold, 1-500
+                          (default a quarter of -m, at least 1)
+  --login-timeout SEC     a client must have logged in (230) within SEC seconds
+                          of connecting, 0-86400 (default 30, 0 = no limit)
   --user NAME             Linux: run as NAME with only CAP_NET_ADMIN (and
                           CAP_NET_BIND_SERVICE for a listen port below 1024)
   --print-rules           print the firewall rules a passive and an active
@@ -209,6 +217,8 @@ export function parseCommandLine(argv: string[], version = '0.0.0'): ParseOutcom
     .option('pidfile', { type: 'string' })
     .option('log-format', { type: 'string', default: 'text' })
     .option('pinhole-timeout', { type: 'string', default: '30' })
+    .option('max-per-client', { type: 'string' })
+    .option('login-timeout', { type: 'string', default: '30' })
     .option('user', { type: 'string' })
     .option('print-rules', { type: 'boolean', default: false })
     .option('check-config', { type: 'boolean', default: false })
@@ -232,6 +242,7 @@ export function parseCommandLine(argv: string[], version = '0.0.0'): ParseOutcom
     logLevel: 5,
     foreground: false,
     maxSessions: 100,
+    loginTimeout: 30,
     fixedServerPort: '21',
     listenPort: '8021',
     port20: false,
@@ -248,8 +259,17 @@ export function parseCommandLine(argv: string[], version = '0.0.0'): ParseOutcom
   const pt = strtonum(String(parsedLong['pinhole-timeout']), 1, 3600);
   if ('error' in pt) return { exit: 1, stderr: `ftp-proxy: pinhole timeout ${pt.error}\n` };
   c.pinholeTimeout = pt.value;
+  const lt = strtonum(String(parsedLong['login-timeout']), 0, 86400);
+  if ('error' in lt) return { exit: 1, stderr: `ftp-proxy: login timeout ${lt.error}\n` };
+  c.loginTimeout = lt.value;
+  if (parsedLong['max-per-client'] !== undefined) {
+    const mp = strtonum(String(parsedLong['max-per-client']), 1, 500);
+    if ('error' in mp) return { exit: 1, stderr: `ftp-proxy: max per client ${mp.error}\n` };
+    c.maxPerClient = mp.value;
+  }
 
   const err = (text: string): ParseOutcome => ({ exit: 1, stderr: `ftp-proxy: ${text}\n` });
+  const pfNames = c.backend === 'pf' || (c.backend === 'auto' && process.platform === 'openbsd');
   for (const { opt, arg = '' } of g.options) {
     switch (opt) {
       case '6':
@@ -290,6 +310,7 @@ export function parseCommandLine(argv: string[], version = '0.0.0'): ParseOutcom
         break;
       case 'q':
         if (arg.length >= 64) return err('queuename too long');
+        if (!pfName(arg, pfNames)) return err('queuename invalid');
         c.queue = arg;
         break;
       case 'R':
@@ -300,6 +321,7 @@ export function parseCommandLine(argv: string[], version = '0.0.0'): ParseOutcom
         break;
       case 'T':
         if (arg.length >= 64) return err('tagname too long');
+        if (!pfName(arg, pfNames)) return err('tagname invalid');
         c.tag = arg;
         break;
       case 't': {
@@ -319,6 +341,16 @@ export function parseCommandLine(argv: string[], version = '0.0.0'): ParseOutcom
   if (g.rest.length) return { exit: 1, stderr: USAGE };
   if (!c.listenAddresses.length) c.listenAddresses = [c.ipv6 ? '::1' : '127.0.0.1'];
   return { config: c };
+}
+
+/**
+ * -T and -q reach pfctl as rule text (`tag T`, `set queue Q`), unquoted: they must be one word of pf's
+ * grammar and nothing more. Letters, digits and _ . : - (a subset of what pf.conf's lexer takes in an
+ * unquoted string; no blank, quote, brace, comment or macro). For pf a name that is all digits would be
+ * read as a number, not a name; on Linux -T is exactly that (a conntrack mark, checked later).
+ */
+export function pfName(name: string, pf: boolean): boolean {
+  return /^[A-Za-z0-9_.:-]+$/.test(name) && !(pf && /^\d+$/.test(name));
 }
 
 /** Whether a short-option word ("-dT") ends with an option whose argument is the next word. */

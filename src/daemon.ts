@@ -59,6 +59,12 @@ export function hasNetAdmin(status = (): string => readFileSync('/proc/self/stat
   }
 }
 
+/** --max-per-client's default: a quarter of -m, at least 1. */
+export const defaultMaxPerClient = (maxSessions: number): number => Math.max(1, Math.floor(maxSessions / 4));
+
+/** A per-address refusal is logged at most this often per address. */
+const PER_CLIENT_LOG_MS = 60_000;
+
 /** Descriptors kept free for the firewall's child processes, syslog, timers and the like. */
 const FD_RESERVE = 32;
 
@@ -100,9 +106,16 @@ export class Daemon {
   private policy: Policy = defaultPolicy();
   /** -m, lowered when the descriptor limit cannot hold that many sessions. */
   private maxSessions: number;
+  /** --max-per-client: sessions one client address may hold; live counts per address. */
+  private readonly maxPerClient: number;
+  private readonly perClient = new Map<string, number>();
+  private readonly perClientLogged = new Map<string, { until: number; unlogged: number }>();
+  /** Joined data connections (data_mode) alive: they count against -m. */
+  private joins = 0;
 
   constructor(private readonly o: DaemonOptions) {
     this.maxSessions = o.config.maxSessions;
+    this.maxPerClient = o.config.maxPerClient ?? defaultMaxPerClient(o.config.maxSessions);
   }
 
   get sessionCount(): number {
@@ -223,9 +236,16 @@ export class Daemon {
       socket.destroy();
       return;
     }
-    if (this.sessions.size >= this.maxSessions) {
+    if (this.sessions.size + this.joins >= this.maxSessions) {
       log.log(LOG_ERR, `client limit (${this.maxSessions}) reached, refusing connection from ${client}`, { event: 'client-limit', client });
       refuse(socket, `421 Too many connections (client limit ${this.maxSessions} reached), try again later.\r\n`);
+      return;
+    }
+    // One address must not take every slot (--max-per-client).
+    const mine = this.perClient.get(client) ?? 0;
+    if (mine >= this.maxPerClient) {
+      this.perClientRefusal(client);
+      refuse(socket, `421 Too many connections from your address (limit ${this.maxPerClient}), try again later.\r\n`);
       return;
     }
     const id = this.nextId++;
@@ -264,12 +284,47 @@ export class Daemon {
       original,
       server: this.fixedServer ?? original,
       counts: () => ({ count: this.sessions.size, max: this.maxSessions }),
-      onEnd: (s) => this.sessions.delete(s),
+      onEnd: (s) => {
+        if (this.sessions.delete(s)) {
+          const n = (this.perClient.get(client) ?? 1) - 1;
+          if (n > 0) this.perClient.set(client, n);
+          else this.perClient.delete(client);
+        }
+      },
+      loginTimeout: c.loginTimeout,
+      // A joined data connection holds descriptors like a session: it takes a slot of -m.
+      joinSlot: () => this.takeJoinSlot(),
+      joinReleased: () => void this.joins--,
       ...(this.o.bannerTimeout !== undefined ? { bannerTimeout: this.o.bannerTimeout } : {}),
       ...(this.o.random ? { random: this.o.random } : {}),
     });
     this.sessions.add(session);
+    this.perClient.set(client, mine + 1);
     session.start();
+  }
+
+  private takeJoinSlot(): boolean {
+    if (this.sessions.size + this.joins >= this.maxSessions) return false;
+    this.joins++;
+    return true;
+  }
+
+  /** The per-address refusal is logged once a minute per address, with how many went unlogged. */
+  private perClientRefusal(client: string): void {
+    const now = Date.now();
+    const seen = this.perClientLogged.get(client);
+    if (seen && now < seen.until) {
+      seen.unlogged++;
+      return;
+    }
+    if (this.perClientLogged.size >= 1024) for (const [a, v] of this.perClientLogged) if (now >= v.until) this.perClientLogged.delete(a);
+    const more = seen?.unlogged ? ` (${seen.unlogged} more refused since the last line)` : '';
+    this.o.log.log(LOG_ERR, `per-client limit (${this.maxPerClient}) reached, refusing connections from ${client}${more}`, {
+      event: 'client-address-limit',
+      client,
+      unlogged: seen?.unlogged ?? 0,
+    });
+    this.perClientLogged.set(client, { until: now + PER_CLIENT_LOG_MS, unlogged: 0 });
   }
 
   /**

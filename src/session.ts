@@ -23,6 +23,8 @@ import { defaultPolicy, type Policy } from './policy/parse.js';
 
 /** OpenBSD's CONNECT_TIMEOUT: the server must connect and say something within this many seconds. */
 export const BANNER_TIMEOUT = 30;
+/** --login-timeout's default: seconds from connect to a 230 reply, as long as the banner wait. */
+export const LOGIN_TIMEOUT = 30;
 /** Attempts at a free proxy port before a negotiation is refused. */
 const PORT_ATTEMPTS = 8;
 /** Stop reading a client that has this many commands outstanding, until replies catch up. */
@@ -32,6 +34,8 @@ const JOIN_CONNECT_TIMEOUT = 10;
 const JOIN_LISTEN_TIMEOUT = 30;
 /** After the session ends, a joined transfer still running has this many seconds to finish. */
 const JOIN_GRACE = 30;
+/** A joined data connection with no byte either way for this long is closed (-t, if shorter). */
+export const JOIN_IDLE_TIMEOUT = 600;
 
 export interface SessionOptions {
   id: number;
@@ -55,6 +59,14 @@ export interface SessionOptions {
   /** For tests: fixed random source. */
   random?: () => number;
   bannerTimeout?: number;
+  /** --login-timeout, seconds; 0 = none. */
+  loginTimeout?: number;
+  /**
+   * A joined data connection (data_mode) takes a slot of -m: false when none is left. `release` is
+   * called once when it closes.
+   */
+  joinSlot?: () => boolean;
+  joinReleased?: () => void;
 }
 
 type EndReason = string;
@@ -71,6 +83,7 @@ export class Session {
   private lastServerRead = Date.now();
   private serverSpoke = false;
   private bannerTimer: NodeJS.Timeout | null = null;
+  private loginTimer: NodeJS.Timeout | null = null;
   private idleTimer: NodeJS.Timeout | null = null;
   /** Firewall calls of this session, one at a time, in order. */
   private fw: Promise<unknown> = Promise.resolve();
@@ -137,6 +150,14 @@ export class Session {
       this.ev(LOG_NOTICE, 'server-timeout', 'server timeout');
       this.refuse('421 Service not available: the server did not answer, closing control connection.\r\n', 'server timeout');
     }, (this.o.bannerTimeout ?? BANNER_TIMEOUT) * 1000);
+    const login = this.o.loginTimeout ?? LOGIN_TIMEOUT;
+    if (login > 0) {
+      // A client that never logs in must not hold a session slot for the whole idle timeout.
+      this.loginTimer = setTimeout(() => {
+        this.ev(LOG_NOTICE, 'login-timeout', `no login within ${login} s, closing`);
+        this.refuse(`421 Login timeout (${login} seconds): closing control connection.\r\n`, 'login timeout');
+      }, login * 1000);
+    }
     up.once('connect', () => this.onConnected(up));
     up.on('error', (e) => this.onServerError(e));
     up.on('end', () => {
@@ -181,7 +202,10 @@ export class Session {
     );
     up.on('data', (chunk: Buffer) => this.onServerData(chunk));
     this.client.on('data', (chunk: Buffer) => this.onClientData(chunk));
-    this.client.resume();
+    // One listener each, for the session's life: a full socket's drain lets its reader go on.
+    up.on('drain', () => this.flow());
+    this.client.on('drain', () => this.flow());
+    this.flow();
     this.armIdle();
   }
 
@@ -191,11 +215,26 @@ export class Session {
       if (!this.control || this.ended) return;
       this.run(ev.kind === 'line' ? this.control.clientLine(ev.line) : this.control.lineError('client', ev.error));
     }
-    this.pauseClientIfNeeded();
+    this.flow();
   }
 
-  private pauseClientIfNeeded(): void {
-    if (this.control && (this.control.clientBlocked || this.control.pendingCommands >= PIPELINE_PAUSE)) this.client.pause();
+  /**
+   * Read each side only while what it sends can go somewhere: the client not while its lines wait on
+   * the firewall, its pipeline is deep, or the server does not read; the server not while a reply waits
+   * on the firewall or the client does not read. The one place that pauses and resumes.
+   */
+  private flow(): void {
+    const c = this.control;
+    if (!c || this.ended) return;
+    const up = this.upstream;
+    const readClient = !c.clientBlocked && c.pendingCommands < PIPELINE_PAUSE && !(up?.writableNeedDrain ?? false);
+    const readServer = !c.serverBlocked && !this.client.writableNeedDrain;
+    if (readClient) this.client.resume();
+    else this.client.pause();
+    if (up) {
+      if (readServer) up.resume();
+      else up.pause();
+    }
   }
 
   private onServerData(chunk: Buffer): void {
@@ -212,19 +251,22 @@ export class Session {
     }
     // A transfer just ended: the idle time counts from now, for both sides.
     if (wasTransferring && this.control && !this.control.transferring) this.lastClientRead = this.lastServerRead;
-    if (this.control?.serverBlocked) this.upstream?.pause();
-    // Replies drained the client's backlog of commands: read it again.
-    if (this.control && this.client.isPaused() && !this.control.clientBlocked && this.control.pendingCommands < PIPELINE_PAUSE) this.client.resume();
+    if (this.loginTimer && this.control?.loggedIn) {
+      clearTimeout(this.loginTimer);
+      this.loginTimer = null;
+    }
+    this.flow();
   }
 
   private run(actions: Action[]): void {
     for (const a of actions) {
       switch (a.type) {
         case 'toServer':
-          if (this.upstream && !this.upstream.write(a.data)) this.backpressure(this.client, this.upstream);
+          // A full socket is seen by flow() (writableNeedDrain) after this batch of actions.
+          this.upstream?.write(a.data);
           break;
         case 'toClient':
-          if (!this.client.write(a.data) && this.upstream) this.backpressure(this.upstream, this.client);
+          this.client.write(a.data);
           break;
         case 'log':
           // The fields are built only for a line that goes out.
@@ -242,8 +284,7 @@ export class Session {
           this.join(a.id, a.join);
           break;
         case 'joinCancel':
-          this.dataJoin?.close('the server refused the command');
-          this.dataJoin = null;
+          this.closeJoin('the server refused the command');
           break;
         case 'close':
           void this.end(a.reason);
@@ -252,20 +293,14 @@ export class Session {
     }
   }
 
-  /** A peer that does not read its replies stops us reading from the other side. */
-  private backpressure(reader: Socket, writer: Socket): void {
-    reader.pause();
-    writer.once('drain', () => {
-      if (!this.ended && !this.blockedFor(reader)) reader.resume();
-    });
-  }
-
-  private blockedFor(reader: Socket): boolean {
-    if (reader === this.client) return !!this.control && (this.control.clientBlocked || this.control.pendingCommands >= PIPELINE_PAUSE);
-    return !!this.control?.serverBlocked;
+  /** One joined data connection per session: a new negotiation ends the one before (its transfer is over). */
+  private closeJoin(why: string): void {
+    this.dataJoin?.close(why);
+    this.dataJoin = null;
   }
 
   private negotiate(id: number, n: Negotiation): void {
+    this.closeJoin('replaced by a new negotiation');
     const ends: SessionEnds = {
       family: familyOf(this.o.original.address) ?? 4,
       client: this.clientAddress,
@@ -303,19 +338,25 @@ export class Session {
     void job.then((result) => {
       if (this.ended || !this.control) return;
       this.run(this.control.negotiationDone(id, result));
-      if (!this.control.clientBlocked && this.control.pendingCommands < PIPELINE_PAUSE) this.client.resume();
-      if (!this.control.serverBlocked) this.upstream?.resume();
+      this.flow();
     });
   }
 
   /** data_mode: a data connection the proxy joins itself (src/data/join.ts). */
   private join(id: number, j: JoinRequest): void {
-    // A join nobody used is stale once a new one is asked for; one carrying a transfer finishes.
-    if (this.dataJoin && !this.dataJoin.carried) this.dataJoin.close('replaced by a new negotiation');
+    // By the time a client negotiates again it has read the last transfer to its end and had its 226.
+    this.closeJoin('replaced by a new negotiation');
     const attempt = async (): Promise<NegotiationResult> => {
+      if (this.o.joinSlot && !this.o.joinSlot()) return { ok: false, error: 'session limit (-m) reached: no room for a joined data connection' };
+      let released = false;
+      const release = (): void => {
+        if (!released) this.o.joinReleased?.();
+        released = true;
+      };
       try {
-        return j.kind === 'join-connect' ? await this.joinConnect(j) : await this.joinListen(j);
+        return j.kind === 'join-connect' ? await this.joinConnect(j, release) : await this.joinListen(j, release);
       } catch (e) {
+        release();
         return { ok: false, error: e instanceof Error ? e.message : String(e) };
       }
     };
@@ -323,15 +364,16 @@ export class Session {
   }
 
   /** Client PORT, server PASV: connect to both, outward only; no firewall change. */
-  private async joinConnect(j: Extract<JoinRequest, { kind: 'join-connect' }>): Promise<NegotiationResult> {
+  private async joinConnect(j: Extract<JoinRequest, { kind: 'join-connect' }>, release: () => void): Promise<NegotiationResult> {
     const proxy = canonical(this.upstream?.localAddress ?? '');
     const join = await DataJoin.connect(
       // From P, so the server sees the control connection's address (servers check it).
       { host: canonical(this.o.server.address), port: j.serverPort, localAddress: proxy },
       { host: this.clientAddress, port: j.clientPort },
       JOIN_CONNECT_TIMEOUT * 1000,
+      this.joinIdleMs,
     );
-    this.adopt(join);
+    this.adopt(join, release);
     return { ok: true, proxyPort: 0 };
   }
 
@@ -340,7 +382,7 @@ export class Session {
    * local pinholes (client: C -> OS:pp, server: S -> P:pp2), which the next negotiation or the end of the
    * session removes.
    */
-  private async joinListen(_j: Extract<JoinRequest, { kind: 'join-listen' }>): Promise<NegotiationResult> {
+  private async joinListen(_j: Extract<JoinRequest, { kind: 'join-listen' }>, release: () => void): Promise<NegotiationResult> {
     const family = familyOf(this.o.original.address) ?? 4;
     const proxy = canonical(this.upstream?.localAddress ?? '');
     const server = canonical(this.o.server.address);
@@ -349,6 +391,7 @@ export class Session {
       { address: proxy, peer: server },
       { address: towardClient, peer: this.clientAddress },
       JOIN_LISTEN_TIMEOUT * 1000,
+      this.joinIdleMs,
     );
     try {
       let last = '';
@@ -365,7 +408,7 @@ export class Session {
           await this.o.firewall.replace(this.owner, pins);
           this.hasPinholes = true;
           this.lastPinhole = pins.map(describePinhole).join(', ');
-          this.adopt(join);
+          this.adopt(join, release);
           return { ok: true, proxyPort: pp2, clientPort: pp };
         } catch (e) {
           last = e instanceof Error ? e.message : String(e);
@@ -379,13 +422,22 @@ export class Session {
     }
   }
 
-  private adopt(join: DataJoin): void {
+  /** -t bounds a joined connection's silence too, up to JOIN_IDLE_TIMEOUT. */
+  private get joinIdleMs(): number {
+    const t = this.o.idleTimeout;
+    return (t > 0 ? Math.min(t, JOIN_IDLE_TIMEOUT) : JOIN_IDLE_TIMEOUT) * 1000;
+  }
+
+  private adopt(join: DataJoin, release: () => void): void {
     if (this.ended) {
       join.close();
+      release();
       return;
     }
+    this.closeJoin('replaced by a new negotiation'); // one per session, whatever raced
     this.dataJoin = join;
     join.onEnd((st) => {
+      release();
       if (this.dataJoin === join) this.dataJoin = null;
       const how = st.error ? `, ${st.error}` : '';
       this.ev(LOG_INFO, 'join-end', `data connection joined by the proxy ended: ${st.toClient} bytes to the client, ${st.toServer} to the server${how}`, {
@@ -466,6 +518,7 @@ export class Session {
   private async doEnd(_reason: EndReason): Promise<void> {
     this.ev(LOG_INFO, 'session-end', 'ending session', { reason: _reason });
     if (this.bannerTimer) clearTimeout(this.bannerTimer);
+    if (this.loginTimer) clearTimeout(this.loginTimer);
     if (this.idleTimer) clearTimeout(this.idleTimer);
     this.dataJoin?.finish(JOIN_GRACE * 1000);
     for (const s of [this.client, this.upstream]) {

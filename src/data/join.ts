@@ -51,17 +51,24 @@ export function localAddressToward(peer: string, family: Family): Promise<string
   });
 }
 
+/** After the control session ended, a joined connection this long without a byte is done. */
+const FINISH_IDLE_MS = 5000;
+
 export class DataJoin {
   private client: Socket | null = null;
   private server: Socket | null = null;
   private readonly listeners: Server[] = [];
+  /** Every socket this join holds, from the moment it exists: close() destroys them all. */
+  private readonly sockets = new Set<Socket>();
   private timer: NodeJS.Timeout | null = null;
+  private idleTimer: NodeJS.Timeout | null = null;
+  private lastActivity = Date.now();
   private closed = false;
   private readonly stats: JoinStats = { toClient: 0, toServer: 0 };
   private endHandler: ((s: JoinStats) => void) | null = null;
-  private open = 0;
 
-  private constructor() {}
+  /** `idleMs`: a leg with no byte either way for this long closes the join (0 = none). */
+  private constructor(private idleMs: number) {}
 
   /** Called once when both legs are closed (or the join is given up). */
   onEnd(f: (s: JoinStats) => void): void {
@@ -78,10 +85,11 @@ export class DataJoin {
   }
 
   /** Connect to the server's passive port and to the client's active port; resolves when both are up. */
-  static async connect(server: ConnectEnd, client: ConnectEnd, timeoutMs: number): Promise<DataJoin> {
-    const j = new DataJoin();
+  static async connect(server: ConnectEnd, client: ConnectEnd, timeoutMs: number, idleMs = 0): Promise<DataJoin> {
+    const j = new DataJoin(idleMs);
     try {
-      const [s, c] = await Promise.all([dial(server, timeoutMs, 'server'), dial(client, timeoutMs, 'client')].map((p) => p.then((sock) => j.keep(sock))));
+      // Each socket is the join's as soon as it exists: when one leg fails, close() takes the other.
+      const [s, c] = await Promise.all([dial(server, timeoutMs, 'server', j.sockets), dial(client, timeoutMs, 'client', j.sockets)].map((p) => p.then((sock) => j.keep(sock))));
       j.server = s!;
       j.client = c!;
       j.splice();
@@ -96,8 +104,8 @@ export class DataJoin {
    * Listen on both sides (ports chosen by the kernel); the legs are spliced when both peers have
    * connected. Gives up after timeoutMs without both.
    */
-  static async listen(serverSide: ListenEnd, clientSide: ListenEnd, timeoutMs: number): Promise<{ join: DataJoin; serverPort: number; clientPort: number }> {
-    const j = new DataJoin();
+  static async listen(serverSide: ListenEnd, clientSide: ListenEnd, timeoutMs: number, idleMs = 0): Promise<{ join: DataJoin; serverPort: number; clientPort: number }> {
+    const j = new DataJoin(idleMs);
     try {
       const [serverPort, clientPort] = await Promise.all([
         j.listenOne(serverSide, (s) => (j.server = s)),
@@ -113,16 +121,34 @@ export class DataJoin {
   }
 
   private keep(s: Socket): Socket {
+    this.sockets.add(s);
     if (this.closed) {
       s.destroy();
       throw new Error('join closed');
     }
-    this.open++;
     s.on('error', (e) => this.close(e.message));
     s.on('close', () => {
-      if (--this.open === 0 && this.client && this.server) this.close();
+      this.sockets.delete(s);
+      // Both legs done: the join is over (a leg alone closing leaves the other to finish its half).
+      if (this.sockets.size === 0 && this.client && this.server) this.close();
     });
     return s;
+  }
+
+  /**
+   * The idle limit of a spliced join: no byte either way for idleMs closes it (a peer that went away
+   * without a FIN must not hold two descriptors forever). Re-armed when it fires, not on every chunk.
+   */
+  private armIdle(): void {
+    if (this.idleTimer) clearTimeout(this.idleTimer);
+    this.idleTimer = null;
+    if (this.idleMs <= 0 || this.closed) return;
+    const check = (): void => {
+      const quiet = Date.now() - this.lastActivity;
+      if (quiet >= this.idleMs) this.close(`no data for ${Math.round(this.idleMs / 1000)} s`);
+      else this.idleTimer = setTimeout(check, this.idleMs - quiet).unref();
+    };
+    this.idleTimer = setTimeout(check, this.idleMs).unref();
   }
 
   private listenOne(end: ListenEnd, take: (s: Socket) => void): Promise<number> {
@@ -138,7 +164,11 @@ export class DataJoin {
         if (this.client && this.server) this.splice();
       });
       this.listeners.push(srv);
-      srv.once('error', reject);
+      // Before listening: the join fails; after (an accept error): the join ends. Never unhandled.
+      srv.on('error', (e) => {
+        if (srv.listening) this.close(e.message);
+        else reject(e);
+      });
       srv.listen({ host: end.address, port: 0, backlog: 1 }, () => resolve((srv.address() as { port: number }).port));
     });
   }
@@ -148,8 +178,16 @@ export class DataJoin {
     this.timer = null;
     const c = this.client!;
     const s = this.server!;
-    c.on('data', (d: Buffer) => (this.stats.toServer += d.length));
-    s.on('data', (d: Buffer) => (this.stats.toClient += d.length));
+    this.lastActivity = Date.now();
+    c.on('data', (d: Buffer) => {
+      this.stats.toServer += d.length;
+      this.lastActivity = Date.now();
+    });
+    s.on('data', (d: Buffer) => {
+      this.stats.toClient += d.length;
+      this.lastActivity = Date.now();
+    });
+    this.armIdle();
     // pipe() ends the other side when one side ends (half-close), and applies backpressure both ways.
     s.pipe(c);
     c.pipe(s);
@@ -167,6 +205,9 @@ export class DataJoin {
       this.close();
       return;
     }
+    // The tail of a transfer moves or the join goes: no waiting out the whole grace for a silent peer.
+    this.idleMs = Math.min(this.idleMs || FINISH_IDLE_MS, FINISH_IDLE_MS);
+    if (this.client && this.server) this.armIdle();
     for (const l of this.listeners) l.close();
     if (this.timer) clearTimeout(this.timer);
     this.timer = setTimeout(() => this.close('the control session ended'), graceMs);
@@ -178,16 +219,20 @@ export class DataJoin {
     if (this.closed) return;
     this.closed = true;
     if (this.timer) clearTimeout(this.timer);
+    if (this.idleTimer) clearTimeout(this.idleTimer);
     for (const l of this.listeners) l.close();
-    for (const s of [this.client, this.server]) s?.destroy();
+    for (const s of this.sockets) s.destroy();
+    this.sockets.clear();
     if (error) this.stats.error = error;
     this.endHandler?.(this.stats);
   }
 }
 
-function dial(end: ConnectEnd, timeoutMs: number, what: string): Promise<Socket> {
+/** Connect to one peer; the socket goes into `track` at once, so whoever owns the set can close it. */
+function dial(end: ConnectEnd, timeoutMs: number, what: string, track: Set<Socket>): Promise<Socket> {
   return new Promise((resolve, reject) => {
     const s = connect({ host: end.host, port: end.port, allowHalfOpen: true, ...(end.localAddress ? { localAddress: end.localAddress } : {}) });
+    track.add(s);
     s.pause();
     const t = setTimeout(() => {
       s.destroy();

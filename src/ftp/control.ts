@@ -143,6 +143,8 @@ export class FtpControl {
   private clientHold = false;
   /** Between a 1xx and the final reply of its command: a transfer runs, the idle timer rests. */
   private inTransfer = false;
+  /** The server has said 230 (logged in): --login-timeout no longer applies. */
+  private login = false;
   private readonly policy: Policy;
   /** Lines of a 227/229 reply held back for rewriting. */
   private held: Buffer[] | null = null;
@@ -166,6 +168,11 @@ export class FtpControl {
   /** A transfer is running: the server said 1xx and its final reply has not come yet. */
   get transferring(): boolean {
     return this.inTransfer;
+  }
+
+  /** The server has sent a 230 reply: the client logged in. */
+  get loggedIn(): boolean {
+    return this.login;
   }
 
   get serverBlocked(): boolean {
@@ -514,6 +521,7 @@ export class FtpControl {
       return;
     }
     const code = m[1]!;
+    if (code === '230') this.login = true;
     this.startReply(code, m[2] === '-', line, out);
     if (this.closed) return;
     if (m[2] === '-') this.replyCode = code;
