@@ -37,8 +37,8 @@ function phases(child: ChildProcess): (phase: string, ms?: number) => Promise<Re
 interface StatusJson {
   backend: string;
   present: boolean;
-  instances: { pid: number; running: boolean; sockets: { state: string; remote: string }[] }[];
-  sessions: { pid: number; session: number; pinholes: { from: string; to: string; toPort: number; rdrTo: string; rdrPort: number; natFrom: string; state: string; expires: number | null }[] }[];
+  instances: { id: string; pid: number | null; running: boolean; sockets: { state: string; remote: string }[] }[];
+  sessions: { instance: string; session: number; pinholes: { from: string; to: string; toPort: number; rdrTo: string; rdrPort: number; natFrom: string; state: string; expires: number | null }[] }[];
 }
 
 describe.each([
@@ -66,18 +66,24 @@ describe.each([
   it('lists the session, its pinhole waiting, then used, then nothing once the session ended', async () => {
     expect(await status(false)).toMatch(new RegExp(`^${backend}: no `, 'm'));
     const proxy = await lab.proxy(['--backend', backend, '--pinhole-timeout', '60'], env);
-    const raw = lab.rawSpawn(['pasv-hold', lab.target, '6', '6']);
+    // The instance is known by its random id; status finds its pid (the holder of @ftp-proxy/<id>).
+    const idle = await statusJson();
+    expect(idle.instances).toEqual([expect.objectContaining({ pid: proxy.pid, running: true })]);
+    const id = idle.instances[0]!.id;
+    expect(id).toMatch(/^[0-9a-f]{8}$/);
+    // 12 s before the data connection and 12 s after: two status runs each time (node start-up each, seconds on a busy machine).
+    const raw = lab.rawSpawn(['pasv-hold', lab.target, '12', '12']);
     const next = phases(raw);
     const pasv = await next('pasv');
 
     const waiting = await statusJson();
     expect(waiting.present).toBe(true);
-    expect(waiting.instances).toEqual([expect.objectContaining({ pid: proxy.pid, running: true })]);
+    expect(waiting.instances).toEqual([expect.objectContaining({ id, pid: proxy.pid, running: true })]);
     // The kernel's view of the daemon: its listener and the client's control connection.
     expect(waiting.instances[0]!.sockets.some((s) => s.state === 'established' && s.remote === lab.clientAddress)).toBe(true);
     expect(waiting.sessions).toHaveLength(1);
     const s = waiting.sessions[0]!;
-    expect(s.pid).toBe(proxy.pid);
+    expect(s.instance).toBe(id);
     expect(s.pinholes).toEqual([
       expect.objectContaining({ from: lab.clientAddress, to: lab.serverAddress, toPort: pasv.port, rdrTo: lab.serverAddress, state: 'waiting' }),
     ]);
@@ -87,8 +93,8 @@ describe.each([
     expect(s.pinholes[0]!.expires).toBeLessThanOrEqual(60);
 
     const text = await status(false);
-    expect(text).toMatch(new RegExp(`^instance ${proxy.pid}: running, listening on 127\\.0\\.0\\.1:8021, 2 control-channel TCP connections$`, 'm'));
-    expect(text).toMatch(new RegExp(`^session ${proxy.pid}\\.\\d+: 1 pinhole$`, 'm'));
+    expect(text).toMatch(new RegExp(`^instance ${id} \\(pid ${proxy.pid}\\): running, listening on 127\\.0\\.0\\.1:8021, 2 control-channel TCP connections$`, 'm'));
+    expect(text).toMatch(new RegExp(`^session ${id}\\.\\d+: 1 pinhole$`, 'm'));
     expect(text).toContain(`  ${lab.clientAddress} -> ${lab.serverAddress}:${String(pasv.port)} => ${lab.serverAddress}:`);
     expect(text).toMatch(/ waiting for its connection, expires in \d+s$/m);
 
@@ -128,14 +134,15 @@ describe.each([
 
   it('says which instance is gone after a SIGKILL (its objects wait for the next start)', async () => {
     const proxy = await lab.proxy(['--backend', backend, '--pinhole-timeout', '60'], env);
+    const id = (await statusJson()).instances[0]!.id;
     const raw = lab.rawSpawn(['pasv-hold', lab.target, '30', '0']);
     const next = phases(raw);
     await next('pasv');
     await proxy.signal('SIGKILL');
     const st = await statusJson();
-    expect(st.instances).toEqual([expect.objectContaining({ pid: proxy.pid, running: false })]);
-    expect(st.sessions.map((x) => x.pid)).toEqual([proxy.pid]);
-    expect(await status(false)).toMatch(new RegExp(`^instance ${proxy.pid}: gone `, 'm'));
+    expect(st.instances).toEqual([expect.objectContaining({ id, pid: null, running: false })]);
+    expect(st.sessions.map((x) => x.instance)).toEqual([id]);
+    expect(await status(false)).toMatch(new RegExp(`^instance ${id}: gone `, 'm'));
     raw.kill();
     // The next start sweeps them; status agrees.
     const p2 = await lab.proxy(['--backend', backend], env);
