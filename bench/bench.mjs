@@ -265,7 +265,8 @@ function combinedIpt() {
 // ---- our proxy and the others ----
 
 async function startProxy(backend, { args = [], env } = {}) {
-  const p = spawnIn('fw', [process.execPath, CLI, '-d', '--backend', backend, ...args], { env });
+  // One client address for every session: --max-per-client as high as -m.
+  const p = spawnIn('fw', [process.execPath, CLI, '-d', '--backend', backend, '--max-per-client', '100', ...args], { env });
   await waitLine(p, /listening on /, 15000, { err: true });
   return p;
 }

@@ -20,6 +20,8 @@ if (!outcome.config) {
 }
 const config = outcome.config;
 config.maxSessions = Number(process.env.BENCH_MAX_SESSIONS ?? config.maxSessions);
+// Every bench session comes from one client address: the per-address cap must not be the limit.
+config.maxPerClient = config.maxSessions;
 const log = new Log({ level: config.logLevel, format: config.logFormat });
 // BENCH_FIREWALL=none: a firewall that does nothing, to tell the relay's own cost from the firewall's.
 const none = { name: 'none', init: async () => {}, replace: async () => {}, clear: async () => {}, close: async () => {} };

@@ -31,7 +31,7 @@ describe('hostile input through a live proxy', () => {
   beforeAll(async () => {
     lab = await Lab.up('forward');
     await lab.loadRuleset(`${EXAMPLES}forward-redirect.nft`);
-    proxy = await lab.proxy(['-D', '6', '-m', '500'], {}, ['--expose-gc', '--max-semi-space-size=1']);
+    proxy = await lab.proxy(['-D', '6', '-m', '500', '--max-per-client', '500'], {}, ['--expose-gc', '--max-semi-space-size=1']);
   });
   afterAll(async () => {
     await lab?.down();

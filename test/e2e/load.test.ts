@@ -53,7 +53,7 @@ describe('load', () => {
       files.push(`load${i}.bin:${createHash('sha256').update(data).digest('hex')}`);
     }
     // The V8 flag the daemonized process and the systemd unit run with; --expose-gc for the readings.
-    proxy = await lab.proxy(['-D', '5', '-m', '500'], {}, ['--expose-gc', '--max-semi-space-size=1']);
+    proxy = await lab.proxy(['-D', '5', '-m', '500', '--max-per-client', '500'], {}, ['--expose-gc', '--max-semi-space-size=1']);
   });
   afterAll(async () => {
     await lab?.down();

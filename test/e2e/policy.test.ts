@@ -109,6 +109,29 @@ describe('policy with nftables (forward lab)', () => {
       await nothingLeft();
     });
 
+    it('Telnet bytes and LPRT/LPSV: refused by the proxy, never seen by proftpd (-A and the policy judge the line the server reads)', async () => {
+      const p = await withPolicy('command DELE reject 550 "no deleting"\ncommand RETR match /^\\./ reject 550 "no dot files"\n', ['-A']);
+      const out = await lab.exec('cli', [process.execPath, HELPER, 'bytes', lab.target, 'U\\xff\\xf1SER root', 'D\\xff\\xf1ELE small.txt', 'RETR \\xff\\xf1.profile', 'NOOP\\rDELE small.txt', 'LPSV', 'LPRT 4,4,10,0,0,1,2,4,1', 'NOOP']);
+      const refused = '500 Command line refused: Telnet bytes or a CR inside it, not sent to the server';
+      expect(JSON.parse(out.stdout).replies).toEqual([
+        refused,
+        refused,
+        refused,
+        refused,
+        '502 LPSV not supported through ftp-proxy, use EPSV or PASV',
+        '502 LPRT not supported through ftp-proxy, use EPRT or PORT',
+        '200 NOOP command successful',
+      ]);
+      await sleep(300);
+      const seen = commandsSeen();
+      expect(seen).toMatch(/^NOOP $/m);
+      expect(seen).not.toMatch(/USER|SER|DELE|ELE|RETR|LPSV|LPRT/);
+      expect(existsSync(`${lab.runDir}/data/small.txt`)).toBe(true);
+      expect(p.log).toMatch(/#\d+ command line refused: a Telnet IAC byte after the start of the line: 'U\\M\^\?\\M-qSER root\\r\\n'/);
+      expect(p.log).toMatch(/#\d+ LPSV refused: use PASV\/EPSV or PORT\/EPRT/);
+      expect(p.log).not.toMatch(/[\xff\r]/);
+    });
+
     it('drop: 421 and the session ends; the server never sees the command', async () => {
       await withPolicy('command SITE drop\n');
       const r = await lab.raw(['lines', lab.target, 'SITE CHMOD 777 small.txt', 'NOOP']);

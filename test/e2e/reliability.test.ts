@@ -395,7 +395,7 @@ describe('limits', () => {
   });
 
   it('-m 3: the fourth connection gets 421 and is closed, logged once', async () => {
-    const proxy = await lab.proxy(['-D', '6', '-m', '3']);
+    const proxy = await lab.proxy(['-D', '6', '-m', '3', '--max-per-client', '3']);
     const holder = lab.rawSpawn(['sessions', lab.target, '3']);
     try {
       expect((await firstJson(holder)).ready).toBe(3);
@@ -411,7 +411,7 @@ describe('limits', () => {
 
   it('out of file descriptors (ulimit -n 128): every connection is answered, the daemon survives and serves again', async () => {
     // The proxy started through a shell that lowers its descriptor limit.
-    const child = lab.spawn('fw', ['bash', '-c', `ulimit -n 128; exec ${process.execPath} ${ROOT}dist/cli.js -d -D6 -m 500`]);
+    const child = lab.spawn('fw', ['bash', '-c', `ulimit -n 128; exec ${process.execPath} ${ROOT}dist/cli.js -d -D6 -m 500 --max-per-client 500`]);
     let log = '';
     child.stderr!.on('data', (d: Buffer) => (log += d.toString()));
     try {

@@ -4,6 +4,9 @@
 //   ftp-policy.mjs hold-then HOST FLAGFILE LINE...   log in, print {phase:"ready"}, wait until FLAGFILE
 //                                                    exists (the test reloads the policy meanwhile), then
 //                                                    send each LINE and print {replies}
+//   ftp-policy.mjs bytes HOST LINE...                after the greeting (no login), send each LINE with
+//                                                    \xHH and \r decoded to bytes, CRLF added; print
+//                                                    {replies}
 import { existsSync } from 'node:fs';
 import net from 'node:net';
 
@@ -55,6 +58,17 @@ if (cmd === 'hold-then') {
   const replies = [];
   for (const l of lines) replies.push(await c.cmd(l));
   out({ phase: 'done', replies });
+  c.s.destroy();
+} else if (cmd === 'bytes') {
+  const c = await open(host);
+  await c.reply();
+  const replies = [];
+  for (const l of rest) {
+    const bytes = l.replace(/\\x([0-9a-f]{2})/gi, (_, h) => String.fromCharCode(parseInt(h, 16))).replace(/\\r/g, '\r');
+    c.s.write(Buffer.from(`${bytes}\r\n`, 'latin1'));
+    replies.push(await c.reply());
+  }
+  out({ replies });
   c.s.destroy();
 } else {
   out({ error: `unknown command ${cmd}` });
