@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { PinholeConflict } from '../../src/firewall/backend.js';
 import { parseMessages } from '../../src/firewall/nfnl/netlink.js';
 import { type ElementOp } from '../../src/firewall/nfnl/setelem.js';
-import { isNfnlEnoent, NfnlError, NfnlSocket } from '../../src/firewall/nfnl/socket.js';
+import { FAST_MAX_OPS, isNfnlEnoent, NfnlError, NfnlSocket } from '../../src/firewall/nfnl/socket.js';
 import { fakeKernel } from '../helpers/nfnl-kernel.js';
 
 const ops: ElementOp[] = [
@@ -94,5 +94,15 @@ describe('NfnlSocket', () => {
     const k = fakeKernel();
     k.sys.open = () => -1;
     expect(() => new NfnlSocket(k.sys, T)).toThrow('nfnetlink: cannot open a netlink socket: Operation not permitted (EPERM)');
+  });
+});
+
+describe('NfnlSocket limits', () => {
+  it(`refuses a batch of more than FAST_MAX_OPS changes before sending anything`, () => {
+    const k = fakeKernel();
+    const many = Array.from({ length: FAST_MAX_OPS + 1 }, (_, i) => ({ ...ops[2]!, key: `10.0.0.1 . 10.0.0.2 . ${(i % 60000) + 1}` }));
+    expect(() => new NfnlSocket(k.sys, T).apply(many)).toThrow(/more than 1000/);
+    expect(k.sent).toHaveLength(0);
+    expect(() => new NfnlSocket(k.sys, T).apply(many.slice(0, FAST_MAX_OPS))).not.toThrow();
   });
 });

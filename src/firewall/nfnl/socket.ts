@@ -57,6 +57,13 @@ const ERRNO_NAMES: Record<number, string> = {
 };
 export const errnoName = (errno: number): string => ERRNO_NAMES[errno] ?? `errno ${errno}`;
 
+/**
+ * The most element changes one batch carries here: every one is answered, and the answers must fit the
+ * socket's receive buffer (4 MiB asked; about 1 KiB each). A negotiation needs at most a dozen; larger
+ * work (a stop with many sessions) goes through libnftables.
+ */
+export const FAST_MAX_OPS = 1000;
+
 export interface NfnlOptions {
   /** `inet ftp-proxy`: the family is inet (NFPROTO_INET), the name what follows. */
   table: string;
@@ -84,6 +91,7 @@ export class NfnlSocket {
   apply(ops: readonly ElementOp[]): void {
     if (!ops.length) return;
     if (this.fd < 0) throw new NfnlError('nfnetlink: socket closed', 0);
+    if (ops.length > FAST_MAX_OPS) throw new NfnlError(`nfnetlink: ${ops.length} element changes in one batch, more than ${FAST_MAX_OPS}`, 0);
     const first = this.seq;
     this.seq = (this.seq + ops.length + 2) & 0x7fffffff;
     const batch = encodeBatch(ops, { table: this.o.table.replace(/^inet /, ''), seq: first, ack: true });

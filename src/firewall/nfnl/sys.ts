@@ -12,10 +12,15 @@ const SOL_NETLINK = 270;
 const NETLINK_CAP_ACK = 10;
 const NETLINK_EXT_ACK = 11;
 const MSG_DONTWAIT = 0x40;
-/** Room for the answers of a large batch (a few dozen bytes each) without ENOBUFS. */
-const RCVBUF = 1 << 20;
+/**
+ * Room for every answer of a batch (each takes about a kilobyte of socket memory, whatever its size):
+ * an answer that does not fit is dropped (ENOBUFS). SO_RCVBUFFORCE passes net.core.rmem_max (we hold
+ * CAP_NET_ADMIN); SO_RCVBUF, capped by it, is the fallback.
+ */
+const RCVBUF = 4 << 20;
 const SOL_SOCKET = 1;
 const SO_RCVBUF = 8;
+const SO_RCVBUFFORCE = 33;
 
 /** The libc calls used, as src/native.ts types them. */
 export interface NetlinkLibc {
@@ -50,7 +55,7 @@ export function netlinkSys(c: NetlinkLibc): NetlinkSys {
       // Both are optional refinements (old kernels lack them): failures change nothing we rely on.
       c.setsockopt(fd, SOL_NETLINK, NETLINK_CAP_ACK, int(1), 4);
       c.setsockopt(fd, SOL_NETLINK, NETLINK_EXT_ACK, int(1), 4);
-      c.setsockopt(fd, SOL_SOCKET, SO_RCVBUF, int(RCVBUF), 4);
+      if (c.setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, int(RCVBUF), 4) < 0) c.setsockopt(fd, SOL_SOCKET, SO_RCVBUF, int(RCVBUF), 4);
       return fd;
     },
     send(fd, buf) {
