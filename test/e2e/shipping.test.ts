@@ -50,7 +50,7 @@ describe('man/ftp-proxy.8', () => {
   });
 
   it('the option list is complete (the test knows the long options)', () => {
-    expect(longOptions).toEqual(['backend', 'pidfile', 'log-format', 'pinhole-timeout', 'user', 'print-rules', 'help', 'version', ...longOptions.slice(8)]);
+    expect(longOptions).toEqual(['backend', 'pidfile', 'log-format', 'pinhole-timeout', 'max-per-client', 'login-timeout', 'user', 'print-rules', 'help', 'version', ...longOptions.slice(10)]);
   });
 
   it.each(longOptions)('describes --%s, and the README names it', (name) => {
