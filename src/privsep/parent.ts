@@ -12,16 +12,15 @@ import { fileURLToPath } from 'node:url';
 import type { Config } from '../config.js';
 import { bindListener, hasNetAdmin } from '../daemon.js';
 import { StartupError } from '../errors.js';
-import { type FirewallBackend, PinholeConflict } from '../firewall/backend.js';
+import type { FirewallBackend } from '../firewall/backend.js';
 import { createBackend } from '../choose-backend.js';
 import { LOG_CRIT, LOG_DEBUG, LOG_ERR, LOG_INFO } from '../levels.js';
 import type { Log } from '../log.js';
-import { localAddresses } from '../net/local-addresses.js';
 import { setTransparent } from '../net/original-dst.js';
 import { resolvePort } from '../net/services.js';
 import { familyOf } from '../net/address.js';
 import { SYSLOG_ENV, type ToChild, type ToParent } from './protocol.js';
-import { checkRequest, RequestRefused } from './validate.js';
+import { localCache, RequestHandler } from './apply.js';
 
 export interface ParentOptions {
   config: Config;
@@ -43,29 +42,16 @@ export function dropArgs(dropBounding: boolean): string[] {
   return ['--inh-caps=-all', '--ambient-caps=-all', ...(dropBounding ? ['--bounding-set=-all'] : []), '--no-new-privs', '--'];
 }
 
-/** The host's addresses, read again only when an address is not among the ones seen last time. */
-function localCache(read: () => Set<string> = localAddresses): (a: string) => boolean {
-  let known = read();
-  return (a) => {
-    if (known.has(a) || /^127\./.test(a) || a === '::1') return true;
-    known = read();
-    return known.has(a);
-  };
-}
-
 const describeExit = (code: number | null, signal: NodeJS.Signals | null): string => (signal ? `signal ${signal}` : `status ${code}`);
 
 export class PrivilegedParent {
   private child: ChildProcess | null = null;
   private backend: FirewallBackend | null = null;
-  private initialized = false;
+  /** Replace/clear requests, once the backend is initialized. */
+  private handler: RequestHandler | null = null;
   private ready = false;
   private stopping = false;
-  /** Sessions holding pinholes now; and each session's requests in order. */
-  private readonly holders = new Set<number>();
-  private readonly queues = new Map<number, Promise<void>>();
   private readonly bound = new Set<string>();
-  private readonly isLocal = localCache();
   private exited: Promise<void> = Promise.resolve();
 
   constructor(private readonly o: ParentOptions) {}
@@ -126,7 +112,7 @@ export class PrivilegedParent {
       return;
     }
     const id = m.id;
-    const no = (error: string, conflict = false): void => this.reply({ id, ok: false, error, ...(conflict ? { conflict } : {}) });
+    const no = (error: string): void => this.reply({ id, ok: false, error });
     if (m.op === 'bind') {
       // Only our own -b addresses and port, each once: the request names, it does not choose.
       const port = resolvePort(c.listenPort);
@@ -144,44 +130,18 @@ export class PrivilegedParent {
       return;
     }
     if (m.op === 'init') {
-      if (this.initialized) return no('already initialized');
+      if (this.handler) return no('already initialized');
       try {
         await this.backend!.init();
-        this.initialized = true;
+        this.handler = new RequestHandler(this.backend!, { port20: c.port20, maxHolders: c.maxSessions, isLocal: localCache() }, log);
         this.reply({ id, ok: true, instance: this.backend!.instance });
       } catch (e) {
         no(e instanceof Error ? e.message : String(e));
       }
       return;
     }
-    if (!this.initialized) return no('the firewall is not initialized');
-    let r;
-    try {
-      r = checkRequest(m, { instance: this.backend!.instance, port20: c.port20, isLocal: this.isLocal, holders: this.holders, maxHolders: c.maxSessions });
-    } catch (e) {
-      if (!(e instanceof RequestRefused)) throw e;
-      log.log(LOG_ERR, `privsep: refused a request of the network process: ${e.message}`, { event: 'privsep-refused' });
-      return no(`refused by the privileged process: ${e.message}`);
-    }
-    const req = r;
-    const session = req.owner.session;
-    if (req.op === 'replace') this.holders.add(session); // counted from now: a burst cannot pass -m
-    const job = (this.queues.get(session) ?? Promise.resolve()).then(async () => {
-      try {
-        if (req.op === 'replace') await this.backend!.replace(req.owner, req.pinholes);
-        else {
-          await this.backend!.clear(req.owner);
-          this.holders.delete(session);
-        }
-        this.reply({ id, ok: true });
-      } catch (e) {
-        no(e instanceof Error ? e.message : String(e), e instanceof PinholeConflict);
-      }
-    });
-    this.queues.set(session, job);
-    void job.then(() => {
-      if (this.queues.get(session) === job) this.queues.delete(session);
-    });
+    if (!this.handler) return no('the firewall is not initialized');
+    this.reply(await this.handler.handle(id, m));
   }
 
   /** The network process died: nothing of this instance may stay in the firewall. */

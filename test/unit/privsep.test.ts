@@ -3,11 +3,15 @@
 // answers back onto the backends' errors, and when the daemon splits at all.
 import { describe, expect, it } from 'vitest';
 import { FirewallError, type Pinhole, PinholeConflict } from '../../src/firewall/backend.js';
+import { FakeFirewall } from '../../src/firewall/fake.js';
+import { memoryLog } from '../../src/log.js';
+import { localCache, RequestHandler } from '../../src/privsep/apply.js';
 import { PrivsepFirewall } from '../../src/privsep/client.js';
 import { dropArgs } from '../../src/privsep/parent.js';
 import { plan } from '../../src/privsep/plan.js';
 import type { ToParent } from '../../src/privsep/protocol.js';
-import { checkRequest, RequestRefused, type ValidationContext } from '../../src/privsep/validate.js';
+import { canonical, isIPv6 } from '../../src/net/address.js';
+import { checkRequest, isCanonicalIPv6, RequestRefused, type ValidationContext } from '../../src/privsep/validate.js';
 
 const ID = '0a1b2c3d';
 const LOCAL = new Set(['198.51.100.1', '192.168.1.1', '2001:db8::1']);
@@ -58,16 +62,16 @@ describe('checkRequest: what the privileged process applies', () => {
     ['pinholes not an array', replace({ 0: passive }), /1 to 2 pinholes/],
     ['two passive pinholes', replace([passive, { ...passive, toPort: 50010 }]), /only for a data_mode join/],
     ['two local pinholes of one side', replace([local('client'), local('client', { toPort: 50009 })]), /only for a data_mode join/],
-    ['a family mix in one pinhole (v6 client, v4 rest)', replace([{ ...passive, from: '2001:db8:1::10' }]), /from: not an IPv4 address/],
-    ['family 6 with IPv4 addresses', replace([{ ...passive, family: 6 }]), /from: not an IPv6 address/],
+    ['a family mix in one pinhole (v6 client, v4 rest)', replace([{ ...passive, from: '2001:db8:1::10' }]), /from: not a canonical IPv4 address/],
+    ['family 6 with IPv4 addresses', replace([{ ...passive, family: 6 }]), /from: not a canonical IPv6 address/],
     ['a family mix across pinholes', replace([local('client'), { ...v6, kind: 'local', side: 'server', natFrom: v6.from, rdrTo: '2001:db8::1' }]), /more than one family/],
     ['family 5', replace([{ ...passive, family: 5 }]), /family must be 4 or 6/],
-    ['an IPv4-mapped IPv6 address', replace([{ ...v6, from: '::ffff:192.168.1.10' }]), /from: not an IPv6 address|not in canonical form/],
-    ['a non-canonical IPv6 address', replace([{ ...v6, from: '2001:DB8:1:0::10' }]), /from: not in canonical form/],
-    ['an address with a zone', replace([{ ...v6, rdrTo: 'fe80::1%eth0' }]), /rdrTo: not an IPv6 address/],
-    ['a host name', replace([{ ...passive, rdrTo: 'evil.example' }]), /rdrTo: not an IPv4 address/],
+    ['an IPv4-mapped IPv6 address', replace([{ ...v6, from: '::ffff:192.168.1.10' }]), /from: not a canonical IPv6 address/],
+    ['a non-canonical IPv6 address', replace([{ ...v6, from: '2001:DB8:1:0::10' }]), /from: not a canonical IPv6 address/],
+    ['an address with a zone', replace([{ ...v6, rdrTo: 'fe80::1%eth0' }]), /rdrTo: not a canonical IPv6 address/],
+    ['a host name', replace([{ ...passive, rdrTo: 'evil.example' }]), /rdrTo: not a canonical IPv4 address/],
     ['an address that is not a string', replace([{ ...passive, to: 3405803781 }]), /to: not an address/],
-    ['a leading-zero IPv4', replace([{ ...passive, from: '192.168.001.10' }]), /from: not an IPv4 address/],
+    ['a leading-zero IPv4', replace([{ ...passive, from: '192.168.001.10' }]), /from: not a canonical IPv4 address/],
     ['a redirect to port 22', replace([{ ...passive, rdrPort: 22 }]), /rdrPort below 1024/],
     ['a redirect to port 0', replace([{ ...passive, rdrPort: 0 }]), /rdrPort below 1024/],
     ['a redirect to port 70000', replace([{ ...passive, rdrPort: 70000 }]), /rdrPort below 1024 or not a port/],
@@ -101,6 +105,108 @@ describe('checkRequest: what the privileged process applies', () => {
   it('returns what it checked, rebuilt field by field (nothing else rides along)', () => {
     const r = checkRequest(replace([{ ...active, natPort: 20 }]), ctx({ port20: true }));
     expect(r).toEqual({ op: 'replace', owner, pinholes: [{ ...active, natPort: 20 }] });
+  });
+});
+
+describe('isCanonicalIPv6: the text sessions send, checked without the general parser', () => {
+  // Each agrees with net/address.ts's canonical(): canonical IPv6 text is exactly what it returns unchanged.
+  it.each([
+    ['2001:db8::1', true],
+    ['::', true],
+    ['::1', true],
+    ['1::', true],
+    ['2001:db8:1::10', true],
+    ['2001:db8::1:0:0:1', true],
+    ['1:0:0:2::3', true],
+    ['1::2:0:0:3', true],
+    ['a:b:c:d:e:f::', true],
+    ['2001:db8:0:1:1:1:1:1', true],
+    ['::102:304', true],
+    ['fe80::1', true],
+    ['2001:DB8::1', false],
+    ['2001:0db8::1', false],
+    ['2001:db8:0:0:1:0:0:1', false],
+    ['1:0:0:0:2:0:0:3', false],
+    ['2001:db8::1:0:0:0:1', false],
+    ['2001:db8:0::1:1:1:1:1', false],
+    ['1:2:3:4:5:6:7::', false],
+    ['::ffff:c0a8:10a', false],
+    ['::ffff:1.2.3.4', false],
+    ['::1.2.3.4', false],
+    ['0:0:0:0:0:ffff:a00:1', false],
+    ['fe80::1%eth0', false],
+    ['1:2:3:4:5:6:7:8:9', false],
+    ['1::2::3', false],
+    [':1::', false],
+    ['12345::', false],
+    ['', false],
+  ])('%s: %s', (a, want) => {
+    expect(isCanonicalIPv6(a)).toBe(want);
+    // (net/address.ts writes an IPv4-mapped address as IPv4, and dotted forms are never canonical there)
+    if (isIPv6(a) && !a.includes('.')) expect(canonical(a) === a).toBe(want);
+  });
+});
+
+describe('RequestHandler: checked, applied in order, answered by id', () => {
+  const setup = (maxHolders = 100) => {
+    const fw = new FakeFirewall();
+    const { log, lines } = memoryLog();
+    const h = new RequestHandler(fw, { port20: false, maxHolders, isLocal: (a) => LOCAL.has(a) }, log);
+    const own = (session: number) => ({ instance: fw.instance, session });
+    return { fw, h, lines, own };
+  };
+
+  it('applies a good request; a taken key is answered as a conflict, a firewall error as an error', async () => {
+    const { fw, h, own } = setup();
+    expect(await h.handle(1, { op: 'replace', owner: own(1), pinholes: [passive] })).toEqual({ id: 1, ok: true });
+    expect(fw.live.size).toBe(1);
+    fw.taken.add(50000);
+    expect(await h.handle(2, { op: 'replace', owner: own(2), pinholes: [passive] })).toEqual({ id: 2, ok: false, error: 'port 50000 in use', conflict: true });
+    fw.failWith = 'nft: No such file or directory';
+    expect(await h.handle(3, { op: 'clear', owner: own(1) })).toEqual({ id: 3, ok: false, error: 'nft: No such file or directory' });
+  });
+
+  it('a refused request never reaches the firewall; it is logged and answered with the reason', async () => {
+    const { fw, h, lines, own } = setup();
+    const a = await h.handle(4, { op: 'replace', owner: own(1), pinholes: [{ ...passive, rdrPort: 22 }] });
+    expect(a).toEqual({ id: 4, ok: false, error: 'refused by the privileged process: pinhole 1: rdrPort below 1024 or not a port' });
+    expect(fw.calls).toEqual([]);
+    expect(lines).toEqual(['privsep: refused a request of the network process: pinhole 1: rdrPort below 1024 or not a port']);
+  });
+
+  it('no more sessions hold pinholes than -m; a clear makes room again', async () => {
+    const { h, own } = setup(2);
+    expect((await h.handle(1, { op: 'replace', owner: own(1), pinholes: [passive] })).ok).toBe(true);
+    expect((await h.handle(2, { op: 'replace', owner: own(2), pinholes: [passive] })).ok).toBe(true);
+    expect(await h.handle(3, { op: 'replace', owner: own(3), pinholes: [passive] })).toMatchObject({ ok: false, error: /2 sessions already hold pinholes/ });
+    expect((await h.handle(4, { op: 'replace', owner: own(1), pinholes: [active] })).ok).toBe(true); // a holder may replace
+    expect((await h.handle(5, { op: 'clear', owner: own(2) })).ok).toBe(true);
+    expect((await h.handle(6, { op: 'replace', owner: own(3), pinholes: [passive] })).ok).toBe(true);
+  });
+
+  it('one session\'s requests are applied in the order they came, even when the firewall is slow', async () => {
+    const { fw, h, own } = setup();
+    fw.delayMs = 20;
+    const done = await Promise.all([
+      h.handle(1, { op: 'replace', owner: own(9), pinholes: [passive] }),
+      h.handle(2, { op: 'clear', owner: own(9) }),
+      h.handle(3, { op: 'replace', owner: own(9), pinholes: [active] }),
+    ]);
+    expect(done.map((d) => d.ok)).toEqual([true, true, true]);
+    expect(fw.calls.map((c) => c.op)).toEqual(['replace', 'clear', 'replace']);
+    expect(fw.live.get(`${fw.instance}.9`)).toEqual([active]);
+  });
+
+  it('the host\'s addresses are read again only for an address not seen before', () => {
+    let reads = 0;
+    const sets = [new Set(['198.51.100.1']), new Set(['198.51.100.1', '198.51.100.7'])];
+    const isLocal = localCache(() => sets[Math.min(reads++, 1)]!);
+    expect(isLocal('198.51.100.1')).toBe(true);
+    expect(isLocal('127.0.0.5')).toBe(true);
+    expect(reads).toBe(1);
+    expect(isLocal('198.51.100.7')).toBe(true); // added since: one more read
+    expect(reads).toBe(2);
+    expect(isLocal('10.1.1.1')).toBe(false);
   });
 });
 
