@@ -11,7 +11,11 @@ import { SessionIdCache } from './session-store.js';
 import { TlsLegError } from './server-leg.js';
 
 export interface ClientLegOptions {
-  /** A ready context (a configured or minted certificate); else one is made from `credentials`. */
+  /**
+   * A ready context (a configured or minted certificate); else one is made from `credentials`, with
+   * minVersion/maxVersion and fresh ticket keys. A given context keeps its own versions and ticket keys:
+   * shared by several FTP sessions, a ticket of one resumes in another (see docs/tls-notes.md).
+   */
   secureContext?: SecureContext;
   credentials?: SecureContextOptions;
   minVersion?: SecureVersion;
@@ -21,6 +25,12 @@ export interface ClientLegOptions {
   context?: string;
   /** After a full TLS 1.3 data handshake, hold the data this long (ms) first; see acceptData(). */
   ticketSettleMs?: number;
+  /**
+   * Picks the context by the client's SNI name (a certificate minted for that name). Whatever it
+   * returns for the control handshake should serve the data handshakes too: the tickets are the
+   * returned context's.
+   */
+  sniCallback?: (servername: string, cb: (err: Error | null, ctx?: SecureContext) => void) => void;
 }
 
 export class ClientLeg {
@@ -65,6 +75,7 @@ export class ClientLeg {
         secureContext: this.ctx,
         requestCert: false,
         rejectUnauthorized: false,
+        ...(this.opts.sniCallback ? { SNICallback: this.opts.sniCallback } : {}),
       });
       this.sockets.add(s);
       s.once('close', () => this.sockets.delete(s));

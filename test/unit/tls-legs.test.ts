@@ -1,12 +1,12 @@
 // The TLS legs on loopback, Node against Node: the client leg (proxy = TLS server) lets a client resume
 // its control session on a data connection by ticket or by session id, TLS 1.2 and 1.3; the server leg
 // (proxy = TLS client) offers the newest session a server gave. Real servers and clients: e2e/tls-*.
-import { constants } from 'node:crypto';
+import { constants, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, connect as netConnect, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
-import { connect as tlsConnect, createServer as tlsCreateServer, type SecureVersion, type TLSSocket } from 'node:tls';
+import { createSecureContext, connect as tlsConnect, createServer as tlsCreateServer, type SecureVersion, type TLSSocket } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ClientLeg } from '../../src/tls/client-leg.js';
 import { ServerLeg } from '../../src/tls/server-leg.js';
@@ -119,6 +119,48 @@ describe('ClientLeg: the client resumes its control session on the data connecti
       b.close();
       la.server.close();
       lb.server.close();
+    }
+  });
+
+  it("the client's SNI name picks the context (a minted certificate), for control and data alike", async () => {
+    const names: string[] = [];
+    const ctx = createSecureContext({ cert, key, ticketKeys: randomBytes(48) });
+    // the default context has no certificate: only the SNI callback's can finish a handshake
+    const leg = new ClientLeg({
+      secureContext: createSecureContext({}),
+      sniCallback: (name, cb) => {
+        names.push(name);
+        cb(null, ctx);
+      },
+    });
+    const got: Promise<{ socket: TLSSocket; reused: boolean }>[] = [];
+    let first = true;
+    const { server, port } = await listener((s) => {
+      if (first) {
+        first = false;
+        got.push(leg.startControl(s).then((t) => (t.write('x'), { socket: t, reused: false })));
+      } else got.push(leg.acceptData(s));
+    });
+    try {
+      const dial = async (session?: Buffer) => {
+        const sessions: Buffer[] = [];
+        const s = tlsConnect({ port, host: '127.0.0.1', servername: 'ftp.lab', ca, ...(session ? { session } : {}) });
+        s.on('session', (b: Buffer) => sessions.push(b));
+        await once(s, 'secureConnect');
+        return { s, sessions };
+      };
+      const ctl = await dial();
+      await once(ctl.s, 'data');
+      await settle(ctl.s, ctl.sessions);
+      const data = await dial(ctl.sessions.at(-1));
+      expect((await got[1]!).reused).toBe(true);
+      expect(names[0]).toBe('ftp.lab');
+      expect((await got[0]!).socket.servername).toBe('ftp.lab');
+      ctl.s.destroy();
+      data.s.destroy();
+    } finally {
+      leg.close();
+      server.close();
     }
   });
 
