@@ -11,7 +11,8 @@ fi
 
 # tool:package pairs; a tool missing from PATH means its package gets installed.
 wanted="nft:nftables iptables:iptables proftpd:proftpd-basic lftp:lftp curl:curl tnftp:tnftp conntrack:conntrack
-openssl:openssl bc:bc ip:iproute2 mandoc:mandoc man:man-db python3:python3"
+openssl:openssl bc:bc ip:iproute2 mandoc:mandoc man:man-db python3:python3 ping:iputils-ping
+systemd-analyze:systemd systemd-sysusers:systemd zsh:zsh"
 # re2 (the policy file's regex engine) builds itself with node-gyp when no prebuilt binary can be fetched.
 wanted="$wanted g++:g++ make:make"
 missing=()

@@ -165,6 +165,8 @@ fw_load() {
     *.nft) nsx "$FW" nft -f "$file" ;;
     # iptables-restore format; IPTABLES picks the variant (iptables, iptables-nft, iptables-legacy)
     *.v6.rules) ipt=${IPTABLES:-iptables}; nsx "$FW" "ip6${ipt#ip}-restore" "$file" ;;
+    # A drop-in adds its chains to the rules already there, as its comment tells the admin to load it.
+    */dropin-*.rules | dropin-*.rules) nsx "$FW" "${IPTABLES:-iptables}-restore" --noflush "$file" ;;
     *.rules) nsx "$FW" "${IPTABLES:-iptables}-restore" "$file" ;;
     *) die "fw-load: $file: expected .nft or .rules" ;;
   esac

@@ -70,10 +70,12 @@ describe.each(SETUPS)('$name', ({ mode, backend, iptables, ruleset, args }) => {
 
   it('control: a data port the proxy did not open stays closed with the proxy running', async () => {
     proxy = await lab.proxy(['-D', '7', ...args], iptables ? { FTP_PROXY_IPTABLES: iptables } : {});
-    // A listener on the server that no negotiation names: the firewall must drop the SYN.
-    const listener = lab.spawn('srv', [process.execPath, '-e', `require('net').createServer(s=>s.end('open\\n')).listen(50999,'${lab.serverAddress}')`]);
+    // A listener on the inside that no negotiation names, dialled from outside: the firewall must drop
+    // the SYN. (Forward mode: the LAN client's, as the examples let the LAN out; reverse: the server's.)
+    const [inside, outside, address] = mode === 'forward' ? (['cli', 'srv', lab.clientAddress] as const) : (['srv', 'cli', lab.serverAddress] as const);
+    const listener = lab.spawn(inside, [process.execPath, '-e', `require('net').createServer(s=>s.end('open\\n')).listen(50999,'${address}')`]);
     await new Promise((r) => setTimeout(r, 300));
-    const probe = await lab.exec('cli', ['curl', '-s', '--connect-timeout', '2', `telnet://${lab.serverAddress}:50999`], { reject: false, timeout: 10_000 });
+    const probe = await lab.exec(outside, ['curl', '-s', '--connect-timeout', '2', `telnet://${address}:50999`], { reject: false, timeout: 10_000 });
     listener.kill();
     expect(probe.stdout).not.toContain('open');
     expect(probe.exitCode).not.toBe(0);

@@ -189,7 +189,11 @@ describe('least privilege', () => {
         expect(await lab.proxyObjects(backend as 'nftables' | 'iptables')).toBe(false);
       } finally {
         child.kill('SIGKILL');
-        if (backend === 'iptables') await lab.loadRuleset(`${EXAMPLES}forward-redirect.nft`);
+        if (backend === 'iptables') {
+          // The iptables tables go too (the nftables example replaces only its own table).
+          await lab.exec('fw', ['nft', 'flush', 'ruleset']);
+          await lab.loadRuleset(`${EXAMPLES}forward-redirect.nft`);
+        }
       }
     },
   );
