@@ -82,6 +82,13 @@ describe('server leg: vsftpd, require_ssl_reuse=YES', () => {
       });
     }
 
+    it(`active mode (PORT), ${version}: vsftpd connects, the proxy side is still the TLS client and resumes`, async () => {
+      const out = await drive({ port: 2121, minVersion: version, maxVersion: version, active: true, localAddress: lab.clientAddress, files: ['test20M.bin'] });
+      expect(out.error, JSON.stringify(out)).toBeUndefined();
+      expect(out.transfers[0]).toMatchObject({ reused: true, version, sha256: lab.sha256('test20M.bin') });
+      expect(out.transfers[0]!.reply).toMatch(/^226/);
+    });
+
     it(`${version}: a data connection that does not resume the control session gets 522`, async () => {
       const out = await drive({ port: 2121, minVersion: version, maxVersion: version, resume: false, files: ['small.txt'] });
       expect(out.transfers[0]).toMatchObject({ reused: false, bytes: 0 });

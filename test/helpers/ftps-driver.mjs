@@ -5,10 +5,12 @@
 // usage: node ftps-driver.mjs '<json options>'
 //   options: host, port, implicit, minVersion, maxVersion, caFile, servername, verify (default true),
 //            user, pass, files (downloaded in order), resume (default true), epsv, follow (also take
-//            the data connections' tickets), ticket (offer the n-th control ticket, -1 the last)
+//            the data connections' tickets), ticket (offer the n-th control ticket, -1 the last),
+//            active + localAddress (PORT: the server connects, the driver is still the TLS client)
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { connect } from 'node:net';
+import { once } from 'node:events';
+import { connect, createServer } from 'node:net';
 import { ServerLeg } from '../../dist/tls/server-leg.js';
 
 const o = JSON.parse(process.argv[2] ?? '{}');
@@ -108,6 +110,22 @@ async function main() {
     if (!want.test(rep)) return finish({ error: `${c}: ${rep}` });
   }
   for (const file of o.files ?? []) {
+    let dtcp;
+    if (o.active) {
+      // PORT: the server connects to us; we are still the TLS client (RFC 4217)
+      const l = createServer();
+      l.listen(0, o.localAddress);
+      await once(l, 'listening');
+      const lp = l.address().port;
+      const accepted = new Promise((res) => l.once('connection', (sock) => (l.close(), res(sock))));
+      const p = await cmd(`PORT ${o.localAddress.replaceAll('.', ',')},${lp >> 8},${lp & 255}`);
+      if (!/^200/.test(p)) return finish({ error: `PORT: ${p}` });
+      ctl.write(`RETR ${file}\r\n`);
+      const first = r.next();
+      dtcp = await accepted;
+      await transfer(file, dtcp, first);
+      continue;
+    }
     const p = await cmd(o.epsv ? 'EPSV' : 'PASV');
     let port;
     if (o.epsv) port = Number(/\(\|\|\|(\d+)\|\)/.exec(p)?.[1]);
@@ -116,11 +134,19 @@ async function main() {
       port = m ? Number(m[5]) * 256 + Number(m[6]) : NaN;
     }
     if (!port) return finish({ error: `passive: ${p}` });
-    const dtcp = connect({ host: o.host, port });
+    dtcp = connect({ host: o.host, port });
     await new Promise((res, rej) => dtcp.once('connect', res).once('error', rej));
     ctl.write(`RETR ${file}\r\n`);
+    await transfer(file, dtcp, r.next());
+  }
+  out.tickets = leg.sessions.received;
+  out.ticketsAfterHandshake = all.length;
+  await cmd('QUIT').catch(() => undefined);
+  ctl.end();
+  finish({ ok: true });
+
+  async function transfer(file, dtcp, first) {
     // vsftpd says 150 before it runs the data handshake; a refusal (522) comes after it.
-    const first = r.next();
     const t = { file, reused: false, bytes: 0, sha256: '' };
     out.transfers.push(t);
     let data;
@@ -153,11 +179,6 @@ async function main() {
       out.replies.push(`-> ${t.reply}`);
     }
   }
-  out.tickets = leg.sessions.received;
-  out.ticketsAfterHandshake = all.length;
-  await cmd('QUIT').catch(() => undefined);
-  ctl.end();
-  finish({ ok: true });
 }
 
 main().catch((e) => finish({ error: `${e.code ? `${e.code}: ` : ''}${e.message}` }));
