@@ -153,13 +153,24 @@ export function pinholeRules(pins: Pinhole[], o: RuleOptions, owner: Owner, seq:
 /** The chain kinds a set has in a table: I only when it holds local pinholes. */
 const kindsOf = (table: Table, withInput: boolean) => KINDS.filter((k) => k.table === table && (k.kind !== 'I' || withInput));
 
-/** iptables-restore input that creates (or empties) a chain set and fills it; `link` adds the jumps. */
-export function addScript(owner: Owner, set: Set_, rules: IptablesRules, withMangle: boolean): string {
+/**
+ * iptables-restore input that creates (or empties) a chain set, fills it and links it to the parents.
+ * With `check`, each table's block first checks (-C) that the builtin chains still jump to our parents:
+ * a ruleset reload that removed a jump makes the transaction fail, and the caller repairs. So the reply
+ * path runs one iptables-restore and never an iptables-save.
+ */
+export function addScript(owner: Owner, set: Set_, rules: IptablesRules, withMangle: boolean, check = false): string {
   const out: string[] = [];
   for (const table of ['nat', 'filter', 'mangle'] as const) {
     if (table === 'mangle' && !withMangle) continue;
     out.push(`*${table}`);
     const kinds = kindsOf(table, rules.IN.length > 0);
+    if (check) {
+      for (const k of kinds) {
+        const p = PARENTS.find((x) => x.chain === k.parent)!;
+        out.push(`-C ${p.builtin} -j ${p.chain}`);
+      }
+    }
     for (const k of kinds) out.push(`:${chainName(owner, k.kind, set)} - [0:0]`);
     for (const k of kinds) for (const rule of rules[k.rules]) out.push(`-A ${chainName(owner, k.kind, set)} ${rule}`);
     for (const k of kinds) out.push(`-A ${k.parent} -j ${chainName(owner, k.kind, set)}`);
@@ -170,13 +181,18 @@ export function addScript(owner: Owner, set: Set_, rules: IptablesRules, withMan
 
 /** Unlink and delete a chain set. */
 export function removeScript(owner: Owner, set: Set_, withMangle: boolean, withInput = false): string {
+  return removeSetsScript([{ owner, set, withInput }], withMangle);
+}
+
+/** Unlink and delete many chain sets in one transaction per table (the end of many sessions at once). */
+export function removeSetsScript(sets: { owner: Owner; set: Set_; withInput: boolean }[], withMangle: boolean): string {
   const out: string[] = [];
   for (const table of ['nat', 'filter', 'mangle'] as const) {
     if (table === 'mangle' && !withMangle) continue;
     out.push(`*${table}`);
-    const kinds = kindsOf(table, withInput);
-    for (const k of kinds) out.push(`-D ${k.parent} -j ${chainName(owner, k.kind, set)}`);
-    for (const k of kinds) out.push(`-F ${chainName(owner, k.kind, set)}`, `-X ${chainName(owner, k.kind, set)}`);
+    const chains = sets.flatMap((x) => kindsOf(table, x.withInput).map((k) => ({ parent: k.parent, chain: chainName(x.owner, k.kind, x.set) })));
+    for (const c of chains) out.push(`-D ${c.parent} -j ${c.chain}`);
+    for (const c of chains) out.push(`-F ${c.chain}`, `-X ${c.chain}`);
     out.push('COMMIT');
   }
   return out.join('\n') + '\n';
@@ -203,6 +219,8 @@ interface SessionState {
   set: Set_ | null;
   /** Sets that have an INPUT chain (local pinholes). */
   input: Set<Set_>;
+  /** Sets whose chains exist (written and not yet removed). */
+  sets: Set<Set_>;
   /** Operations of this session, in order (removals finish after replace() has returned). */
   queue: Promise<unknown>;
 }
@@ -313,7 +331,7 @@ export class IptablesBackend implements FirewallBackend {
     const family = (pinholes[0]?.family ?? 4) as Fam;
     if (!this.families.has(family)) throw new FirewallError(`no IPv${family} iptables on this host`);
     this.keys.claim(tag, pinholes);
-    const st = this.sessions.get(tag) ?? { family, set: null, input: new Set<Set_>(), queue: Promise.resolve() };
+    const st = this.sessions.get(tag) ?? { family, set: null, input: new Set<Set_>(), sets: new Set<Set_>(), queue: Promise.resolve() };
     this.sessions.set(tag, st);
     const next: Set_ = st.set === 'A' ? 'B' : 'A';
     const rules = pinholeRules(pinholes, this.o.rules, owner, ++this.seq, this.o.now?.() ?? new Date());
@@ -322,16 +340,18 @@ export class IptablesBackend implements FirewallBackend {
       // Inside the queue: the removal of this set's previous use has run by now.
       if (withInput) st.input.add(next);
       else st.input.delete(next);
-      const [added, repaired] = await Promise.allSettled([this.restore(family, addScript(owner, next, rules, this.mangle)), this.ensureParents(family)]);
-      if (added.status === 'rejected') {
-        // An admin reload may have removed the parent chains: repair, then write the set again.
-        this.o.warn?.(`iptables: adding pinhole chains failed (${(added.reason as Error).message}); repairing and retrying`);
-        await this.ensureParents(family);
+      try {
+        await this.restore(family, addScript(owner, next, rules, this.mangle, true));
+      } catch (e) {
+        // An admin reload may have removed the parent chains or the jumps to them (the -C checks):
+        // repair, then write the set again.
+        this.o.warn?.(`iptables: adding pinhole chains failed (${(e as Error).message}); repairing and retrying`);
+        if (await this.ensureParents(family)) this.o.warn?.('iptables: the ftp-proxy chains or the jumps to them were missing (a ruleset reload?), restored them');
+        // A table that committed before the failing one left its part of the set behind.
         await this.restoreQuiet(family, removeScript(owner, next, this.mangle, withInput));
-        await this.restore(family, addScript(owner, next, rules, this.mangle));
-      } else if (repaired.status === 'fulfilled' && repaired.value) {
-        this.o.warn?.('iptables: the jumps to the ftp-proxy chains were missing (a ruleset reload?), restored them');
+        await this.restore(family, addScript(owner, next, rules, this.mangle, true));
       }
+      st.sets.add(next);
     });
     const old = st.set;
     st.set = next;
@@ -339,8 +359,9 @@ export class IptablesBackend implements FirewallBackend {
     // The old set goes after the reply: the caller does not wait for it, the next operation does.
     st.queue = add.then(
       () => {
-        if (!old) return undefined;
+        if (!old || !st.sets.has(old)) return undefined;
         const oldInput = st.input.delete(old);
+        st.sets.delete(old);
         // One restore; command by command (an iptables process each, 10-20 ms) only if it fails.
         return this.removeAll(family, removeScript(owner, old, this.mangle, oldInput));
       },
@@ -356,14 +377,27 @@ export class IptablesBackend implements FirewallBackend {
     if (!st) return;
     this.sessions.delete(tag);
     await st.queue;
-    const both = removeScript(owner, 'A', this.mangle, st.input.has('A')) + removeScript(owner, 'B', this.mangle, st.input.has('B'));
-    await this.removeAll(st.family, both);
+    const sets = this.takeSets(owner, st);
+    if (sets.length) await this.removeAll(st.family, removeSetsScript(sets, this.mangle));
   }
 
+  /** The chain sets of a session that exist, forgotten as they are handed out for removal. */
+  private takeSets(owner: Owner, st: SessionState): { owner: Owner; set: Set_; withInput: boolean }[] {
+    const out = [...st.sets].map((set) => ({ owner, set, withInput: st.input.has(set) }));
+    st.sets.clear();
+    return out;
+  }
+
+  /** Every session's chains in one iptables-restore per family (not a process per session), then the parents. */
   async close(): Promise<void> {
-    const owners = [...this.sessions.keys()].map(parseOwnerTag).filter((o): o is Owner => o !== null);
-    for (const o of owners) await this.clear(o);
+    const all = [...this.sessions.entries()];
+    this.sessions.clear();
     try {
+      await Promise.all(all.map(([, st]) => st.queue));
+      for (const f of this.families) {
+        const sets = all.filter(([, st]) => st.family === f).flatMap(([tag, st]) => this.takeSets(parseOwnerTag(tag)!, st));
+        if (sets.length) await this.removeAll(f, removeSetsScript(sets, this.mangle)).catch(() => undefined);
+      }
       for (const f of this.families) await this.removeParents(f).catch(() => undefined);
     } finally {
       this.identity.release();
@@ -397,12 +431,19 @@ export class IptablesBackend implements FirewallBackend {
     if (script.length) await this.removeAll(f, script.join('\n') + '\n');
   }
 
-  /** Removal tolerant of what is already gone: line by line when the whole script fails. */
+  /**
+   * Removal tolerant of what is already gone (an admin's reload): when the whole script fails, it is cut
+   * down to what iptables-save shows and tried again as a whole; line by line only if that fails too.
+   */
   private async removeAll(f: Fam, script: string): Promise<void> {
     try {
       await this.restore(f, script);
     } catch {
-      await this.restoreQuiet(f, script);
+      try {
+        await this.restore(f, existingOnly(script, await this.run(f, '-save', [])));
+      } catch {
+        await this.restoreQuiet(f, script);
+      }
     }
   }
 
@@ -443,6 +484,20 @@ function tableSection(save: string, table: string): string {
   if (start < 0) return '';
   const end = save.indexOf('\nCOMMIT', start);
   return save.slice(start, end < 0 ? undefined : end + 1);
+}
+
+/** A removal script without the lines iptables-save says would fail: absent chains, absent jumps. */
+export function existingOnly(script: string, save: string): string {
+  const rules = new Set(save.split('\n'));
+  return script
+    .split('\n')
+    .filter((l) => {
+      const d = /^-D (\S+) -j (\S+)$/.exec(l);
+      if (d) return rules.has(`-A ${d[1]} -j ${d[2]}`);
+      const m = /^-[FX] (\S+)$/.exec(l);
+      return !m || save.includes(`:${m[1]} `);
+    })
+    .join('\n');
 }
 
 function keepExisting(script: string, save: string): string {

@@ -112,7 +112,18 @@ describe.each(VARIANTS)('operations with %s', (variant) => {
     const r2 = await lab.get('curl', 'pasv');
     expect(r2.ok, `${r2.output}\n${p.log}`).toBe(true);
     expect(p.log).toMatch(/repairing and retrying|restored them/);
-    await p.stop();
-    expect(await lab.proxyObjects('iptables')).toBe(false);
-  });
+
+    // Ten sessions negotiating at once into a flushed FORWARD: the repairs run one at a time and each
+    // reads what the one before wrote, so exactly one jump comes back (concurrent repairs inserted one
+    // each), and no chain is emptied under its sessions (`:CHAIN - [0:0]` under --noflush did that).
+    await lab.exec('fw', ['bash', '-c', `${variant} -F && ${variant}-restore --noflush < ${ruleset}`]);
+    const load = await lab.raw(['load', lab.target, '10', '1', `small.txt:${lab.sha256('small.txt')}`], 120_000);
+    expect(load.ok, JSON.stringify(load)).toBe(10);
+    const save = (await lab.iptablesSaves())[0]!;
+    expect(save.match(/^-A FORWARD -j FTPPROXY-FWD$/gm), save).toHaveLength(1);
+    expect(save.match(/^-A PREROUTING -j FTPPROXY-PRE$/gm), save).toHaveLength(1);
+    // The stop removes what is left in one iptables-restore per family, within the 10 s of signal().
+    expect(await p.signal('SIGTERM')).toBe(0);
+    expect(await lab.proxyObjects('iptables'), `${(await lab.iptablesSaves()).join('\n')}\n${p.log}`).toBe(false);
+  }, 150_000);
 });

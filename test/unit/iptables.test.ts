@@ -3,7 +3,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { activePinhole, passivePinhole, type RuleOptions, type SessionEnds } from '../../src/firewall/backend.js';
-import { addScript, chainName, datestop, markerChain, parentRepairScript, pinholeRules, removeScript } from '../../src/firewall/iptables.js';
+import { addScript, chainName, datestop, existingOnly, markerChain, parentRepairScript, pinholeRules, removeScript, removeSetsScript } from '../../src/firewall/iptables.js';
 
 const fwd: SessionEnds = { family: 4, client: '192.168.1.10', originalServer: '198.51.100.21', server: '198.51.100.21', proxy: '198.51.100.1' };
 const v6: SessionEnds = { family: 6, client: '2001:db8:1::10', originalServer: '2001:db8:2::21', server: '2001:db8:2::21', proxy: '2001:db8:2::1' };
@@ -147,5 +147,39 @@ describe('parentRepairScript (the repair after an admin reload)', () => {
   it('removes a jump two concurrent repairs duplicated', () => {
     const twice = whole.replace('-A FORWARD -j FTPPROXY-FWD\n', '-A FORWARD -j FTPPROXY-FWD\n-A FORWARD -j FTPPROXY-FWD\n-A FORWARD -j FTPPROXY-FWD\n');
     expect(parentRepairScript(twice, false, '0000000a')).toBe('*filter\n-D FORWARD -j FTPPROXY-FWD\n-D FORWARD -j FTPPROXY-FWD\nCOMMIT\n');
+  });
+});
+
+describe('the reply path and the stop: one iptables-restore each', () => {
+  const rules = pinholeRules([passivePinhole(fwd, 50000, 61000)], plain, owner, 1, NOW);
+
+  it('the backend\'s add checks the builtin jumps inside its own transaction (-C), so no iptables-save is needed', () => {
+    const text = addScript(owner, 'A', rules, false, true);
+    expect(text).toMatch(/^\*nat\n-C PREROUTING -j FTPPROXY-PRE\n-C POSTROUTING -j FTPPROXY-POST\n:FTPP-/);
+    expect(text).toMatch(/^\*filter\n-C FORWARD -j FTPPROXY-FWD\n:FTPP-/m);
+    expect(addScript(owner, 'A', rules, false)).not.toMatch(/^-C /m); // --print-rules shows the set alone
+  });
+
+  it('removes the chain sets of many sessions in one script, one block per table', () => {
+    const two = removeSetsScript(
+      [
+        { owner, set: 'A', withInput: false },
+        { owner: { instance: '0000000a', session: 9 }, set: 'B', withInput: true },
+      ],
+      false,
+    );
+    expect(two.match(/^\*nat$/gm)).toHaveLength(1);
+    expect(two.match(/^\*filter$/gm)).toHaveLength(1);
+    expect(two).toContain('-D FTPPROXY-PRE -j FTPP-4a3b2c1d-7-DA\n-D FTPPROXY-POST -j FTPP-4a3b2c1d-7-SA\n-D FTPPROXY-PRE -j FTPP-0000000a-9-DB');
+    expect(two).toContain('-D FTPPROXY-IN -j FTPP-0000000a-9-IB');
+    expect(removeSetsScript([{ owner, set: 'A', withInput: false }], false)).toBe(removeScript(owner, 'A', false));
+  });
+
+  it('a removal cut down to what exists after an admin reload (absent chains, absent jumps)', () => {
+    const script = removeScript(owner, 'A', false);
+    const save = ['*nat', ':FTPPROXY-PRE - [0:0]', ':FTPP-4a3b2c1d-7-DA - [0:0]', '-A FTPPROXY-PRE -j FTPP-4a3b2c1d-7-DA', 'COMMIT', '*filter', ':FTPP-4a3b2c1d-7-FA - [0:0]', 'COMMIT', ''].join('\n');
+    expect(existingOnly(script, save)).toBe(
+      ['*nat', '-D FTPPROXY-PRE -j FTPP-4a3b2c1d-7-DA', '-F FTPP-4a3b2c1d-7-DA', '-X FTPP-4a3b2c1d-7-DA', 'COMMIT', '*filter', '-F FTPP-4a3b2c1d-7-FA', '-X FTPP-4a3b2c1d-7-FA', 'COMMIT', ''].join('\n'),
+    );
   });
 });
