@@ -4,7 +4,7 @@
 // transfers work through nftables all the same. When the network process dies, the privileged one
 // removes this instance's pinholes and exits, so that the watchdog or systemd starts it again.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
@@ -156,6 +156,40 @@ describe('privilege separation', () => {
       expect((await lab.get('curl', 'pasv')).ok).toBe(true);
       expect(await p.signal('SIGTERM')).toBe(0);
       expect(await lab.tableExists()).toBe(false);
+    } finally {
+      await p.stop();
+    }
+  });
+
+  it('data_mode active (the two local pinholes of a join) and passive pass the privileged process\'s checks', async () => {
+    const policy = join(dir, 'active.policy');
+    writeFileSync(policy, 'data_mode active\n', { mode: 0o644 });
+    const p = await started(['--user', 'nobody', '-D', '6', '-f', policy]);
+    try {
+      for (const mode of ['pasv', 'epsv'] as const) {
+        const got = await lab.get('curl', mode);
+        expect(got.ok, `${mode}: ${got.output}\n${p.log}`).toBe(true);
+      }
+      expect(p.log).not.toMatch(/refused a request/);
+    } finally {
+      await p.stop();
+    }
+    writeFileSync(policy, 'data_mode passive\n', { mode: 0o644 });
+    const q = await started(['--user', 'nobody', '-D', '6', '-f', policy]);
+    try {
+      const got = await lab.get('lftp', 'port');
+      expect(got.ok, `${got.output}\n${q.log}`).toBe(true);
+    } finally {
+      await q.stop();
+    }
+  });
+
+  it('started as root with no user ftp-proxy to drop to: it says so, and runs as before (one process)', async () => {
+    const p = await started(['-D', '6']);
+    try {
+      expect(p.log).toMatch(/^running as root: no user ftp-proxy to drop to \(create it: useradd --system/m);
+      expect(p.log).not.toMatch(/network process/);
+      expect((await lab.get('curl', 'pasv')).ok).toBe(true);
     } finally {
       await p.stop();
     }
