@@ -135,8 +135,9 @@ Our options:
                           (default a quarter of -m, at least 1)
   --login-timeout SEC     a client must have logged in (230) within SEC seconds
                           of connecting, 0-86400 (default 30, 0 = no limit)
-  --user NAME             Linux: run as NAME with only CAP_NET_ADMIN (and
-                          CAP_NET_BIND_SERVICE for a listen port below 1024)
+  --user NAME             Linux, started as root: run as NAME (default ftp-proxy
+                          when it exists) with only CAP_NET_ADMIN; sessions are
+                          served by a child process with no capability at all
   --print-rules           print the firewall rules a passive and an active
                           negotiation would install with the other flags given
                           (example addresses), change nothing, exit
