@@ -6,7 +6,10 @@
 // answer 522: the proof that these tests can fail.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Lab, ROOT, requireLab } from './lab.js';
-import { type FtpsServer, makeLabPki, requireTlsLab, startProftpdTls, startPureFtpd, startVsftpd, type LabPki } from '../helpers/tls-lab.js';
+import { execa } from 'execa';
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { ANON_USER, type FtpsServer, makeLabPki, requireTlsLab, startProftpdTls, startPureFtpd, startVsftpd, type LabPki } from '../helpers/tls-lab.js';
 
 const DRIVER = `${ROOT}test/helpers/ftps-driver.mjs`;
 const PY = `${ROOT}test/helpers/ftps-python.py`;
@@ -14,6 +17,7 @@ const SRV = '198.51.100.21';
 
 interface Transfer {
   file: string;
+  upload?: boolean;
   reused: boolean;
   bytes: number;
   sha256: string;
@@ -51,7 +55,9 @@ beforeAll(async () => {
   pki = await makeLabPki(`${lab.runDir}/pki`);
   const { cert, key } = await pki.issue('vsftpd', ['ftp.lab', SRV]);
   const common = { ns: lab.srv, dir: lab.runDir, address: SRV, root: `${lab.runDir}/data`, cert, key };
-  servers.push(await startVsftpd({ ...common, port: 2121, pasv: [52000, 52099] }));
+  // the anonymous upload directory: inside the read-only anon_root, owned by the anonymous user
+  await execa('install', ['-d', '-o', ANON_USER, '-m', '0755', `${lab.runDir}/data/upload`]);
+  servers.push(await startVsftpd({ ...common, port: 2121, pasv: [52000, 52099], uploads: true }));
   servers.push(await startVsftpd({ ...common, port: 990, implicit: true, pasv: [52100, 52199] }));
   const named = { ns: lab.srv, dir: lab.runDir, address: SRV, cert, key };
   servers.push(await startProftpdTls({ ...named, port: 2122, passwd: `${lab.runDir}/ftpd.passwd`, pasv: [52200, 52299] }));
@@ -87,6 +93,15 @@ describe('server leg: vsftpd, require_ssl_reuse=YES', () => {
       expect(out.error, JSON.stringify(out)).toBeUndefined();
       expect(out.transfers[0]).toMatchObject({ reused: true, version, sha256: lab.sha256('test20M.bin') });
       expect(out.transfers[0]!.reply).toMatch(/^226/);
+    });
+
+    it(`STOR 20 MiB, ${version}: the upload ends with close_notify and arrives whole`, async () => {
+      const name = `up-${version}.bin`;
+      const out = await drive({ port: 2121, minVersion: version, maxVersion: version, uploads: [[`upload/${name}`, `${lab.runDir}/data/test20M.bin`]] });
+      expect(out.error, JSON.stringify(out)).toBeUndefined();
+      expect(out.transfers[0]).toMatchObject({ upload: true, reused: true, bytes: 20 * 1024 * 1024 });
+      expect(out.transfers[0]!.reply).toMatch(/^226/);
+      expect(createHash('sha256').update(readFileSync(`${lab.runDir}/data/upload/${name}`)).digest('hex')).toBe(lab.sha256('test20M.bin'));
     });
 
     it(`${version}: a data connection that does not resume the control session gets 522`, async () => {

@@ -6,7 +6,8 @@
 //   options: host, port, implicit, minVersion, maxVersion, caFile, servername, verify (default true),
 //            user, pass, files (downloaded in order), resume (default true), epsv, follow (also take
 //            the data connections' tickets), ticket (offer the n-th control ticket, -1 the last),
-//            active + localAddress (PORT: the server connects, the driver is still the TLS client)
+//            active + localAddress (PORT: the server connects, the driver is still the TLS client),
+//            uploads ([[remote name, local file], ...], STOR by PASV after the downloads)
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { once } from 'node:events';
@@ -138,6 +139,32 @@ async function main() {
     await new Promise((res, rej) => dtcp.once('connect', res).once('error', rej));
     ctl.write(`RETR ${file}\r\n`);
     await transfer(file, dtcp, r.next());
+  }
+  // uploads: [remote name, local file]; the data connection ends with close_notify, then FIN
+  for (const [name, local] of o.uploads ?? []) {
+    const p = await cmd('PASV');
+    const m = /(\d+),(\d+),(\d+),(\d+),(\d+),(\d+)/.exec(p);
+    if (!m) return finish({ error: `passive: ${p}` });
+    const dtcp = connect({ host: o.host, port: Number(m[5]) * 256 + Number(m[6]) });
+    await once(dtcp, 'connect');
+    ctl.write(`STOR ${name}\r\n`);
+    const first = r.next();
+    const t = { file: name, upload: true, reused: false, bytes: 0 };
+    out.transfers.push(t);
+    try {
+      const data = await leg.connectData(dtcp);
+      t.reused = data.reused;
+      const body = readFileSync(local);
+      t.bytes = body.length;
+      data.socket.on('data', () => undefined);
+      data.socket.end(body);
+      await once(data.socket, 'close');
+    } catch (e) {
+      t.dataError = e.message;
+    }
+    t.reply = await first;
+    if (/^1/.test(t.reply)) t.reply = await r.next();
+    out.replies.push(`STOR ${name} -> ${t.reply}`);
   }
   out.tickets = leg.sessions.received;
   out.ticketsAfterHandshake = all.length;

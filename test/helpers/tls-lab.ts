@@ -129,6 +129,8 @@ export interface VsftpdOptions {
   implicit?: boolean;
   requireReuse?: boolean;
   pasv: [number, number];
+  /** Anonymous uploads (STOR) into <root>/upload. */
+  uploads?: boolean;
 }
 
 /**
@@ -162,7 +164,10 @@ export async function startVsftpd(o: VsftpdOptions): Promise<FtpsServer & { conf
       'seccomp_sandbox=NO',
       'isolate_network=NO',
       'tcp_wrappers=NO',
-      'write_enable=NO',
+      // uploads only into <root>/upload (the test makes it, owned by the anonymous user)
+      `write_enable=${o.uploads ? 'YES' : 'NO'}`,
+      `anon_upload_enable=${o.uploads ? 'YES' : 'NO'}`,
+      'anon_umask=022',
       'pasv_enable=YES',
       `pasv_min_port=${o.pasv[0]}`,
       `pasv_max_port=${o.pasv[1]}`,
