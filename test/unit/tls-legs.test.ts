@@ -220,6 +220,19 @@ describe('ServerLeg: offers the newest session of the control connection', () =>
     });
   }
 
+  it('a server that never answers the ClientHello: the handshake gives up after handshakeTimeoutMs', async () => {
+    const { server, port } = await listener((s) => s.on('error', () => undefined));
+    try {
+      const s = netConnect(port, '127.0.0.1');
+      await once(s, 'connect');
+      await expect(ServerLeg.startControl(s, { host: '127.0.0.1', port, verify: true, ca, handshakeTimeoutMs: 100 })).rejects.toThrow(
+        `server 127.0.0.1 port ${port} (control): TLS handshake failed: ETIMEDOUT: no handshake within 0.1 s`,
+      );
+    } finally {
+      server.close();
+    }
+  });
+
   it('an untrusted server certificate: the error names the server, the leg and the reason', async () => {
     const srv = tlsCreateServer({ cert, key }, (s) => s.on('error', () => undefined));
     srv.listen(0, '127.0.0.1');

@@ -167,6 +167,20 @@ describe('relay', () => {
     }
   });
 
+  it('idleMs: no byte either way for that long ends the relay', async () => {
+    const o = await origin(true, (s) => s.on('error', () => undefined));
+    const up = await toOrigin(true, o.port);
+    const c = await clientPair(true);
+    try {
+      c.client.on('error', () => undefined);
+      const stats = await relay(c.proxySide, up, { context: 'session 2 data', idleMs: 100 }).done;
+      expect(stats.error).toBe('session 2 data: no data for 0.1 s');
+    } finally {
+      c.close();
+      o.srv.close();
+    }
+  });
+
   it('abort() cuts both sides and says why', async () => {
     const o = await origin(true, (s) => s.on('error', () => undefined));
     const up = await toOrigin(true, o.port);
