@@ -65,6 +65,8 @@ export interface Config {
   pinholeTimeout: number;
   /** Run as this user, keeping only CAP_NET_ADMIN (Linux). */
   user?: string;
+  /** --metrics ADDRESS:PORT: serve Prometheus metrics there (GET /metrics). */
+  metrics?: { host: string; port: number };
   /** --print-rules: print what a negotiation would install with these flags, change nothing, exit. */
   printRules: boolean;
   /** -f: the policy file (ftp-proxy(8), POLICY FILE); without it OpenBSD's behaviour. */
@@ -100,7 +102,7 @@ export function parseCompletion(argv: string[]): Exit {
 }
 
 /** Long options that take a value; everything else starting with "--" is a switch. */
-const LONG_WITH_VALUE = new Set(['backend', 'pidfile', 'log-format', 'pinhole-timeout', 'user', 'max-per-client', 'login-timeout']);
+const LONG_WITH_VALUE = new Set(['backend', 'pidfile', 'log-format', 'pinhole-timeout', 'user', 'max-per-client', 'login-timeout', 'metrics']);
 
 export const LONG_HELP = `${USAGE}
 OpenBSD ftp-proxy(8) flags:
@@ -138,6 +140,8 @@ Our options:
   --user NAME             Linux, started as root: run as NAME (default ftp-proxy
                           when it exists) with only CAP_NET_ADMIN; sessions are
                           served by a child process with no capability at all
+  --metrics ADDR:PORT     serve Prometheus metrics at http://ADDR:PORT/metrics
+                          (a port of 1024 or more; [v6]:PORT for IPv6)
   --print-rules           print the firewall rules a passive and an active
                           negotiation would install with the other flags given
                           (example addresses), change nothing, exit
@@ -221,6 +225,7 @@ export function parseCommandLine(argv: string[], version = '0.0.0'): ParseOutcom
     .option('max-per-client', { type: 'string' })
     .option('login-timeout', { type: 'string', default: '30' })
     .option('user', { type: 'string' })
+    .option('metrics', { type: 'string' })
     .option('print-rules', { type: 'boolean', default: false })
     .option('check-config', { type: 'boolean', default: false })
     .option('version', { type: 'boolean', default: false })
@@ -256,6 +261,12 @@ export function parseCommandLine(argv: string[], version = '0.0.0'): ParseOutcom
   };
   if (parsedLong.pidfile) c.pidfile = parsedLong.pidfile;
   if (parsedLong.user) c.user = parsedLong.user;
+  if (parsedLong.metrics !== undefined) {
+    const m = parseMetricsAddress(parsedLong.metrics);
+    // The network process serves it, and holds no CAP_NET_BIND_SERVICE.
+    if (!m || m.port < 1024) return { exit: 1, stderr: `ftp-proxy: --metrics ${parsedLong.metrics}: must be ADDRESS:PORT with a port of 1024 or more\n` };
+    c.metrics = m;
+  }
   if (parsedLong['check-config']) c.checkConfig = true;
   const pt = strtonum(String(parsedLong['pinhole-timeout']), 1, 3600);
   if ('error' in pt) return { exit: 1, stderr: `ftp-proxy: pinhole timeout ${pt.error}\n` };
@@ -374,4 +385,13 @@ export function checkNumeric(what: string, address: string, ipv6: boolean): stri
   if (f === null) return `${what} ${address}: not a numeric address`;
   if (ipv6 && f !== 6) return `${what} ${address}: not an IPv6 address (-6)`;
   return null;
+}
+
+/** "ADDRESS:PORT" or "[v6]:PORT" (--metrics); null when malformed. */
+export function parseMetricsAddress(s: string): { host: string; port: number } | null {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(s);
+  if (!m) return null;
+  const port = Number(m[3]);
+  if (port < 1 || port > 65535) return null;
+  return { host: m[1] ?? m[2]!, port };
 }

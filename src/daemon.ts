@@ -2,6 +2,7 @@
 // pidfile. Sessions do the rest.
 import { lookup } from 'node:dns/promises';
 import { readdirSync, readFileSync } from 'node:fs';
+import type { Server as HttpServer } from 'node:http';
 import { createServer, type Server, type Socket } from 'node:net';
 import { checkNumeric, type Config } from './config.js';
 import { errnoText, gaiText } from './errno-text.js';
@@ -10,7 +11,8 @@ import type { FirewallBackend } from './firewall/backend.js';
 import { createBackend } from './choose-backend.js';
 import { LOG_DEBUG, LOG_ERR, LOG_INFO, LOG_NOTICE, LOG_WARNING } from './levels.js';
 import type { Log } from './log.js';
-import { canonical, familyOf } from './net/address.js';
+import type { Metrics } from './metrics.js';
+import { canonical, familyOf, hostPort } from './net/address.js';
 import { isLocalAddress } from './net/local-addresses.js';
 import { type Endpoint, originalDestination, setTransparent } from './net/original-dst.js';
 import { resolvePort } from './net/services.js';
@@ -35,6 +37,8 @@ export interface DaemonOptions {
   random?: () => number;
   /** Privilege separation: the listeners come from the privileged process (src/privsep/), made transparent there. */
   bind?: (host: string, port: number) => Promise<Server>;
+  /** Metrics to count into (tests); else made when --metrics is given. */
+  metrics?: Metrics;
 }
 
 /** A listening socket on host:port, not yet serving; start-up errors in OpenBSD's words. */
@@ -99,6 +103,9 @@ export class Daemon {
   private readonly sessions = new Set<Session>();
   private nextId = 1;
   private firewall: FirewallBackend | null = null;
+  /** --metrics: counted here, served by metricsServer. */
+  private metrics: Metrics | null = null;
+  private metricsServer: HttpServer | null = null;
   private fixedServer: Endpoint | undefined;
   private listenPort = 0;
   private stopping = false;
@@ -172,6 +179,21 @@ export class Daemon {
     }
 
     this.firewall = this.o.firewall ?? (await createBackend(c, log));
+    if (this.o.metrics || c.metrics) {
+      // Loaded only when asked for: prom-client costs start-up time every other command would pay.
+      const { Metrics, instrumentFirewall, serveMetrics } = await import('./metrics.js');
+      this.metrics = this.o.metrics ?? new Metrics();
+      this.firewall = instrumentFirewall(this.firewall, this.metrics);
+      if (c.metrics) {
+        const { host, port } = c.metrics;
+        try {
+          this.metricsServer = await serveMetrics(this.metrics, host, port);
+        } catch (e) {
+          throw new StartupError(`bind failed: metrics ${host} port ${port}: ${errnoText(e)}`);
+        }
+        log.log(LOG_NOTICE, `metrics on http://${hostPort(host, port)}/metrics`, { event: 'metrics', address: host, port });
+      }
+    }
     try {
       await this.firewall.init();
     } catch (e) {
@@ -217,6 +239,7 @@ export class Daemon {
    */
   private dropped(): void {
     this.droppedSince++;
+    this.metrics?.sessionsRefused.inc({ reason: 'fd_budget' });
     if (this.dropTimer) return;
     this.dropTimer = setTimeout(() => {
       this.dropTimer = null;
@@ -238,6 +261,7 @@ export class Daemon {
     }
     if (this.sessions.size + this.joins >= this.maxSessions) {
       log.log(LOG_ERR, `client limit (${this.maxSessions}) reached, refusing connection from ${client}`, { event: 'client-limit', client });
+      this.metrics?.sessionsRefused.inc({ reason: 'max_sessions' });
       refuse(socket, `421 Too many connections (client limit ${this.maxSessions} reached), try again later.\r\n`);
       return;
     }
@@ -245,6 +269,7 @@ export class Daemon {
     const mine = this.perClient.get(client) ?? 0;
     if (mine >= this.maxPerClient) {
       this.perClientRefusal(client);
+      this.metrics?.sessionsRefused.inc({ reason: 'max_per_client' });
       refuse(socket, `421 Too many connections from your address (limit ${this.maxPerClient}), try again later.\r\n`);
       return;
     }
@@ -267,6 +292,7 @@ export class Daemon {
         session: id,
         client,
       });
+      this.metrics?.sessionsRefused.inc({ reason: 'self_loop' });
       refuse(socket, '421 This is a transparent FTP proxy; connect to an FTP server, not to the proxy.\r\n');
       return;
     }
@@ -286,6 +312,7 @@ export class Daemon {
       counts: () => ({ count: this.sessions.size, max: this.maxSessions }),
       onEnd: (s) => {
         if (this.sessions.delete(s)) {
+          this.metrics?.sessionsLive.dec();
           const n = (this.perClient.get(client) ?? 1) - 1;
           if (n > 0) this.perClient.set(client, n);
           else this.perClient.delete(client);
@@ -299,6 +326,8 @@ export class Daemon {
       ...(this.o.random ? { random: this.o.random } : {}),
     });
     this.sessions.add(session);
+    this.metrics?.sessionsLive.inc();
+    this.metrics?.sessionsTotal.inc();
     this.perClient.set(client, mine + 1);
     session.start();
   }
@@ -371,6 +400,7 @@ export class Daemon {
     if (this.stopping) return;
     this.stopping = true;
     for (const s of this.servers) s.close();
+    this.metricsServer?.close();
     await Promise.all([...this.sessions].map((s) => s.end('daemon exiting')));
     try {
       await this.firewall?.close();

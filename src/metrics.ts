@@ -108,15 +108,6 @@ export function instrumentFirewall(fw: FirewallBackend, m: Metrics): FirewallBac
   };
 }
 
-/** "ADDRESS:PORT" or "[v6]:PORT" for --metrics; null when malformed. */
-export function parseMetricsAddress(s: string): { host: string; port: number } | null {
-  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(s);
-  if (!m) return null;
-  const port = Number(m[3]);
-  if (port < 1 || port > 65535) return null;
-  return { host: m[1] ?? m[2]!, port };
-}
-
 /** The HTTP endpoint: GET /metrics, and nothing else. */
 export function serveMetrics(m: Metrics, host: string, port: number): Promise<Server> {
   const server = createServer((req, res) => {

@@ -327,3 +327,47 @@ describe('--log-format json', () => {
     expect(by('session-end')[0]).toMatchObject({ session: 1 });
   });
 });
+
+describe('--metrics', () => {
+  const scrape = async (port: number): Promise<(name: string) => number | undefined> => {
+    const r = await fetch(`http://127.0.0.2:${port}/metrics`);
+    expect(r.status).toBe(200);
+    const text = await r.text();
+    return (name) => {
+      const line = text.split('\n').find((l) => l.startsWith(`${name} `));
+      return line === undefined ? undefined : Number(line.slice(name.length + 1));
+    };
+  };
+
+  it('counts sessions, refusals by reason, live pinholes and firewall operations, served over HTTP', async () => {
+    const mport = await freePort('127.0.0.2');
+    const r = await rig(['--metrics', `127.0.0.2:${mport}`, '--max-per-client', '1']);
+    expect(r.lines.some((l) => l === `metrics on http://127.0.0.2:${mport}/metrics`)).toBe(true);
+    const c = await clientFrom4(r.port);
+    await login(c);
+    c.send('PASV\r\n');
+    expect(await c.next()).toMatch(/^227 /);
+    let m = await scrape(mport);
+    expect(m('ftp_proxy_sessions')).toBe(1);
+    expect(m('ftp_proxy_sessions_total')).toBe(1);
+    expect(m('ftp_proxy_pinholes{backend="fake"}')).toBe(1);
+    expect(m('ftp_proxy_firewall_operation_seconds_count{backend="fake",op="replace"}')).toBe(1);
+
+    const second = await clientFrom4(r.port);
+    expect(await second.next()).toMatch(/^421 Too many connections from your address/);
+    c.send('QUIT\r\n');
+    await c.waitClosed();
+    await until(() => r.fw.live.size === 0);
+    await until(() => r.daemon.sessionCount === 0);
+    m = await scrape(mport);
+    expect(m('ftp_proxy_sessions')).toBe(0);
+    expect(m('ftp_proxy_sessions_total')).toBe(1);
+    expect(m('ftp_proxy_sessions_refused_total{reason="max_per_client"}')).toBe(1);
+    expect(m('ftp_proxy_pinholes{backend="fake"}')).toBe(0);
+  });
+
+  it.each([['9187'], ['127.0.0.1:80'], ['[::1]'], ['127.0.0.1:99999']])('--metrics %s is refused at start', (v) => {
+    const out = parseCommandLine(['--metrics', v]);
+    expect(out).toMatchObject({ exit: 1, stderr: expect.stringMatching(/--metrics .*: must be ADDRESS:PORT with a port of 1024 or more/) });
+  });
+});

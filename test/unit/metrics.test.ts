@@ -3,7 +3,8 @@ import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { passivePinhole } from '../../src/firewall/backend.js';
 import { FakeFirewall } from '../../src/firewall/fake.js';
-import { instrumentFirewall, Metrics, parseMetricsAddress, serveMetrics } from '../../src/metrics.js';
+import { parseMetricsAddress } from '../../src/config.js';
+import { instrumentFirewall, Metrics, serveMetrics } from '../../src/metrics.js';
 
 const ends = { family: 4 as const, client: '192.168.1.10', originalServer: '198.51.100.21', server: '198.51.100.21', proxy: '198.51.100.1' };
 const owner = (session: number) => ({ instance: '0000fa4e', session });
