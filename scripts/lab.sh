@@ -174,6 +174,13 @@ fw_load() {
 
 down() {
   ftpd_stop
+  # Servers a test started in this lab's namespaces (test/helpers/tls-lab.ts records their pids): only a
+  # pid that still lives in one of them is ours to end.
+  for f in "$RUN"/*.labpid; do
+    [ -s "$f" ] || continue
+    p=$(cat "$f")
+    case " $(ip netns identify "$p" 2>/dev/null) " in " $CLI " | " $FW " | " $SRV ") kill "$p" 2>/dev/null || true ;; esac
+  done
   if [ -s "$RUN/proxy.pid" ]; then kill "$(cat "$RUN/proxy.pid")" 2>/dev/null || true; fi
   for ns in "$CLI" "$FW" "$SRV"; do ip netns del "$ns" 2>/dev/null || true; done
   rm -rf "$RUN"

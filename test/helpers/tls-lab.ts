@@ -86,6 +86,8 @@ export interface FtpsServer {
 
 function runIn(ns: string, cmd: string[], logFile: string): ChildProcess {
   const c = spawn('ip', ['netns', 'exec', ns, ...cmd], { stdio: ['ignore', 'pipe', 'pipe'] });
+  // `ip netns exec` execs the server, so this pid is the server's: lab.sh down ends it if the test could not
+  if (c.pid) writeFileSync(`${logFile}.labpid`, String(c.pid));
   const out: Buffer[] = [];
   c.stdout!.on('data', (d: Buffer) => out.push(d));
   c.stderr!.on('data', (d: Buffer) => out.push(d));
