@@ -149,11 +149,16 @@ describe('privilege separation', () => {
     }
   });
 
-  it('-d with --user: SIGTERM stops both cleanly (sessions end first, then the table goes)', async () => {
+  it('-d with --user: SIGUSR2, SIGUSR1 reach the network process; SIGTERM stops both cleanly (sessions end first, then the table goes)', async () => {
     const p = await started(['--user', 'nobody', '-D', '6']);
     try {
       await p.waitFor(/network process \d+ runs with no capability/);
       expect((await lab.get('curl', 'pasv')).ok).toBe(true);
+      // The root process in front passes SIGUSR2 (status) and SIGUSR1 (reload) on, as SIGTERM.
+      p.child.kill('SIGUSR2');
+      expect(await p.waitFor(/^status: \d+ session\(s\)/m)).toBeTruthy();
+      p.child.kill('SIGUSR1');
+      await p.waitFor(/no policy file \(-f\) to reload/);
       expect(await p.signal('SIGTERM')).toBe(0);
       expect(await lab.tableExists()).toBe(false);
     } finally {
