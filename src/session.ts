@@ -1,20 +1,12 @@
 // One FTP session: the client's control connection, the proxy's connection to the server, the timers,
 // and the firewall calls. The protocol decisions are FtpControl's; this file carries out its actions.
 import { connect, type Socket } from 'node:net';
-import { DataJoin, localAddressToward } from './data/join.js';
+import { SessionJoins } from './data/joins.js';
+import { withFreeProxyPort } from './data/port-retry.js';
 import { type Action, FtpControl, type JoinRequest, type Negotiation, type NegotiationResult } from './ftp/control.js';
 import { LineSplitter } from './ftp/lines.js';
-import {
-  activePinhole,
-  describePinhole,
-  type FirewallBackend,
-  localPinhole,
-  type Owner,
-  passivePinhole,
-  PinholeConflict,
-  randomProxyPort,
-  type SessionEnds,
-} from './firewall/backend.js';
+import { vis } from './ftp/vis.js';
+import { activePinhole, describePinhole, type FirewallBackend, type Owner, passivePinhole, type SessionEnds } from './firewall/backend.js';
 import { type Level, LOG_CRIT, LOG_DEBUG, LOG_ERR, LOG_INFO, LOG_NOTICE } from './levels.js';
 import type { Fields, Log } from './log.js';
 import { canonical, type Family, familyOf } from './net/address.js';
@@ -25,17 +17,10 @@ import { defaultPolicy, type Policy } from './policy/parse.js';
 export const BANNER_TIMEOUT = 30;
 /** --login-timeout's default: seconds from connect to a 230 reply, as long as the banner wait. */
 export const LOGIN_TIMEOUT = 30;
-/** Attempts at a free proxy port before a negotiation is refused. */
-const PORT_ATTEMPTS = 8;
 /** Stop reading a client that has this many commands outstanding, until replies catch up. */
 const PIPELINE_PAUSE = 64;
-/** A joined data connection (data_mode): seconds to connect to a peer, or for both peers to connect. */
-const JOIN_CONNECT_TIMEOUT = 10;
-const JOIN_LISTEN_TIMEOUT = 30;
 /** After the session ends, a joined transfer still running has this many seconds to finish. */
 const JOIN_GRACE = 30;
-/** A joined data connection with no byte either way for this long is closed (-t, if shorter). */
-export const JOIN_IDLE_TIMEOUT = 600;
 
 export interface SessionOptions {
   id: number;
@@ -94,8 +79,8 @@ export class Session {
   /** OpenBSD routing domains for pf rules; null elsewhere. */
   private readonly rdomains: { client: number; proxy: number } | null;
   private readonly policy: Policy;
-  /** The data connection the proxy joins itself (data_mode), if any. */
-  private dataJoin: DataJoin | null = null;
+  /** The data connections the proxy joins itself (data_mode). */
+  private readonly joins: SessionJoins;
 
   constructor(
     private readonly client: Socket,
@@ -106,6 +91,29 @@ export class Session {
     this.clientAddress = canonical(client.remoteAddress ?? '');
     this.rdomains = process.platform === 'openbsd' ? rdomains(client) : null;
     this.policy = o.policy ?? defaultPolicy();
+    this.joins = new SessionJoins({
+      client: this.clientAddress,
+      originalServer: o.original.address,
+      server: canonical(o.server.address),
+      family: familyOf(o.original.address) ?? 4,
+      proxy: () => canonical(this.upstream?.localAddress ?? ''),
+      firewall: o.firewall,
+      owner: this.owner,
+      rdomains: this.rdomains,
+      ...(o.random ? { random: o.random } : {}),
+      idleTimeout: o.idleTimeout,
+      ended: () => this.ended,
+      ...(o.joinSlot ? { slot: o.joinSlot } : {}),
+      ...(o.joinReleased ? { released: o.joinReleased } : {}),
+      installed: (d) => this.pinholesInstalled(d),
+      joinEnded: (st) => {
+        const how = st.error ? `, ${vis(st.error)}` : '';
+        this.ev(LOG_INFO, 'join-end', `data connection joined by the proxy ended: ${st.toClient} bytes to the client, ${st.toServer} to the server${how}`, {
+          toClient: st.toClient,
+          toServer: st.toServer,
+        });
+      },
+    });
   }
 
   /** What every JSON log line of this session carries. */
@@ -284,7 +292,7 @@ export class Session {
           this.join(a.id, a.join);
           break;
         case 'joinCancel':
-          this.closeJoin('the server refused the command');
+          this.joins.close('the server refused the command');
           break;
         case 'close':
           void this.end(a.reason);
@@ -293,14 +301,8 @@ export class Session {
     }
   }
 
-  /** One joined data connection per session: a new negotiation ends the one before (its transfer is over). */
-  private closeJoin(why: string): void {
-    this.dataJoin?.close(why);
-    this.dataJoin = null;
-  }
-
   private negotiate(id: number, n: Negotiation): void {
-    this.closeJoin('replaced by a new negotiation');
+    this.joins.close('replaced by a new negotiation');
     const ends: SessionEnds = {
       family: familyOf(this.o.original.address) ?? 4,
       client: this.clientAddress,
@@ -309,27 +311,27 @@ export class Session {
       proxy: canonical(this.upstream?.localAddress ?? ''),
     };
     const attempt = async (): Promise<NegotiationResult> => {
-      let last = '';
-      for (let i = 0; i < PORT_ATTEMPTS; i++) {
-        const pp = randomProxyPort(this.o.random);
-        const pinhole =
-          n.kind === 'passive'
-            ? passivePinhole(ends, n.serverPort, pp)
-            : activePinhole(ends, n.clientPort, pp, this.o.port20 && n.command === 'PORT');
-        if (this.rdomains) pinhole.rdomains = this.rdomains;
-        try {
+      try {
+        return await withFreeProxyPort(async (pp) => {
+          const pinhole =
+            n.kind === 'passive'
+              ? passivePinhole(ends, n.serverPort, pp)
+              : activePinhole(ends, n.clientPort, pp, this.o.port20 && n.command === 'PORT');
+          if (this.rdomains) pinhole.rdomains = this.rdomains;
           await this.o.firewall.replace(this.owner, [pinhole]);
-          this.hasPinholes = true;
-          this.lastPinhole = describePinhole(pinhole);
+          this.pinholesInstalled(describePinhole(pinhole));
           return { ok: true, proxyPort: pp };
-        } catch (e) {
-          last = e instanceof Error ? e.message : String(e);
-          if (!(e instanceof PinholeConflict)) return { ok: false, error: last };
-        }
+        }, this.o.random);
+      } catch (e) {
+        return { ok: false, error: e instanceof Error ? e.message : String(e) };
       }
-      return { ok: false, error: `no free proxy port after ${PORT_ATTEMPTS} attempts (${last})` };
     };
     this.settle(id, this.fw.then(attempt));
+  }
+
+  private pinholesInstalled(description: string): void {
+    this.hasPinholes = true;
+    this.lastPinhole = description;
   }
 
   /** Firewall and join jobs run one at a time, in order; their result goes back to the state machine. */
@@ -342,109 +344,11 @@ export class Session {
     });
   }
 
-  /** data_mode: a data connection the proxy joins itself (src/data/join.ts). */
+  /** data_mode: a data connection the proxy joins itself (src/data/joins.ts). */
   private join(id: number, j: JoinRequest): void {
     // By the time a client negotiates again it has read the last transfer to its end and had its 226.
-    this.closeJoin('replaced by a new negotiation');
-    const attempt = async (): Promise<NegotiationResult> => {
-      if (this.o.joinSlot && !this.o.joinSlot()) return { ok: false, error: 'session limit (-m) reached: no room for a joined data connection' };
-      let released = false;
-      const release = (): void => {
-        if (!released) this.o.joinReleased?.();
-        released = true;
-      };
-      try {
-        return j.kind === 'join-connect' ? await this.joinConnect(j, release) : await this.joinListen(j, release);
-      } catch (e) {
-        release();
-        return { ok: false, error: e instanceof Error ? e.message : String(e) };
-      }
-    };
-    this.settle(id, this.fw.then(attempt));
-  }
-
-  /** Client PORT, server PASV: connect to both, outward only; no firewall change. */
-  private async joinConnect(j: Extract<JoinRequest, { kind: 'join-connect' }>, release: () => void): Promise<NegotiationResult> {
-    const proxy = canonical(this.upstream?.localAddress ?? '');
-    const join = await DataJoin.connect(
-      // From P, so the server sees the control connection's address (servers check it).
-      { host: canonical(this.o.server.address), port: j.serverPort, localAddress: proxy },
-      { host: this.clientAddress, port: j.clientPort },
-      JOIN_CONNECT_TIMEOUT * 1000,
-      this.joinIdleMs,
-    );
-    this.adopt(join, release);
-    return { ok: true, proxyPort: 0 };
-  }
-
-  /**
-   * Client PASV, server PORT: listen on both sides and admit exactly one connection on each through
-   * local pinholes (client: C -> OS:pp, server: S -> P:pp2), which the next negotiation or the end of the
-   * session removes.
-   */
-  private async joinListen(_j: Extract<JoinRequest, { kind: 'join-listen' }>, release: () => void): Promise<NegotiationResult> {
-    const family = familyOf(this.o.original.address) ?? 4;
-    const proxy = canonical(this.upstream?.localAddress ?? '');
-    const server = canonical(this.o.server.address);
-    const towardClient = await localAddressToward(this.clientAddress, family);
-    const { join, serverPort, clientPort } = await DataJoin.listen(
-      { address: proxy, peer: server },
-      { address: towardClient, peer: this.clientAddress },
-      JOIN_LISTEN_TIMEOUT * 1000,
-      this.joinIdleMs,
-    );
-    try {
-      let last = '';
-      for (let i = 0; i < PORT_ATTEMPTS; i++) {
-        const pp = randomProxyPort(this.o.random);
-        let pp2 = randomProxyPort(this.o.random);
-        if (pp2 === pp) pp2 = pp === 65534 ? pp - 1 : pp + 1;
-        const pins = [
-          localPinhole('client', family, this.clientAddress, this.o.original.address, pp, towardClient, clientPort),
-          localPinhole('server', family, server, proxy, pp2, proxy, serverPort),
-        ];
-        if (this.rdomains) for (const p of pins) p.rdomains = this.rdomains;
-        try {
-          await this.o.firewall.replace(this.owner, pins);
-          this.hasPinholes = true;
-          this.lastPinhole = pins.map(describePinhole).join(', ');
-          this.adopt(join, release);
-          return { ok: true, proxyPort: pp2, clientPort: pp };
-        } catch (e) {
-          last = e instanceof Error ? e.message : String(e);
-          if (!(e instanceof PinholeConflict)) break;
-        }
-      }
-      throw new Error(last);
-    } catch (e) {
-      join.close();
-      throw e;
-    }
-  }
-
-  /** -t bounds a joined connection's silence too, up to JOIN_IDLE_TIMEOUT. */
-  private get joinIdleMs(): number {
-    const t = this.o.idleTimeout;
-    return (t > 0 ? Math.min(t, JOIN_IDLE_TIMEOUT) : JOIN_IDLE_TIMEOUT) * 1000;
-  }
-
-  private adopt(join: DataJoin, release: () => void): void {
-    if (this.ended) {
-      join.close();
-      release();
-      return;
-    }
-    this.closeJoin('replaced by a new negotiation'); // one per session, whatever raced
-    this.dataJoin = join;
-    join.onEnd((st) => {
-      release();
-      if (this.dataJoin === join) this.dataJoin = null;
-      const how = st.error ? `, ${st.error}` : '';
-      this.ev(LOG_INFO, 'join-end', `data connection joined by the proxy ended: ${st.toClient} bytes to the client, ${st.toServer} to the server${how}`, {
-        toClient: st.toClient,
-        toServer: st.toServer,
-      });
-    });
+    this.joins.close('replaced by a new negotiation');
+    this.settle(id, this.fw.then(() => this.joins.run(j)));
   }
 
   private armIdle(): void {
@@ -520,7 +424,7 @@ export class Session {
     if (this.bannerTimer) clearTimeout(this.bannerTimer);
     if (this.loginTimer) clearTimeout(this.loginTimer);
     if (this.idleTimer) clearTimeout(this.idleTimer);
-    this.dataJoin?.finish(JOIN_GRACE * 1000);
+    this.joins.finish(JOIN_GRACE * 1000);
     for (const s of [this.client, this.upstream]) {
       if (!s) continue;
       s.removeAllListeners('data');

@@ -85,7 +85,9 @@ describe('backpressure', () => {
       maxDrain = Math.max(maxDrain, client.listenerCount('drain'), upstream.listenerCount('drain'));
       await new Promise((r) => setTimeout(r, 5));
     }
-    expect(srv.written()).toBeGreaterThan(ROUNDS * HELP_BYTES); // the server did flood
+    // The server did flood (the proxy stops reading the client after 64 pipelined commands, so not all
+    // ROUNDS may reach it: a third of them is far beyond any bound).
+    expect(srv.written()).toBeGreaterThan((ROUNDS / 3) * HELP_BYTES);
     expect(maxBuffered).toBeLessThan(256 * 1024); // a read chunk and the lines queued behind a negotiation, no more
     expect(maxDrain).toBeLessThanOrEqual(1);
     expect(upstream.isPaused()).toBe(true);
