@@ -14,6 +14,7 @@ import { ANON_USER, type FtpsServer, makeLabPki, requireTlsLab, startProftpdTls,
 const DRIVER = `${ROOT}test/helpers/ftps-driver.mjs`;
 const PY = `${ROOT}test/helpers/ftps-python.py`;
 const SRV = '198.51.100.21';
+const SRV6 = '2001:db8:2::21';
 
 interface Transfer {
   file: string;
@@ -53,12 +54,13 @@ beforeAll(async () => {
   await requireTlsLab(['vsftpd', 'pure-ftpd', 'proftpd-tls', 'openssl', 'python3']);
   lab = await Lab.up('forward');
   pki = await makeLabPki(`${lab.runDir}/pki`);
-  const { cert, key } = await pki.issue('vsftpd', ['ftp.lab', SRV]);
+  const { cert, key } = await pki.issue('vsftpd', ['ftp.lab', SRV, SRV6]);
   const common = { ns: lab.srv, dir: lab.runDir, address: SRV, root: `${lab.runDir}/data`, cert, key };
   // the anonymous upload directory: inside the read-only anon_root, owned by the anonymous user
   await execa('install', ['-d', '-o', ANON_USER, '-m', '0755', `${lab.runDir}/data/upload`]);
   servers.push(await startVsftpd({ ...common, port: 2121, pasv: [52000, 52099], uploads: true }));
   servers.push(await startVsftpd({ ...common, port: 990, implicit: true, pasv: [52100, 52199] }));
+  servers.push(await startVsftpd({ ...common, address: SRV6, port: 2125, pasv: [52400, 52499] }));
   const named = { ns: lab.srv, dir: lab.runDir, address: SRV, cert, key };
   servers.push(await startProftpdTls({ ...named, port: 2122, passwd: `${lab.runDir}/ftpd.passwd`, pasv: [52200, 52299] }));
   servers.push(await startPureFtpd({ ...named, port: 2123, root: `${lab.runDir}/data`, pasv: [52300, 52399] }));
@@ -110,6 +112,15 @@ describe('server leg: vsftpd, require_ssl_reuse=YES', () => {
       expect(out.transfers[0]!.reply).toMatch(/^522 .*session reuse required/);
     });
   }
+
+  it('IPv6 (EPSV), TLS 1.2 and 1.3: 20 MiB on a resumed data session, the IP SAN checked', async () => {
+    for (const version of ['TLSv1.2', 'TLSv1.3']) {
+      const out = await drive({ host: SRV6, port: 2125, epsv: true, minVersion: version, maxVersion: version, files: ['test20M.bin'] });
+      expect(out.error, JSON.stringify(out)).toBeUndefined();
+      expect(out.transfers[0]).toMatchObject({ reused: true, version, sha256: lab.sha256('test20M.bin') });
+      expect(out.transfers[0]!.reply).toMatch(/^226/);
+    }
+  });
 
   it('TLS 1.3: vsftpd accepts any of its tickets, more than once, and the tickets of resumed data connections', async () => {
     for (const opts of [{ ticket: 0 }, { ticket: -1 }, { follow: true }]) {

@@ -148,9 +148,8 @@ export async function startVsftpd(o: VsftpdOptions): Promise<FtpsServer & { conf
   writeFileSync(
     conf,
     [
-      'listen=YES',
-      'listen_ipv6=NO',
-      `listen_address=${o.address}`,
+      // one family per instance: vsftpd's listen and listen_ipv6 exclude each other
+      ...(o.address.includes(':') ? ['listen=NO', 'listen_ipv6=YES', `listen_address6=${o.address}`] : ['listen=YES', 'listen_ipv6=NO', `listen_address=${o.address}`]),
       `listen_port=${o.port}`,
       'background=NO',
       'anonymous_enable=YES',
