@@ -114,7 +114,7 @@ export class ClientLeg {
     // small file and close_notify follow them at once, Python's ssl (OpenSSL 3.0 client) fails the
     // data connection's unwrap() with SHUTDOWN_WHILE_IN_INIT, a quarter of the time in the lab; a short
     // pause before the first data byte lets the client take the tickets on their own (0 failures).
-    const settle = this.opts.ticketSettleMs ?? 20;
+    const settle = this.opts.ticketSettleMs ?? 50;
     if (!reused && settle > 0 && s.getProtocol() === 'TLSv1.3') await new Promise((r) => setTimeout(r, settle));
     return { socket: s, reused };
   }
