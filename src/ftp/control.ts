@@ -16,12 +16,13 @@
 import type { Family } from '../net/address.js';
 import { type Level, LOG_CRIT, LOG_DEBUG, LOG_ERR, LOG_INFO, LOG_NOTICE, LOG_WARNING } from '../levels.js';
 import { format227, format229, formatEprt, formatPort, parse227, parse229, parseEprtArg, parsePortArg } from './port-args.js';
-import { leadingTelnet, telnetProblem } from './telnet.js';
+import { gateCommand } from './gate.js';
 import { vis } from './vis.js';
-import { decideCommand } from '../policy/commands.js';
 import { featureOf, featuresToInsert, keepFeature } from '../policy/feat.js';
 import { defaultPolicy, type Policy } from '../policy/parse.js';
 import { decideReply } from '../policy/replies.js';
+
+export { splitCommand } from './gate.js';
 
 /** Ports below this are never negotiated (OpenBSD's MIN_PORT): no bounce to privileged services. */
 export const MIN_DATA_PORT = 1024;
@@ -260,59 +261,20 @@ export class FtpControl {
       out.push({ type: 'close', reason: 'too many pipelined commands' });
       return;
     }
-    const telnet = telnetProblem(line);
-    if (telnet) {
-      // The server would read another line than the one the policy and -A judge: refused, never sent.
-      out.push(this.log(LOG_NOTICE, `command line refused: ${telnet}: '${vis(line, 80)}'`, 'telnet-refused', { why: telnet }));
-      this.localReply('500 Command line refused: Telnet bytes or a CR inside it, not sent to the server\r\n', out);
-      return;
-    }
-    const limits = this.policy.limits;
-    if (limits.line !== undefined && contentLength(line) > limits.line) {
-      out.push(this.log(LOG_NOTICE, `command line too long (${contentLength(line)} bytes, max_line_length ${limits.line})`, 'policy-length', { what: 'line' }));
-      this.localReply(`500 Command line too long (more than ${limits.line} bytes), not sent to the server\r\n`, out);
-      return;
-    }
-    const { verb, arg } = splitCommand(line);
-    const decision = decideCommand(this.policy, verb, arg);
-    if (decision.action !== 'accept') {
-      // The verb only, never the argument: it may be a password.
-      const shown = vis(Buffer.from(verb.slice(0, 16), 'latin1'));
-      if (decision.action === 'reject') {
-        out.push(this.log(LOG_INFO, `command ${shown || '(empty)'} refused by policy (${decision.why})`, 'policy-reject', { command: shown, rule: decision.why }));
-        this.localReply(decision.reply, out);
-      } else {
+    const gate = gateCommand(line, this.policy, this.opts.anonymousOnly);
+    if (!gate.pass) {
+      if (gate.log) out.push(this.log(gate.log.level, gate.log.message, gate.log.event, gate.log.fields));
+      if (gate.close) {
         this.closed = true;
-        out.push(this.log(LOG_NOTICE, `command ${shown || '(empty)'} refused by policy, ending session (${decision.why})`, 'policy-drop', { command: shown, rule: decision.why }));
-        out.push({ type: 'toClient', data: Buffer.from(decision.reply) });
-        out.push({ type: 'close', reason: `command ${shown} dropped by policy` });
+        out.push({ type: 'toClient', data: Buffer.from(gate.reply) });
+        out.push({ type: 'close', reason: gate.close });
+      } else {
+        this.localReply(gate.reply, out);
       }
       return;
     }
+    const { verb, arg } = gate;
     switch (verb) {
-      case 'USER':
-        if (limits.username !== undefined && arg.length > limits.username) {
-          out.push(this.log(LOG_NOTICE, `user name too long (${arg.length} bytes, max_username_length ${limits.username})`, 'policy-length', { what: 'username' }));
-          this.localReply(`501 User name too long (more than ${limits.username} characters)\r\n`, out);
-          return;
-        }
-        if (this.opts.anonymousOnly && !/^(ftp|anonymous)$/i.test(arg)) {
-          this.localReply('500 Only anonymous FTP allowed\r\n', out);
-          return;
-        }
-        break;
-      case 'PASS':
-        if (limits.password !== undefined && arg.length > limits.password) {
-          out.push(this.log(LOG_NOTICE, `password too long (max_password_length ${limits.password})`, 'policy-length', { what: 'password' }));
-          this.localReply(`501 Password too long (more than ${limits.password} characters)\r\n`, out);
-          return;
-        }
-        break;
-      case 'AUTH':
-        // The proxy must read PORT/PASV on the control channel; an encrypted one would silently break
-        // every data connection. A clear refusal makes clients fall back to plain FTP (RFC 4217 sec. 6).
-        this.localReply('504 AUTH not supported through ftp-proxy, use plain FTP\r\n', out);
-        return;
       case 'PASV':
       case 'EPSV':
         if (this.refuseFamily(verb, out)) return;
@@ -340,13 +302,6 @@ export class FtpControl {
       case 'PORT':
       case 'EPRT':
         this.activeCommand(verb, arg, line, out);
-        return;
-      case 'LPRT':
-      case 'LPSV':
-        // RFC 1639's long forms: the proxy does not rewrite them, so relayed they would name the client's
-        // address to the server (a bounce past -A and the pinholes) or an internal one in a 228 reply.
-        out.push(this.log(LOG_NOTICE, `${verb} refused: use PASV/EPSV or PORT/EPRT`, 'long-refused', { command: verb }));
-        this.localReply(`502 ${verb} not supported through ftp-proxy, use ${verb === 'LPSV' ? 'EPSV or PASV' : 'EPRT or PORT'}\r\n`, out);
         return;
       default:
         break;
@@ -753,28 +708,7 @@ export class FtpControl {
   }
 }
 
-/** Bytes of a line without its line ending. */
-function contentLength(line: Buffer): number {
-  let n = line.length;
-  if (n && line[n - 1] === 0x0a) n--;
-  if (n && line[n - 1] === 0x0d) n--;
-  return n;
-}
-
 /** The end line of a multi-line reply repeats the code followed by a space (or ends right there). */
 function isReplyEnd(text: string, code: string): boolean {
   return text.startsWith(code) && (text.length === 3 || text[3] === ' ' || text[3] === '\r' || text[3] === '\n');
-}
-
-/**
- * The command verb (upper-cased) and its argument. Leading Telnet commands (IAC IP etc., sent before
- * ABOR) are skipped, as servers do; a line with any other Telnet byte never gets this far (telnet.ts).
- */
-export function splitCommand(line: Buffer): { verb: string; arg: string } {
-  const text = line.subarray(leadingTelnet(line)).toString('latin1').replace(/\r?\n$/, '');
-  // RFC 959 separates with a space; some servers take a tab too, so a tab must not hide a USER from -A.
-  const sp = text.search(/[ \t]/);
-  const verb = (sp === -1 ? text : text.slice(0, sp)).replace(/\r$/, '').toUpperCase();
-  const arg = sp === -1 ? '' : text.slice(sp + 1).replace(/\r$/, '');
-  return { verb, arg };
 }
