@@ -146,8 +146,8 @@ put() {
   echo "$kind $(sum "$dst") $path" >>"$tmp/manifest"
 }
 
-# The unit, calling our command by its full path.
-sed "s|^ExecStart=/usr/local/bin/ftp-proxy\b|ExecStart=$bin|" "$unit_src" >"$tmp/ftp-proxy.service"
+# The unit, calling our command by its full path (ExecStart, and ExecReload's --check-config).
+sed -E "s#^(ExecStart|ExecReload)=/usr/local/bin/ftp-proxy\b#\1=$bin#" "$unit_src" >"$tmp/ftp-proxy.service"
 grep -q "^ExecStart=$bin\b" "$tmp/ftp-proxy.service" || die "$unit_src: no ExecStart=/usr/local/bin/ftp-proxy line to point at $bin"
 put file 0644 "$tmp/ftp-proxy.service" /usr/local/lib/systemd/system/ftp-proxy.service
 
@@ -164,6 +164,8 @@ node=$(command -v node || true)
 put file 0644 "$tmp/ftp-proxy.bash" /usr/local/share/bash-completion/completions/ftp-proxy
 put file 0644 "$tmp/_ftp-proxy" /usr/local/share/zsh/site-functions/_ftp-proxy
 
+# The unit's flags (its EnvironmentFile): an admin's file is kept.
+put conf 0644 "$pkg/scripts/ftp-proxy.conf" /etc/ftp-proxy/ftp-proxy.conf
 for f in "$pkg"/policy-examples/*; do
   [ -f "$f" ] && put conf 0644 "$f" "/etc/ftp-proxy/${f##*/}"
 done
@@ -180,7 +182,7 @@ if [ -z "$root" ]; then
   cat <<EOF
 next:
   your firewall: a drop-in from $pkg/nftables-examples/ (or iptables-examples/), see the README
-  systemctl edit ftp-proxy      # your flags: ExecStart= then ExecStart=$bin -d <flags>
+  your flags: FTP_PROXY_FLAGS="..." in /etc/ftp-proxy/ftp-proxy.conf
   systemctl enable --now ftp-proxy
 EOF
 else

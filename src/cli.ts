@@ -11,6 +11,7 @@ import { type BackendName, checkLinuxRuleOptions, detectBackend, hostProbe, rule
 import { LOG_CRIT, LOG_ERR, LOG_INFO, LOG_NOTICE, LOG_WARNING } from './levels.js';
 import { Log } from './log.js';
 import { resolvePort } from './net/services.js';
+import { SdNotify } from './sd-notify.js';
 import { formatStatus, readStatus } from './status.js';
 import { printRules } from './print-rules.js';
 import { checkConfig, loadPolicy } from './policy/load.js';
@@ -176,6 +177,8 @@ interface Runner {
   stop(): Promise<void>;
   reloadPolicy(): unknown;
   logStatus(): void;
+  /** Live sessions, for systemd's STATUS=. */
+  sessions(): number;
 }
 
 /**
@@ -208,6 +211,7 @@ function runner(config: Config, log: Log, inChild: boolean): Runner {
     stop: () => daemon.stop(),
     reloadPolicy: () => daemon.reloadPolicy(),
     logStatus: () => log.log(LOG_NOTICE, daemon.statusLine(), { event: 'status' }),
+    sessions: () => daemon.sessionCount,
   };
 }
 
@@ -232,7 +236,15 @@ async function run(config: Config, inChild: boolean): Promise<void> {
   // SIGUSR1 reloads the policy file. Not SIGHUP: that ends the daemon, as on OpenBSD (which has no
   // reload), and scripts and rc systems rely on it. Our handler also keeps Node from opening its
   // inspector on SIGUSR1, its default.
-  process.on('SIGUSR1', () => daemon.reloadPolicy());
+  // Type=notify: systemd hears when we serve, reload and stop (a no-op without NOTIFY_SOCKET). Only this
+  // process speaks to it: the variable is not passed on to the processes we start.
+  const notify = new SdNotify();
+  delete process.env.NOTIFY_SOCKET;
+  process.on('SIGUSR1', () => {
+    notify.reloading();
+    daemon.reloadPolicy();
+    notify.ready();
+  });
   try {
     if (process.env[USER_ENV]) checkUser(config, log);
     await daemon.start();
@@ -252,11 +264,18 @@ async function run(config: Config, inChild: boolean): Promise<void> {
     }
   }
   if (inChild) tellParent('ready\n');
+  const sessionsStatus = (): string => {
+    const n = daemon.sessions();
+    return `${n} session${n === 1 ? '' : 's'}`;
+  };
+  notify.ready(sessionsStatus());
+  if (notify.active) setInterval(() => notify.status(sessionsStatus()), 1000).unref();
 
   let exiting = false;
   const onSignal = (name: 'SIGHUP' | 'SIGINT' | 'SIGTERM'): void => {
     if (exiting) return;
     exiting = true;
+    notify.stopping();
     log.log(LOG_ERR, `exiting on signal ${constants.signals[name]}`, { event: 'exiting', signal: constants.signals[name] });
     // A firewall that hangs must not keep the daemon alive forever.
     setTimeout(() => process.exit(1), 15000).unref();

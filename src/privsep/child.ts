@@ -65,6 +65,10 @@ function main(): void {
           () => {
             started = true;
             send({ op: 'ready' });
+            let told = 0;
+            setInterval(() => {
+              if (daemon.sessionCount !== told) send({ op: 'sessions', count: (told = daemon.sessionCount) });
+            }, 1000).unref();
           },
           (e: unknown) => {
             send({ op: 'error', message: e instanceof StartupError ? e.message : e instanceof Error ? (e.stack ?? e.message) : String(e) });

@@ -60,6 +60,13 @@ export class PrivilegedParent {
     return this.child?.pid;
   }
 
+  /** The network process's live sessions, as it last said. */
+  private liveSessions = 0;
+
+  sessions(): number {
+    return this.liveSessions;
+  }
+
   async start(): Promise<void> {
     const { config: c, log } = this.o;
     if (!hasNetAdmin()) throw new StartupError('needs to start as root (or with CAP_NET_ADMIN)');
@@ -91,6 +98,9 @@ export class PrivilegedParent {
           resolve();
         } else if (m.op === 'error') {
           if (!this.ready) reject(new StartupError(String(m.message)));
+        } else if (m.op === 'sessions') {
+          // A number for a status line, nothing more: taken only when it is one.
+          if (Number.isSafeInteger(m.count) && m.count >= 0) this.liveSessions = m.count;
         } else void this.request(m);
       });
     });

@@ -11,7 +11,9 @@ export type ToParent =
   | { id: number; op: 'clear'; owner: unknown }
   | { op: 'hello' }
   | { op: 'ready' }
-  | { op: 'error'; message: string };
+  | { op: 'error'; message: string }
+  /** The live session count when it changed (at most once a second), for systemd's STATUS=. */
+  | { op: 'sessions'; count: number };
 
 /** P -> N. A failed answer says whether the pinhole's key was taken (PinholeConflict: try another port). */
 export type ToChild =

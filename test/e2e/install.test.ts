@@ -140,7 +140,11 @@ describe('scripts/install.sh into a scratch root', () => {
     expect(r.stdout).toMatch(/\/etc\/ftp-proxy\/minimal\.policy exists and is not ours: left as it is/);
     // The unit calls our command by its full path, never whichever ftp-proxy PATH finds first.
     const unit = readFileSync(unitPath, 'utf8');
-    expect(unit).toMatch(new RegExp(`^ExecStart=${BIN} -d$`, 'm'));
+    expect(unit).toMatch(new RegExp(`^ExecStart=${BIN} -d \\$FTP_PROXY_FLAGS$`, 'm'));
+    expect(unit).toMatch(new RegExp(`^ExecReload=${BIN} --check-config \\$FTP_PROXY_FLAGS$`, 'm'));
+    expect(unit).not.toMatch(/\/usr\/local\/bin\/ftp-proxy/);
+    // The flags file the unit reads, installed as configuration (an admin's copy is kept).
+    expect(readFileSync(join(root, 'etc/ftp-proxy/ftp-proxy.conf'), 'utf8')).toMatch(/^FTP_PROXY_FLAGS=""$/m);
     expect(unit).not.toMatch(/^ExecStart=ftp-proxy/m);
     // The watchdog restarts the daemon with the command line it recorded, full paths and all.
     expect(readFileSync(join(root, 'usr/local/sbin/ftp-proxy-watchdog'), 'utf8')).toBe(readFileSync(join(ROOT, 'scripts/ftp-proxy-watchdog'), 'utf8'));
