@@ -170,7 +170,8 @@ describe('least privilege', () => {
       let err = '';
       child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
       try {
-        for (let i = 0; i < 50 && !/listening on/.test(err); i++) await sleep(100);
+        // Two Node processes start one after the other (privilege separation): give a loaded machine time.
+        for (let i = 0; i < 200 && !/listening on/.test(err); i++) await sleep(100);
         expect(err).toMatch(/^<5>listening on 127\.0\.0\.1 port 8021$/m);
         const s = status(child.pid!);
         expect(s).toMatch(/^Uid:\s+65534\s/m);

@@ -3,7 +3,7 @@
 // --user, root writes both files (the user only writes its pid through a descriptor root opened), and
 // the watchdog restarts such a daemon after a kill -9.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, lchownSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
@@ -46,7 +46,7 @@ describe('the watchdog runs only what root wrote', () => {
   beforeAll(async () => {
     const p = await execa('sh', ['-c', 'echo $$']);
     dead = Number(p.stdout);
-    await sleep(300);
+    for (let i = 0; i < 100 && !existsSync(logs.sock); i++) await sleep(100);
   });
   afterAll(() => {
     logs.stop();
@@ -91,6 +91,20 @@ describe('the watchdog runs only what root wrote', () => {
     expect(line).toMatch(why);
   });
 
+  it('in a sticky directory (as /tmp) it creates nothing: a link planted where a lock file would go is not followed', async () => {
+    const d = join(top, 'sticky');
+    mkdirSync(d);
+    chmodSync(d, 0o1777);
+    const pidfile = join(d, 'ftp-proxy.pid');
+    writeFileSync(pidfile, `${process.pid}\n`, { mode: 0o644 }); // a live daemon: nothing to start
+    const target = join(d, 'created-by-root');
+    symlinkSync(target, `${pidfile}.watchdog.lock`);
+    lchownSync(`${pidfile}.watchdog.lock`, NOBODY, NOBODY);
+    const r = await execa(WATCHDOG, ['--pidfile', pidfile], { env: { FTP_PROXY_SYSLOG: logs.sock }, reject: false, timeout: 20_000 });
+    expect(r.exitCode, r.stderr).toBe(0);
+    expect(existsSync(target)).toBe(false);
+  });
+
   it('the same files, written by root as they should be, are run (the cases above differ in one thing only)', async () => {
     const d = join(top, 'sound');
     mkdirSync(d, { mode: 0o755 });
@@ -114,6 +128,7 @@ describe('the daemon writes its pidfile as root only, never through a link', () 
   const env = { FTP_PROXY_SYSLOG: logs.sock };
 
   beforeAll(async () => {
+    for (let i = 0; i < 100 && !existsSync(logs.sock); i++) await sleep(100);
     lab = await Lab.up('forward');
     await lab.loadRuleset(`${EXAMPLES}forward-redirect.nft`);
   });
