@@ -3,7 +3,10 @@
 // the listening sockets (as handles on the answers to `bind`) and tells it to stop, reload, or log its
 // status line. Nothing else crosses.
 
-/** N -> P. `hello` first (N is listening on the channel), `ready` or `error` once started. `replace`/`clear` are checked by validate.ts; `bind` names one of P's own -b addresses. */
+/**
+ * N -> P. `hello` first (N is listening on the channel), `ready` or `error` once started.
+ * `replace`/`clear` are checked by validate.ts; `bind` names one of P's own -b addresses.
+ */
 export type ToParent =
   | { id: number; op: 'bind'; host: string; port: number }
   | { id: number; op: 'init' }
