@@ -14,13 +14,12 @@
 //    gets, the length limits, and whether the server side is forced into passive or active mode; a forced
 //    data connection is joined by the session itself ('join' actions).
 import type { Family } from '../net/address.js';
-import { type Level, LOG_CRIT, LOG_DEBUG, LOG_ERR, LOG_INFO, LOG_NOTICE, LOG_WARNING } from '../levels.js';
+import { type Level, LOG_CRIT, LOG_DEBUG, LOG_ERR, LOG_INFO } from '../levels.js';
 import { format227, format229, formatEprt, formatPort, parse227, parse229, parseEprtArg, parsePortArg } from './port-args.js';
 import { gateCommand } from './gate.js';
+import { FeatRewriter, gateReply } from './reply-gate.js';
 import { vis } from './vis.js';
-import { featureOf, featuresToInsert, keepFeature } from '../policy/feat.js';
 import { defaultPolicy, type Policy } from '../policy/parse.js';
-import { decideReply } from '../policy/replies.js';
 
 export { splitCommand } from './gate.js';
 
@@ -128,7 +127,7 @@ type ReplyMode =
   /** Reply policy `change`: swallowed, the new line goes out at the end. */
   | { how: 'change'; text: string }
   /** A FEAT reply: feature lines filtered, inserts before the last line. */
-  | { how: 'feat'; seen: Set<string> };
+  | { how: 'feat'; feat: FeatRewriter };
 
 export class FtpControl {
   /** Commands sent to the server (or answered locally) whose final reply the client has not had yet. */
@@ -497,25 +496,18 @@ export class FtpControl {
       this.hold(line);
       return;
     }
-    const d = decideReply(this.policy, verb, code);
-    // The verb came from the client: escaped before it reaches a log line.
-    const shown = verb ? vis(verb, 40) : 'the greeting';
-    if (d.then.action === 'abort') {
+    const verdict = gateReply(this.policy, verb, code);
+    if (verdict.log) out.push(this.log(verdict.log.level, verdict.log.message, verdict.log.event, verdict.log.fields));
+    if (verdict.action === 'abort') {
       this.closed = true;
-      out.push(this.log(LOG_NOTICE, `reply ${code} to ${shown} refused by policy, ending session (reply ${d.key} on policy line ${d.line})`, 'policy-abort', { code, command: vis(verb, 40) }));
-      out.push({ type: 'toClient', data: Buffer.from('421 Reply not allowed by policy, closing control connection.\r\n') });
-      out.push({ type: 'close', reason: `reply ${code} aborted by policy` });
+      out.push({ type: 'toClient', data: Buffer.from(verdict.reply) });
+      out.push({ type: 'close', reason: verdict.close });
       return;
     }
-    if (d.then.action === 'change') {
-      // A preliminary reply stays preliminary (and a final one final): the client counts replies too.
-      if (code.startsWith('1') === d.then.code.startsWith('1')) {
-        out.push(this.log(LOG_INFO, `reply ${code} to ${shown} changed to ${d.then.code} by policy (reply ${d.key} on policy line ${d.line})`, 'policy-change', { code, command: vis(verb, 40), to: d.then.code }));
-        this.replyMode = { how: 'change', text: `${d.then.code} ${d.then.text}\r\n` };
-        if (forced?.mode === 'listen') out.push({ type: 'joinCancel' });
-        return;
-      }
-      out.push(this.log(LOG_WARNING, `reply ${code} to ${shown} not changed to ${d.then.code} (reply ${d.key} on policy line ${d.line}): a preliminary reply must stay preliminary`, 'policy-change-refused', { code, command: vis(verb, 40) }));
+    if (verdict.action === 'change') {
+      this.replyMode = { how: 'change', text: verdict.text };
+      if (forced?.mode === 'listen') out.push({ type: 'joinCancel' });
+      return;
     }
     if (!forced && negotiationReply) {
       this.replyMode = { how: 'hold' };
@@ -526,15 +518,12 @@ export class FtpControl {
     }
     if (forced?.mode === 'listen') out.push({ type: 'joinCancel' }); // the server refused our PORT/EPRT
     if (verb === 'FEAT' && code === '211') {
-      this.replyMode = { how: 'feat', seen: new Set() };
-      if (!multi) {
-        // A one-line FEAT reply lists nothing; inserted features make it a multi-line one.
-        const ins = featuresToInsert(this.policy, new Set());
-        if (ins.length) {
-          const first = line.toString('latin1').replace(/\r?\n$/, '').slice(4);
-          out.push({ type: 'toClient', data: Buffer.from(`211-${first}\r\n${ins.map((f) => ` ${f}\r\n`).join('')}211 End\r\n`, 'latin1') });
-          return;
-        }
+      const feat = new FeatRewriter(this.policy);
+      this.replyMode = { how: 'feat', feat };
+      const rewritten = multi ? null : feat.oneLine(line);
+      if (rewritten) {
+        out.push({ type: 'toClient', data: rewritten });
+        return;
       }
     } else {
       this.replyMode = { how: 'relay' };
@@ -552,21 +541,9 @@ export class FtpControl {
       case 'change':
         return;
       case 'feat': {
-        if (end) {
-          const ins = featuresToInsert(this.policy, mode.seen);
-          if (ins.length) out.push({ type: 'toClient', data: Buffer.from(ins.map((f) => ` ${f}\r\n`).join(''), 'latin1') });
-          out.push({ type: 'toClient', data: line });
-          return;
-        }
-        const f = featureOf(text);
-        if (f !== null) {
-          mode.seen.add(f.toUpperCase());
-          if (!keepFeature(this.policy, f)) {
-            if (this.opts.debug) out.push(this.log(LOG_DEBUG, `FEAT: dropped ${vis(line)}`, 'feat-drop'));
-            return;
-          }
-        }
-        out.push({ type: 'toClient', data: line });
+        const lines = mode.feat.line(line, text, end);
+        if (!lines.length && this.opts.debug) out.push(this.log(LOG_DEBUG, `FEAT: dropped ${vis(line)}`, 'feat-drop'));
+        for (const l of lines) out.push({ type: 'toClient', data: l });
         return;
       }
       case 'relay':
