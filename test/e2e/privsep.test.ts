@@ -200,6 +200,19 @@ describe('privilege separation', () => {
     }
   });
 
+  it('a start-up failure of the network process (here: the port is taken) reaches the terminal, status 1, nothing left behind', async () => {
+    const first = await started(['--user', 'nobody']);
+    try {
+      const second = await lab.exec('fw', [process.execPath, CLI, '--user', 'nobody', '--pidfile', join(dir, 'second.pid')], { reject: false, timeout: 30_000 });
+      expect(second.exitCode).toBe(1);
+      expect(second.stderr).toMatch(/^ftp-proxy: bind failed: 127\.0\.0\.1 port 8021: Address already in use$/m);
+      expect((await lab.get('curl', 'pasv')).ok).toBe(true); // the first one is untouched
+    } finally {
+      await first.stop();
+    }
+    expect(await lab.tableExists()).toBe(false);
+  });
+
   it('FTP_PROXY_PRIVSEP=0 keeps one process (as before the split)', async () => {
     const p = await started(['--user', 'nobody', '-D', '6'], { FTP_PROXY_PRIVSEP: '0' });
     try {
