@@ -305,7 +305,23 @@ async function printRulesAndExit(c: Config): Promise<never> {
   }
 }
 
+/** `status --watch`: the live view, redrawn every second (a full-screen clear, as watch(1)). */
+async function watchStatus(s: StatusCommand): Promise<never> {
+  process.on('SIGINT', () => process.exit(0));
+  for (;;) {
+    let text: string;
+    try {
+      text = formatStatus(await readStatus(s.backend));
+    } catch (e) {
+      text = `ftp-proxy status: ${e instanceof Error ? e.message : String(e)}\n`;
+    }
+    process.stdout.write(`\x1b[H\x1b[2Jftp-proxy status, every 1 s (^C to stop)   ${new Date().toISOString().slice(0, 19).replace('T', ' ')}\n\n${text}`);
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+}
+
 async function statusAndExit(s: StatusCommand): Promise<never> {
+  if (s.watch) return watchStatus(s);
   try {
     const st = await readStatus(s.backend);
     process.stdout.write(s.json ? `${JSON.stringify(st, null, 2)}\n` : formatStatus(st));

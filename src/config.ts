@@ -79,6 +79,8 @@ export interface Config {
 export interface StatusCommand {
   backend: BackendChoice;
   json: boolean;
+  /** --watch: redraw every second until interrupted. */
+  watch: boolean;
 }
 
 export type Exit = { exit: number; stdout?: string; stderr?: string };
@@ -91,7 +93,7 @@ export function parseArgv(argv: string[], version = '0.0.0'): CommandOutcome {
   return argv[0] === 'status' ? parseStatus(argv.slice(1)) : parseCommandLine(argv, version);
 }
 
-export const STATUS_USAGE = 'usage: ftp-proxy status [--backend auto|nftables|iptables|pf] [--json]\n';
+export const STATUS_USAGE = 'usage: ftp-proxy status [--backend auto|nftables|iptables|pf] [--json | --watch]\n';
 export const COMPLETION_USAGE = 'usage: ftp-proxy completion bash|zsh\n';
 
 /** `ftp-proxy completion bash|zsh`: the shell's completion script, from this file's option table. */
@@ -154,7 +156,7 @@ Commands:
   ftp-proxy ca create DIR
                           a new CA for FTPS forward mode (tls_ca_certificate,
                           tls_ca_key): DIR/ca.key (0600) and DIR/ca.crt to deploy
-  ftp-proxy status [--backend NAME] [--json]
+  ftp-proxy status [--backend NAME] [--json | --watch]
                           the live sessions and pinholes, read from the firewall
   ftp-proxy completion bash|zsh
                           a completion script for the shell (scripts/install.sh
@@ -184,13 +186,15 @@ export function parseStatus(argv: string[]): { status: StatusCommand } | Exit {
     error = msg;
   })
     .option('json', { type: 'boolean', default: false })
+    .option('watch', { type: 'boolean', default: false })
     .parseSync();
   if (error) return { exit: 1, stderr: `ftp-proxy: ${error}\n${STATUS_USAGE}` };
   if (a.help) return { exit: 0, stdout: STATUS_USAGE };
   if (!(BACKENDS as readonly string[]).includes(a.backend)) {
     return { exit: 1, stderr: `ftp-proxy: --backend ${a.backend}: must be one of ${BACKENDS.join(', ')}\n` };
   }
-  return { status: { backend: a.backend as BackendChoice, json: a.json } };
+  if (a.json && a.watch) return { exit: 1, stderr: `ftp-proxy: --json and --watch do not go together\n${STATUS_USAGE}` };
+  return { status: { backend: a.backend as BackendChoice, json: a.json, watch: a.watch } };
 }
 
 export function parseCommandLine(argv: string[], version = '0.0.0'): ParseOutcome {

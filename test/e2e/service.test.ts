@@ -136,7 +136,7 @@ describe('least privilege', () => {
     expect(u.AmbientCapabilities).toBe('CAP_NET_ADMIN');
     expect(u.CapabilityBoundingSet).toBe('CAP_NET_ADMIN');
     expect(u.Restart).toBe('on-failure');
-    expect(u.ExecStart).toMatch(/ftp-proxy -d$/);
+    expect(u.ExecStart).toMatch(/ftp-proxy -d \$FTP_PROXY_FLAGS$/);
     expect(u.NoNewPrivileges).toBe('yes');
     expect(u.ProtectSystem).toBe('strict');
   });

@@ -112,6 +112,24 @@ describe.each([
     await proxy.stop();
   });
 
+  it('--watch redraws the live view every second until interrupted', async () => {
+    const proxy = await lab.proxy(['--backend', backend], env);
+    const w = lab.spawn('fw', ['env', ...Object.entries(env).map(([k, v]) => `${k}=${v}`), process.execPath, CLI, 'status', '--backend', backend, '--watch']);
+    let out = '';
+    w.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+    const frames = (): string[] => out.split('\x1b[H\x1b[2J').filter(Boolean);
+    for (let i = 0; i < 150 && frames().length < 3; i++) await new Promise((r) => setTimeout(r, 100));
+    const exited = new Promise<number | null>((r) => w.on('exit', (code) => r(code)));
+    w.kill('SIGINT');
+    expect(await exited).toBe(0);
+    expect(frames().length).toBeGreaterThanOrEqual(3);
+    for (const f of frames().slice(0, 3)) {
+      expect(f).toMatch(/^ftp-proxy status, every 1 s \(\^C to stop\) {3}\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\n\n/);
+      expect(f).toMatch(new RegExp(`^instance [0-9a-f]{8} \\(pid ${proxy.pid}\\): running`, 'm'));
+    }
+    await proxy.stop();
+  });
+
   it('--log-format json: every line is one JSON event; a session\'s lines carry session, client, server, and the negotiation its pinhole', async () => {
     const proxy = await lab.proxy(['--backend', backend, '--log-format', 'json', '-D7'], env);
     expect((await lab.get('curl', 'pasv', 'small.txt')).ok).toBe(true);

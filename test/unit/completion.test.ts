@@ -52,7 +52,7 @@ describe('the option table', () => {
   });
 
   it('status options come from its usage line', () => {
-    expect(statusOptions(TABLE)).toEqual(['--backend', '--json', '--help']);
+    expect(statusOptions(TABLE)).toEqual(['--backend', '--json', '--watch', '--help']);
   });
 });
 
@@ -88,7 +88,7 @@ describe('bash', () => {
   });
 
   it('completes status and completion', () => {
-    expect(bashComplete(['ftp-proxy', 'status', ''])).toEqual(['--backend', '--json', '--help']);
+    expect(bashComplete(['ftp-proxy', 'status', ''])).toEqual(['--backend', '--json', '--watch', '--help']);
     expect(bashComplete(['ftp-proxy', 'status', '--backend', 'n'])).toEqual(['nftables']);
     expect(bashComplete(['ftp-proxy', 'completion', ''])).toEqual(['bash', 'zsh']);
   });

@@ -299,11 +299,12 @@ describe('long options', () => {
 });
 
 describe('ftp-proxy status', () => {
-  it.each<[string[], { backend: string; json: boolean }]>([
-    [['status'], { backend: 'auto', json: false }],
-    [['status', '--json'], { backend: 'auto', json: true }],
-    [['status', '--backend', 'iptables'], { backend: 'iptables', json: false }],
-    [['status', '--backend=pf', '--json'], { backend: 'pf', json: true }],
+  it.each<[string[], { backend: string; json: boolean; watch: boolean }]>([
+    [['status'], { backend: 'auto', json: false, watch: false }],
+    [['status', '--json'], { backend: 'auto', json: true, watch: false }],
+    [['status', '--backend', 'iptables'], { backend: 'iptables', json: false, watch: false }],
+    [['status', '--backend=pf', '--json'], { backend: 'pf', json: true, watch: false }],
+    [['status', '--watch'], { backend: 'auto', json: false, watch: true }],
   ])('%j', (argv, expected) => {
     expect(parseArgv(argv)).toEqual({ status: expected });
   });
@@ -313,6 +314,7 @@ describe('ftp-proxy status', () => {
     [['status', '--backend', 'nft'], 1, /^ftp-proxy: --backend nft: must be one of/],
     [['status', 'extra'], 1, /^ftp-proxy: Unknown argument: extra\nusage: ftp-proxy status /],
     [['status', '-v'], 1, /^ftp-proxy: Unknown argument/],
+    [['status', '--json', '--watch'], 1, /^ftp-proxy: --json and --watch do not go together\n/],
   ])('%j exits %i', (argv, exit, text) => {
     const r = parseArgv(argv);
     expect('exit' in r && r.exit).toBe(exit);
