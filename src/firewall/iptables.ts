@@ -65,6 +65,16 @@ type Kind = (typeof KINDS)[number]['kind'];
 /** FTPP-<instance id>-<session>-<kind><set>: within xtables' 28 characters for session ids below 10^11. */
 export const chainName = (o: Owner, kind: Kind, set: Set_): string => `FTPP-${o.instance}-${o.session}-${kind}${set}`;
 
+/**
+ * How a builtin chain jumps to a parent: FORWARD only for a connection's first packet, so established
+ * data never walks the session chains (with 10,000 pinholes every forwarded packet did: 40 MB/s), unless
+ * -vv must log every packet. The NAT chains see only first packets anyway; INPUT and mangle (-q sets
+ * every packet's class) keep the plain jump.
+ */
+export function jumpArgs(p: { chain: string }, everyPacket: boolean): string {
+  return p.chain === 'FTPPROXY-FWD' && !everyPacket ? `-m conntrack --ctstate NEW -j ${p.chain}` : `-j ${p.chain}`;
+}
+
 /** The empty chain (filter table) that says an instance is running: FTPPI-<instance id>. */
 export const markerChain = (id: string): string => `FTPPI-${id}`;
 
@@ -78,7 +88,7 @@ const MARKER_CHAIN = /^:FTPPI-([0-9a-f]{8}) /gm;
  * process made it meanwhile: the caller then reads again), a missing jump inserted, a duplicated one
  * deleted. Empty when all is in order, so a repair run twice does nothing the second time.
  */
-export function parentRepairScript(save: string, withMangle: boolean, marker?: string): string {
+export function parentRepairScript(save: string, withMangle: boolean, marker?: string, everyPacket = false): string {
   const script: string[] = [];
   for (const table of ['nat', 'filter', 'mangle'] as const) {
     const parents = PARENTS.filter((p) => p.table === table && (table !== 'mangle' || withMangle));
@@ -87,9 +97,10 @@ export function parentRepairScript(save: string, withMangle: boolean, marker?: s
     const lines: string[] = [];
     for (const p of parents) {
       if (!section.includes(`:${p.chain} `)) lines.push(`-N ${p.chain}`);
-      const jumps = section.split('\n').filter((l) => l === `-A ${p.builtin} -j ${p.chain}`).length;
-      if (jumps === 0) lines.push(`-I ${p.builtin} 1 -j ${p.chain}`);
-      for (let i = 1; i < jumps; i++) lines.push(`-D ${p.builtin} -j ${p.chain}`);
+      const jump = jumpArgs(p, everyPacket);
+      const jumps = section.split('\n').filter((l) => l === `-A ${p.builtin} ${jump}`).length;
+      if (jumps === 0) lines.push(`-I ${p.builtin} 1 ${jump}`);
+      for (let i = 1; i < jumps; i++) lines.push(`-D ${p.builtin} ${jump}`);
     }
     if (table === 'filter' && marker && !section.includes(`:${markerChain(marker)} `)) lines.push(`-N ${markerChain(marker)}`);
     if (lines.length) script.push(`*${table}`, ...lines, 'COMMIT');
@@ -159,7 +170,7 @@ const kindsOf = (table: Table, withInput: boolean) => KINDS.filter((k) => k.tabl
  * a ruleset reload that removed a jump makes the transaction fail, and the caller repairs. So the reply
  * path runs one iptables-restore and never an iptables-save.
  */
-export function addScript(owner: Owner, set: Set_, rules: IptablesRules, withMangle: boolean, check = false): string {
+export function addScript(owner: Owner, set: Set_, rules: IptablesRules, withMangle: boolean, check = false, everyPacket = false): string {
   const out: string[] = [];
   for (const table of ['nat', 'filter', 'mangle'] as const) {
     if (table === 'mangle' && !withMangle) continue;
@@ -168,7 +179,7 @@ export function addScript(owner: Owner, set: Set_, rules: IptablesRules, withMan
     if (check) {
       for (const k of kinds) {
         const p = PARENTS.find((x) => x.chain === k.parent)!;
-        out.push(`-C ${p.builtin} -j ${p.chain}`);
+        out.push(`-C ${p.builtin} ${jumpArgs(p, everyPacket)}`);
       }
     }
     for (const k of kinds) out.push(`:${chainName(owner, k.kind, set)} - [0:0]`);
@@ -231,6 +242,10 @@ export class IptablesBackend implements FirewallBackend {
   private readonly sessions = new Map<string, SessionState>();
   private seq = 0;
   private readonly mangle: boolean;
+  /** -vv logs every packet: the FORWARD jump cannot be for first packets only. */
+  private get everyPacket(): boolean {
+    return this.o.rules.log === 2;
+  }
   /** Rules do not refuse a duplicate SYN match: two sessions drawing one proxy port are refused here. */
   private readonly keys = new PinholeKeys();
 
@@ -315,7 +330,7 @@ export class IptablesBackend implements FirewallBackend {
   /** Read, fix, and read again if another process changed the ruleset in between (-N then fails). */
   private async repairNow(f: Fam): Promise<boolean> {
     for (let attempt = 1; ; attempt++) {
-      const script = parentRepairScript(await this.run(f, '-save', []), this.mangle, this.instance);
+      const script = parentRepairScript(await this.run(f, '-save', []), this.mangle, this.instance, this.everyPacket);
       if (!script) return attempt > 1;
       try {
         await this.restore(f, script);
@@ -341,15 +356,16 @@ export class IptablesBackend implements FirewallBackend {
       if (withInput) st.input.add(next);
       else st.input.delete(next);
       try {
-        await this.restore(family, addScript(owner, next, rules, this.mangle, true));
+        await this.restore(family, addScript(owner, next, rules, this.mangle, true, this.everyPacket));
       } catch (e) {
         // An admin reload may have removed the parent chains or the jumps to them (the -C checks):
         // repair, then write the set again.
         this.o.warn?.(`iptables: adding pinhole chains failed (${(e as Error).message}); repairing and retrying`);
         if (await this.ensureParents(family)) this.o.warn?.('iptables: the ftp-proxy chains or the jumps to them were missing (a ruleset reload?), restored them');
-        // A table that committed before the failing one left its part of the set behind.
-        await this.restoreQuiet(family, removeScript(owner, next, this.mangle, withInput));
-        await this.restore(family, addScript(owner, next, rules, this.mangle, true));
+        // A table that committed before the failing one left its part of the set behind (one save and
+        // one restore, not a process per command: ten sessions repairing at once overran their replies).
+        await this.removeAll(family, removeScript(owner, next, this.mangle, withInput)).catch(() => undefined);
+        await this.restore(family, addScript(owner, next, rules, this.mangle, true, this.everyPacket));
       }
       st.sets.add(next);
     });
@@ -423,7 +439,8 @@ export class IptablesBackend implements FirewallBackend {
       if (!parents.length) continue;
       script.push(`*${table}`);
       for (const p of parents) {
-        if (section.includes(`-A ${p.builtin} -j ${p.chain}\n`)) script.push(`-D ${p.builtin} -j ${p.chain}`);
+        // every form of the jump (instances with and without -vv)
+        for (const l of section.split('\n')) if (l.startsWith(`-A ${p.builtin} `) && l.endsWith(` -j ${p.chain}`)) script.push(l.replace(/^-A /, '-D '));
       }
       for (const p of parents) script.push(`-F ${p.chain}`, `-X ${p.chain}`);
       script.push('COMMIT');

@@ -108,7 +108,7 @@ describe('parentRepairScript (the repair after an admin reload)', () => {
     ':FTPPROXY-IN - [0:0]',
     ':FTPPI-0000000a - [0:0]',
     '-A INPUT -j FTPPROXY-IN',
-    '-A FORWARD -j FTPPROXY-FWD',
+    '-A FORWARD -m conntrack --ctstate NEW -j FTPPROXY-FWD',
     'COMMIT',
     '',
   ].join('\n');
@@ -118,8 +118,8 @@ describe('parentRepairScript (the repair after an admin reload)', () => {
   });
 
   it('never writes `:CHAIN - [0:0]` (under --noflush it empties an existing chain and its session jumps)', () => {
-    const noJumps = whole.replace('-A FORWARD -j FTPPROXY-FWD\n', '');
-    expect(parentRepairScript(noJumps, false, '0000000a')).toBe('*filter\n-I FORWARD 1 -j FTPPROXY-FWD\nCOMMIT\n');
+    const noJumps = whole.replace('-A FORWARD -m conntrack --ctstate NEW -j FTPPROXY-FWD\n', '');
+    expect(parentRepairScript(noJumps, false, '0000000a')).toBe('*filter\n-I FORWARD 1 -m conntrack --ctstate NEW -j FTPPROXY-FWD\nCOMMIT\n');
     expect(parentRepairScript('', true, '0000000a')).not.toMatch(/^:/m);
   });
 
@@ -134,7 +134,7 @@ describe('parentRepairScript (the repair after an admin reload)', () => {
         'COMMIT',
         '*filter',
         '-N FTPPROXY-FWD',
-        '-I FORWARD 1 -j FTPPROXY-FWD',
+        '-I FORWARD 1 -m conntrack --ctstate NEW -j FTPPROXY-FWD',
         '-N FTPPROXY-IN',
         '-I INPUT 1 -j FTPPROXY-IN',
         '-N FTPPI-0000000b',
@@ -145,8 +145,21 @@ describe('parentRepairScript (the repair after an admin reload)', () => {
   });
 
   it('removes a jump two concurrent repairs duplicated', () => {
-    const twice = whole.replace('-A FORWARD -j FTPPROXY-FWD\n', '-A FORWARD -j FTPPROXY-FWD\n-A FORWARD -j FTPPROXY-FWD\n-A FORWARD -j FTPPROXY-FWD\n');
-    expect(parentRepairScript(twice, false, '0000000a')).toBe('*filter\n-D FORWARD -j FTPPROXY-FWD\n-D FORWARD -j FTPPROXY-FWD\nCOMMIT\n');
+    const j = '-A FORWARD -m conntrack --ctstate NEW -j FTPPROXY-FWD\n';
+    const twice = whole.replace(j, j + j + j);
+    const d = '-D FORWARD -m conntrack --ctstate NEW -j FTPPROXY-FWD\n';
+    expect(parentRepairScript(twice, false, '0000000a')).toBe(`*filter\n${d}${d}COMMIT\n`);
+  });
+
+  it('FORWARD jumps for first packets only (established data never walks the session chains), every packet with -vv', () => {
+    expect(parentRepairScript('', false)).toMatch(/^-I FORWARD 1 -m conntrack --ctstate NEW -j FTPPROXY-FWD$/m);
+    expect(parentRepairScript('', false)).toMatch(/^-I PREROUTING 1 -j FTPPROXY-PRE$/m);
+    expect(parentRepairScript('', false)).toMatch(/^-I INPUT 1 -j FTPPROXY-IN$/m);
+    expect(parentRepairScript('', true, undefined, true)).toMatch(/^-I FORWARD 1 -j FTPPROXY-FWD$/m);
+    expect(parentRepairScript('', true, undefined, false)).toMatch(/^-I FORWARD 1 -j FTPPROXY-MGL$/m); // -q: every packet's class
+    const rules = pinholeRules([passivePinhole(fwd, 50000, 61000)], plain, owner, 1, NOW);
+    expect(addScript(owner, 'A', rules, false, true)).toContain('-C FORWARD -m conntrack --ctstate NEW -j FTPPROXY-FWD\n');
+    expect(addScript(owner, 'A', rules, false, true, true)).toContain('-C FORWARD -j FTPPROXY-FWD\n');
   });
 });
 
@@ -156,7 +169,7 @@ describe('the reply path and the stop: one iptables-restore each', () => {
   it('the backend\'s add checks the builtin jumps inside its own transaction (-C), so no iptables-save is needed', () => {
     const text = addScript(owner, 'A', rules, false, true);
     expect(text).toMatch(/^\*nat\n-C PREROUTING -j FTPPROXY-PRE\n-C POSTROUTING -j FTPPROXY-POST\n:FTPP-/);
-    expect(text).toMatch(/^\*filter\n-C FORWARD -j FTPPROXY-FWD\n:FTPP-/m);
+    expect(text).toMatch(/^\*filter\n-C FORWARD -m conntrack --ctstate NEW -j FTPPROXY-FWD\n:FTPP-/m);
     expect(addScript(owner, 'A', rules, false)).not.toMatch(/^-C /m); // --print-rules shows the set alone
   });
 
