@@ -12,9 +12,10 @@ import { LOG_CRIT, LOG_ERR, LOG_INFO, LOG_NOTICE, LOG_WARNING } from './levels.j
 import { Log } from './log.js';
 import { resolvePort } from './net/services.js';
 import { SdNotify } from './sd-notify.js';
+import { checkWholeConfig } from './validate.js';
 import { formatStatus, readStatus } from './status.js';
 import { printRules } from './print-rules.js';
-import { checkConfig, loadPolicy } from './policy/load.js';
+import { loadPolicy } from './policy/load.js';
 import { clearPidFd, cmdlineText, createFresh, PIDFILE_FD_ENV, removePidfile, writeFresh, writePidFd, writePidfile } from './pidfile.js';
 import { CAP_NET_ADMIN, CAP_NET_BIND_SERVICE, CAP_SETPCAP, capMask, capNames, effectiveCaps, lookupUser, setprivArgs } from './privileges.js';
 import { PrivilegedParent } from './privsep/parent.js';
@@ -349,10 +350,11 @@ if ('exit' in outcome) {
 } else if ('status' in outcome) {
   void statusAndExit(outcome.status);
 } else if (outcome.config.checkConfig) {
-  const r = checkConfig(outcome.config.policyFile);
-  if (r.stdout) process.stdout.write(r.stdout);
-  if (r.stderr) process.stderr.write(r.stderr);
-  process.exit(r.exit);
+  void checkWholeConfig(outcome.config).then((r) => {
+    if (r.stdout) process.stdout.write(r.stdout);
+    if (r.stderr) process.stderr.write(r.stderr);
+    process.exit(r.exit);
+  });
 } else if (outcome.config.printRules) {
   void printRulesAndExit(outcome.config);
 } else {

@@ -149,8 +149,9 @@ Our options:
                           (example addresses), change nothing, exit
   --help                  this text
   --version               the version
-  --check-config          check the flags and the -f policy file, print what is
-                          wrong (file:line: key: problem), exit 0 or 1
+  --check-config          run start-up's checks (flags, addresses, -R, -T/-q,
+                          --user, the -f policy and its files) without starting;
+                          print every problem, exit 1 where start would fail
 
 Commands:
   ftp-proxy ca create DIR

@@ -1,11 +1,10 @@
 // The daemon: start-up in OpenBSD's order, the listener, the session table and its limit, signals, the
 // pidfile. Sessions do the rest.
-import { lookup } from 'node:dns/promises';
 import { readdirSync, readFileSync } from 'node:fs';
 import type { Server as HttpServer } from 'node:http';
 import { createServer, type Server, type Socket } from 'node:net';
-import { checkNumeric, type Config } from './config.js';
-import { errnoText, gaiText } from './errno-text.js';
+import type { Config } from './config.js';
+import { errnoText } from './errno-text.js';
 import { StartupError } from './errors.js';
 import type { FirewallBackend } from './firewall/backend.js';
 import { createBackend } from './choose-backend.js';
@@ -15,10 +14,10 @@ import type { Metrics } from './metrics.js';
 import { canonical, familyOf, hostPort } from './net/address.js';
 import { isLocalAddress } from './net/local-addresses.js';
 import { type Endpoint, originalDestination, setTransparent } from './net/original-dst.js';
-import { resolvePort } from './net/services.js';
 import { describePolicy, loadPolicy } from './policy/load.js';
 import { defaultPolicy, type Policy, PolicyError } from './policy/parse.js';
 import { Session } from './session.js';
+import { validateConfig } from './validate.js';
 
 
 
@@ -136,42 +135,21 @@ export class Daemon {
     const c = this.o.config;
     const { log } = this.o;
     if (!this.o.unprivileged && !hasNetAdmin()) throw new StartupError('needs to start as root (or with CAP_NET_ADMIN)');
-    if (c.policyFile !== undefined) {
-      try {
-        this.policy = loadPolicy(c.policyFile);
-      } catch (e) {
-        throw new StartupError(e instanceof PolicyError ? `${e.message}\n${c.policyFile}: ${e.issues.length} error(s), not started` : (e as Error).message);
-      }
+    // The checks --check-config runs too (src/validate.ts); start stops at the first problem.
+    const v = await validateConfig(c);
+    if (!v.ok) throw new StartupError(v.problems[0]!);
+    if (v.ok.policy) {
+      this.policy = v.ok.policy;
       log.log(LOG_INFO, `policy ${c.policyFile}: ${describePolicy(this.policy)}`, { event: 'policy', file: c.policyFile });
     }
-
-    for (const a of c.sourceAddresses) {
-      const bad = checkNumeric('getaddrinfo: fixed proxy address', a, c.ipv6);
-      if (bad) throw new StartupError(bad);
-      log.log(LOG_INFO, `using ${a} to connect to servers`, { event: 'source-address', address: a });
+    for (const a of c.sourceAddresses) log.log(LOG_INFO, `using ${a} to connect to servers`, { event: 'source-address', address: a });
+    const fixed = v.ok.fixedServer;
+    if (fixed) {
+      this.fixedServer = fixed;
+      log.log(LOG_INFO, `using fixed server ${fixed.address}`, { event: 'fixed-server', server: fixed.address });
     }
-    if (c.fixedServer !== undefined) {
-      const port = resolvePort(c.fixedServerPort);
-      if (port === null) throw new StartupError(`getaddrinfo: fixed server port ${c.fixedServerPort}: unknown service`);
-      // A numeric address keeps its family; a name resolves in the mode's family, as on OpenBSD.
-      const family = familyOf(c.fixedServer) ?? (c.ipv6 ? 6 : 4);
-      if (c.ipv6 && family !== 6) throw new StartupError(`getaddrinfo: fixed server address ${c.fixedServer}: not an IPv6 address (-6)`);
-      try {
-        const r = await lookup(c.fixedServer, { family });
-        this.fixedServer = { address: canonical(r.address), port };
-      } catch (e) {
-        throw new StartupError(`getaddrinfo: fixed server address ${c.fixedServer}: ${gaiText(e)}`);
-      }
-      log.log(LOG_INFO, `using fixed server ${this.fixedServer.address}`, { event: 'fixed-server', server: this.fixedServer.address });
-    }
-
-    const port = resolvePort(c.listenPort);
-    if (port === null) throw new StartupError(`getaddrinfo listen address/port: ${c.listenPort}: unknown service`);
+    const port = v.ok.listenPort;
     this.listenPort = port;
-    for (const a of c.listenAddresses) {
-      const bad = checkNumeric('getaddrinfo listen address/port:', a, c.ipv6);
-      if (bad) throw new StartupError(bad);
-    }
     for (const a of c.listenAddresses) {
       const server = await this.listen(a, port);
       this.servers.push(server);

@@ -40,15 +40,3 @@ export function describePolicy(p: Policy): string {
   if (files.length) parts.push(`tls_client ${p.tls.client}, tls_server ${p.tls.server}, TLS files loaded: ${files.map((k) => ({ certificate: 'certificate and key', caCertificate: 'CA and key', serverCa: 'server CAs' })[k]).join(', ')}`);
   return parts.join(', ');
 }
-
-/** --check-config: what to print and the exit status. */
-export function checkConfig(file: string | undefined, read?: (f: string) => string): { exit: number; stdout?: string; stderr?: string } {
-  if (file === undefined) return { exit: 0, stdout: 'ftp-proxy: flags OK; no policy file (-f): OpenBSD behaviour\n' };
-  try {
-    const p = loadPolicy(file, read);
-    return { exit: 0, stdout: `ftp-proxy: flags OK; ${file}: OK (${describePolicy(p)})\n` };
-  } catch (e) {
-    if (e instanceof PolicyError) return { exit: 1, stderr: `${e.message}\nftp-proxy: ${file}: ${e.issues.length} error(s), not started\n` };
-    return { exit: 1, stderr: `ftp-proxy: ${(e as Error).message}\n` };
-  }
-}

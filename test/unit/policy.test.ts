@@ -5,9 +5,10 @@ import { describe, expect, it } from 'vitest';
 import { decideCommand } from '../../src/policy/commands.js';
 import { featureOf, featuresToInsert, keepFeature } from '../../src/policy/feat.js';
 import { KNOWN_COMMANDS, MINIMAL_COMMANDS } from '../../src/policy/known.js';
-import { checkConfig } from '../../src/policy/load.js';
 import { defaultPolicy, formatIssue, parsePolicy, type Policy, PolicyError, tokenize } from '../../src/policy/parse.js';
 import { decideReply, replyKeys } from '../../src/policy/replies.js';
+import { checkWholeConfig } from '../../src/validate.js';
+import { parseCommandLine } from '../../src/config.js';
 
 function policy(text: string): Policy {
   const p = parsePolicy(text, 'test.policy');
@@ -276,10 +277,12 @@ describe('--check-config', () => {
   it.each([
     [undefined, 0, /no policy file \(-f\): OpenBSD behaviour/],
     ['good.policy', 0, /good\.policy: OK \(profile minimal, 0 command rule\(s\), 0 reply rule\(s\), 0 feat rule\(s\), limits 255\/32\/64, data_mode keep\)/],
-    ['bad.policy', 1, /^bad\.policy:1: profile: .*\nbad\.policy:2: feat: PROT cannot be accepted.*\nftp-proxy: bad\.policy: 2 error\(s\), not started\n$/],
+    ['bad.policy', 1, /^ftp-proxy: bad\.policy:1: profile: .*\nbad\.policy:2: feat: PROT cannot be accepted.*\nbad\.policy: 2 error\(s\), not started\n$/],
     ['gone.policy', 1, /cannot read policy file gone\.policy: ENOENT/],
-  ])('%s -> exit %i', (file, exit, text) => {
-    const r = checkConfig(file, read);
+  ])('%s -> exit %i', async (file, exit, text) => {
+    const c = parseCommandLine(file === undefined ? [] : ['-f', file]);
+    if (!('config' in c)) throw new Error(c.stderr);
+    const r = await checkWholeConfig(c.config, { readFile: read });
     expect(r.exit).toBe(exit);
     expect(r.stdout ?? r.stderr).toMatch(text);
   });

@@ -12,10 +12,10 @@ import { parseCommandLine } from '../../src/config.js';
 import { Daemon } from '../../src/daemon.js';
 import { FakeFirewall } from '../../src/firewall/fake.js';
 import { memoryLog } from '../../src/log.js';
-import { checkConfig } from '../../src/policy/load.js';
 import { formatIssue, parsePolicy, type Policy, PolicyError } from '../../src/policy/parse.js';
 import { checkTls, defaultTls, parseTlsKey, type TlsKey, type TlsPolicy } from '../../src/policy/tls.js';
 import { createCa } from '../../src/tls/ca.js';
+import { checkWholeConfig } from '../../src/validate.js';
 import { subtle, x509 } from '../../src/tls/certs-x509.js';
 
 function policy(text: string): Policy {
@@ -223,14 +223,16 @@ describe('certificate and key files: --check-config names the file and the reaso
   });
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-  const check = (text: string): { exit: number; out: string } => {
+  const check = async (text: string): Promise<{ exit: number; out: string }> => {
     files['tls.policy'] = text;
-    const r = checkConfig('tls.policy', read);
+    const c = parseCommandLine(['-f', 'tls.policy']);
+    if (!('config' in c)) throw new Error(c.stderr);
+    const r = await checkWholeConfig(c.config, { readFile: read });
     return { exit: r.exit, out: r.stdout ?? r.stderr ?? '' };
   };
 
-  it('good files pass (with tls_client none they wait for a later version)', () => {
-    const r = check('tls_certificate "/a.crt"\ntls_key "/a.key"\ntls_ca_certificate "/ca.crt"\ntls_ca_key "/ca.key"\ntls_server_ca "/bundle.pem"\n');
+  it('good files pass (with tls_client none they wait for a later version)', async () => {
+    const r = await check('tls_certificate "/a.crt"\ntls_key "/a.key"\ntls_ca_certificate "/ca.crt"\ntls_ca_key "/ca.key"\ntls_server_ca "/bundle.pem"\n');
     expect(r).toMatchObject({ exit: 0, out: expect.stringMatching(/tls\.policy: OK \(.*, tls_client none, tls_server none, TLS files loaded: certificate and key, CA and key, server CAs\)\n$/) });
   });
 
@@ -252,28 +254,28 @@ describe('certificate and key files: --check-config names the file and the reaso
     ['tls_certificate "/young.crt"\ntls_key "/young.key"', 'tls.policy:1: tls_certificate: /young.crt: the certificate is not valid before'],
     ['tls_certificate "/a.crt"\ntls_key "/rsa1.key"', 'tls.policy:2: tls_key: /rsa1.key: the private key does not belong to the certificate in /a.crt'],
     ['tls_ca_certificate "/ca.crt"\ntls_ca_key "/sec1.key"', 'tls.policy:2: tls_ca_key: /sec1.key: the private key does not belong to the certificate in /ca.crt'],
-  ])('%j', (text, want) => {
-    const r = check(text);
+  ])('%j', async (text, want) => {
+    const r = await check(text);
     expect(r.exit).toBe(1);
     expect(r.out).toContain(want);
-    expect(r.out).toMatch(/ftp-proxy: tls\.policy: \d error\(s\), not started\n$/);
+    expect(r.out).toMatch(/^ftp-proxy: tls\.policy:\d+: [^]*\ntls\.policy: \d error\(s\), not started\n$/);
   });
 
-  it('file problems come with the other mistakes, in line order', () => {
-    const r = check('tls_client accept\ntls_certificate "/missing.crt"\ntls_key "/a.key"\nprofile x\n');
+  it('file problems come with the other mistakes, in line order', async () => {
+    const r = await check('tls_client accept\ntls_certificate "/missing.crt"\ntls_key "/a.key"\nprofile x\n');
     expect(r.exit).toBe(1);
     expect(r.out.split('\n').map((l) => l.split(': ').slice(0, 2).join(': '))).toEqual([
-      'tls.policy:1: tls_client',
+      'ftp-proxy: tls.policy:1',
       'tls.policy:2: tls_certificate',
       'tls.policy:4: profile',
-      'ftp-proxy: tls.policy',
+      'tls.policy: 3 error(s), not started',
       '',
     ]);
   });
 
-  it('a TLS mode with good files is still refused, naming the reason', () => {
-    const r = check('tls_client accept\ntls_certificate "/a.crt"\ntls_key "/a.key"\n');
-    expect(r).toEqual({ exit: 1, out: `tls.policy:1: tls_client: accept: ${REFUSED} (FTPS is refused, not run in plain text); use none, the default\nftp-proxy: tls.policy: 1 error(s), not started\n` });
+  it('a TLS mode with good files is still refused, naming the reason', async () => {
+    const r = await check('tls_client accept\ntls_certificate "/a.crt"\ntls_key "/a.key"\n');
+    expect(r).toEqual({ exit: 1, out: `ftp-proxy: tls.policy:1: tls_client: accept: ${REFUSED} (FTPS is refused, not run in plain text); use none, the default\ntls.policy: 1 error(s), not started\n` });
   });
 
   it('SIGUSR1 refuses a policy that turned a TLS mode on; the previous one stays in force', async () => {
