@@ -302,6 +302,7 @@ export class Daemon {
       joinReleased: () => void this.joins--,
       ...(this.o.bannerTimeout !== undefined ? { bannerTimeout: this.o.bannerTimeout } : {}),
       ...(this.o.random ? { random: this.o.random } : {}),
+      ...(this.metrics ? { metrics: this.metrics } : {}),
     });
     this.sessions.add(session);
     this.metrics?.sessionsLive.inc();

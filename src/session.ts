@@ -9,6 +9,7 @@ import { vis } from './ftp/vis.js';
 import { activePinhole, describePinhole, type FirewallBackend, type Owner, passivePinhole, type SessionEnds } from './firewall/backend.js';
 import { type Level, LOG_CRIT, LOG_DEBUG, LOG_ERR, LOG_INFO, LOG_NOTICE } from './levels.js';
 import type { Fields, Log } from './log.js';
+import type { Metrics, NegotiationMode } from './metrics.js';
 import { canonical, type Family, familyOf } from './net/address.js';
 import { type Endpoint, rdomains } from './net/original-dst.js';
 import { defaultPolicy, type Policy } from './policy/parse.js';
@@ -43,6 +44,8 @@ export interface SessionOptions {
   onEnd: (s: Session) => void;
   /** For tests: fixed random source. */
   random?: () => number;
+  /** --metrics: negotiations and relayed bytes are counted here. */
+  metrics?: Metrics;
   bannerTimeout?: number;
   /** --login-timeout, seconds; 0 = none. */
   loginTimeout?: number;
@@ -107,6 +110,8 @@ export class Session {
       ...(o.joinReleased ? { released: o.joinReleased } : {}),
       installed: (d) => this.pinholesInstalled(d),
       joinEnded: (st) => {
+        o.metrics?.relayedBytes.inc({ kind: 'join', direction: 'to_client' }, st.toClient);
+        o.metrics?.relayedBytes.inc({ kind: 'join', direction: 'to_server' }, st.toServer);
         const how = st.error ? `, ${vis(st.error)}` : '';
         this.ev(LOG_INFO, 'join-end', `data connection joined by the proxy ended: ${st.toClient} bytes to the client, ${st.toServer} to the server${how}`, {
           toClient: st.toClient,
@@ -277,6 +282,10 @@ export class Session {
           this.client.write(a.data);
           break;
         case 'log':
+          // A negotiation the state machine refused itself never reaches the firewall: counted here.
+          if (this.o.metrics && (a.event === 'bad-port' || a.event === 'ipv6-refused')) {
+            this.o.metrics.negotiations.inc({ mode: /^(PORT|EPRT|LPRT)$/.test(String(a.fields?.command)) ? 'active' : 'passive', result: 'refused' });
+          }
           // The fields are built only for a line that goes out.
           if (!this.o.log.enabled(a.level)) break;
           this.o.log.log(a.level, a.message, {
@@ -326,7 +335,7 @@ export class Session {
         return { ok: false, error: e instanceof Error ? e.message : String(e) };
       }
     };
-    this.settle(id, this.fw.then(attempt));
+    this.settle(id, this.fw.then(attempt), n.kind);
   }
 
   private pinholesInstalled(description: string): void {
@@ -335,9 +344,10 @@ export class Session {
   }
 
   /** Firewall and join jobs run one at a time, in order; their result goes back to the state machine. */
-  private settle(id: number, job: Promise<NegotiationResult>): void {
+  private settle(id: number, job: Promise<NegotiationResult>, mode: NegotiationMode): void {
     this.fw = job.catch(() => undefined);
     void job.then((result) => {
+      this.o.metrics?.negotiations.inc({ mode, result: result.ok ? 'ok' : 'failed' });
       if (this.ended || !this.control) return;
       this.run(this.control.negotiationDone(id, result));
       this.flow();
@@ -348,7 +358,7 @@ export class Session {
   private join(id: number, j: JoinRequest): void {
     // By the time a client negotiates again it has read the last transfer to its end and had its 226.
     this.joins.close('replaced by a new negotiation');
-    this.settle(id, this.fw.then(() => this.joins.run(j)));
+    this.settle(id, this.fw.then(() => this.joins.run(j)), 'join');
   }
 
   private armIdle(): void {

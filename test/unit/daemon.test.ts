@@ -339,7 +339,7 @@ describe('--metrics', () => {
     };
   };
 
-  it('counts sessions, refusals by reason, live pinholes and firewall operations, served over HTTP', async () => {
+  it('counts sessions, refusals by reason, negotiations by mode and result, live pinholes and firewall operations, served over HTTP', async () => {
     const mport = await freePort('127.0.0.2');
     const r = await rig(['--metrics', `127.0.0.2:${mport}`, '--max-per-client', '1']);
     expect(r.lines.some((l) => l === `metrics on http://127.0.0.2:${mport}/metrics`)).toBe(true);
@@ -347,7 +347,11 @@ describe('--metrics', () => {
     await login(c);
     c.send('PASV\r\n');
     expect(await c.next()).toMatch(/^227 /);
+    c.send('PORT 127,0,0,4,0,21\r\n'); // a port below 1024: refused by the proxy itself
+    expect(await c.next()).toMatch(/^5\d\d /);
     let m = await scrape(mport);
+    expect(m('ftp_proxy_negotiations_total{mode="passive",result="ok"}')).toBe(1);
+    expect(m('ftp_proxy_negotiations_total{mode="active",result="refused"}')).toBe(1);
     expect(m('ftp_proxy_sessions')).toBe(1);
     expect(m('ftp_proxy_sessions_total')).toBe(1);
     expect(m('ftp_proxy_pinholes{backend="fake"}')).toBe(1);

@@ -188,8 +188,9 @@ describe('the idle timer during a transfer', () => {
 });
 
 describe('joined data connections', () => {
-  it('data_mode passive: client PORT, the server is asked PASV, the proxy connects to both and relays', async () => {
-    const r = await rig('data_mode passive\n');
+  it('data_mode passive: client PORT, the server is asked PASV, the proxy connects to both and relays (and --metrics counts it)', async () => {
+    const mport = await freePort();
+    const r = await rig('data_mode passive\n', ['--metrics', `127.0.0.2:${mport}`]);
     const c = await r.client();
     const l = createServer();
     l.listen(0, '127.0.0.4');
@@ -208,6 +209,15 @@ describe('joined data connections', () => {
     expect(await c.next()).toBe('226 done\r\n');
     expect((await got).equals(DATA)).toBe(true);
     expect(r.fw.live.size).toBe(0); // outward only: no pinhole at all
+    // The join's bytes once it has ended, and the negotiation as a join.
+    const sample = async (name: string): Promise<number | undefined> => {
+      const text = await (await fetch(`http://127.0.0.2:${mport}/metrics`)).text();
+      const line = text.split('\n').find((x) => x.startsWith(`${name} `));
+      return line === undefined ? undefined : Number(line.slice(name.length + 1));
+    };
+    for (let i = 0; i < 100 && (await sample('ftp_proxy_relayed_bytes_total{kind="join",direction="to_client"}')) === undefined; i++) await new Promise((res) => setTimeout(res, 20));
+    expect(await sample('ftp_proxy_relayed_bytes_total{kind="join",direction="to_client"}')).toBe(DATA.length);
+    expect(await sample('ftp_proxy_negotiations_total{mode="join",result="ok"}')).toBe(1);
   });
 
   it('data_mode active: client PASV, two local pinholes, PORT to the server; the connections the pinholes admit are joined', async () => {
