@@ -35,6 +35,8 @@ export interface ParentOptions {
   dropBounding: boolean;
   /** Node flags for the network process (V8's small young generation). */
   execArgv: string[];
+  /** Another network process (tests: one that asks for what a compromised one would). */
+  childScript?: string;
 }
 
 /** The words that start the network process with nothing: no capability in any set, no_new_privs. */
@@ -74,7 +76,7 @@ export class PrivilegedParent {
     // Descriptor 4 of the network process is /dev/null: never the pidfile root may have given us there.
     const devnull = openSync('/dev/null', 'r');
     const env: NodeJS.ProcessEnv = { ...process.env, ...(this.o.syslog ? { [SYSLOG_ENV]: '1' } : {}) };
-    const child = spawn(this.o.setpriv, [...dropArgs(this.o.dropBounding), process.execPath, ...this.o.execArgv, fileURLToPath(new URL('./child.js', import.meta.url)), ...this.o.argv], {
+    const child = spawn(this.o.setpriv, [...dropArgs(this.o.dropBounding), process.execPath, ...this.o.execArgv, this.o.childScript ?? fileURLToPath(new URL('./child.js', import.meta.url)), ...this.o.argv], {
       stdio: ['ignore', 'inherit', 'inherit', 'ipc', devnull],
       env,
       serialization: 'json',

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CLI, EXAMPLES, Lab, ProxyProcess, requireLab } from './lab.js';
+import { CLI, EXAMPLES, Lab, ProxyProcess, requireLab, ROOT } from './lab.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const alive = (pid: number): boolean => {
@@ -211,6 +211,45 @@ describe('privilege separation', () => {
       await first.stop();
     }
     expect(await lab.tableExists()).toBe(false);
+  });
+
+  it('a compromised network process gets refusals, not firewall changes; only a sound pinhole goes in', async () => {
+    const run = lab.spawn('fw', [process.execPath, `${ROOT}test/helpers/privsep-parent.mjs`, `${ROOT}test/helpers/evil-child.mjs`, '-D', '7']);
+    let out = '';
+    run.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+    run.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+    try {
+      for (let i = 0; i < 300 && !/parent: (ready|start failed)/.test(out); i++) await sleep(100);
+      expect(out).toMatch(/parent: ready/);
+      const answer = (name: string): { ok: boolean; error?: string; instance?: string } => JSON.parse(new RegExp(`^answer ${name} (.*)$`, 'm').exec(out)![1]!);
+      expect(answer('bind-other')).toMatchObject({ ok: false, error: 'bind 0.0.0.0 port 22: not a listener of this daemon' });
+      expect(answer('bind')).toMatchObject({ ok: true });
+      expect(answer('bind-again')).toMatchObject({ ok: false });
+      expect(answer('init')).toMatchObject({ ok: true, instance: expect.stringMatching(/^[0-9a-f]{8}$/) });
+      const refused: [string, RegExp][] = [
+        ['to-ssh', /rdrPort below 1024/],
+        ['foreign-owner', /owner instance "deadbeef" is not this instance/],
+        ['family-mix', /rdrTo: not a canonical IPv4 address/],
+        ['nat-from-elsewhere', /203\.0\.113\.99 is not an address of this host/],
+        ['rule-text', /unexpected field "comment"/],
+        ['many', /1 to 2 pinholes per request/],
+        ['garbage', /unknown request "exec"/],
+      ];
+      for (const [name, why] of refused) {
+        const a = answer(name);
+        expect(a.ok, name).toBe(false);
+        expect(a.error, name).toMatch(/^refused by the privileged process: /);
+        expect(a.error, name).toMatch(why);
+        expect(out, name).toMatch(new RegExp(`^privsep: refused a request of the network process: .*${why.source}`, 'm'));
+      }
+      expect(answer('good')).toEqual({ id: expect.any(Number), ok: true });
+      // Exactly the sound pinhole is in the kernel: its elements, no others, nothing to port 22.
+      const table = (await lab.exec('fw', ['nft', 'list', 'table', 'inet', 'ftp-proxy'])).stdout;
+      expect(table).toMatch(/198\.51\.100\.21 \. 40000/);
+      expect(table).not.toMatch(/\. 22\b|203\.0\.113\.99|deadbeef|flush/);
+    } finally {
+      run.kill('SIGKILL');
+    }
   });
 
   it('FTP_PROXY_PRIVSEP=0 keeps one process (as before the split)', async () => {
