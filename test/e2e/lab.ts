@@ -2,7 +2,7 @@
 // as a real process in the firewall namespace, real clients in the client namespace. Everything a lab
 // creates is removed by down(), which the tests call in afterAll/afterEach even when they fail.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 
@@ -95,6 +95,24 @@ export class Lab {
 
   /** The iptables variant the lab's .rules files are loaded with (and the proxy is told to use). */
   iptables = 'iptables';
+
+  /**
+   * A shipped example without its "the LAN goes out" lines (written to the lab's run directory): a
+   * firewall that forwards nothing but what the proxy admits. A second connection to a used pinhole then
+   * times out; with the LAN let out it would reach the server's own port and be refused there, as it is
+   * by a listener that has closed, and a test could not tell a consumed pinhole from a live one.
+   */
+  closedLan(file: string): string {
+    const out = `${this.runDir}/closed-${file.split('/').at(-1)!}`;
+    const text = readFileSync(file, 'utf8');
+    const closed = text
+      .split('\n')
+      .filter((l) => !l.includes('the LAN goes out'))
+      .join('\n');
+    if (closed === text) throw new Error(`${file}: no "the LAN goes out" line to take out`);
+    writeFileSync(out, closed);
+    return out;
+  }
 
   /** Load a ruleset into the firewall, running its "# setup:" lines first (lab.sh fw-load). */
   async loadRuleset(file: string): Promise<void> {

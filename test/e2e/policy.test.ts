@@ -14,20 +14,6 @@ const HELPER = `${ROOT}test/helpers/ftp-policy.mjs`;
 const POLICIES = `${ROOT}policy-examples/`;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/**
- * A shipped example without its "the LAN goes out" lines: a firewall that forwards nothing but what the
- * proxy admits. A second connection to a used pinhole then times out; with the LAN let out it would
- * reach the server's own port and be refused there, as it is by a joined listener that has closed.
- */
-function closedLan(lab: Lab, file: string): string {
-  const out = `${lab.runDir}/closed-${file.split('/').at(-1)!}`;
-  const text = readFileSync(file, 'utf8');
-  const closed = text.split('\n').filter((l) => !l.includes('the LAN goes out')).join('\n');
-  expect(closed).not.toBe(text);
-  writeFileSync(out, closed);
-  return out;
-}
-
 /** JSON lines a background helper prints, as they come. */
 function jsonLines(child: ChildProcess): { next(ms?: number): Promise<Record<string, unknown>> } {
   const queue: Record<string, unknown>[] = [];
@@ -92,7 +78,7 @@ describe('policy with nftables (forward lab)', () => {
   beforeAll(async () => {
     lab = await Lab.up('forward');
     cmdLog = `${lab.runDir}/commands.log`;
-    await lab.loadRuleset(closedLan(lab, `${EXAMPLES}forward-redirect.nft`));
+    await lab.loadRuleset(lab.closedLan(`${EXAMPLES}forward-redirect.nft`)); // a second connection must time out
     await ftpd();
   });
   afterEach(async () => {
@@ -441,7 +427,7 @@ describe('data_mode active with iptables: local pinholes in INPUT', () => {
   beforeAll(async () => {
     lab = await Lab.up('forward');
     lab.iptables = 'iptables-nft';
-    await lab.loadRuleset(closedLan(lab, `${ROOT}iptables-examples/forward-redirect.rules`));
+    await lab.loadRuleset(lab.closedLan(`${ROOT}iptables-examples/forward-redirect.rules`));
   });
   afterEach(async () => {
     await proxy?.stop();

@@ -46,7 +46,7 @@ describe.each(BACKENDS)('pinholes with $backend', ({ backend, ruleset, args, env
   beforeAll(async () => {
     lab = await Lab.up('forward');
     lab.iptables = 'iptables-nft';
-    await lab.loadRuleset(ruleset);
+    await lab.loadRuleset(lab.closedLan(ruleset)); // a second connection to a used pinhole must time out
   });
   afterEach(async () => {
     await proxy?.stop();
