@@ -9,6 +9,7 @@ import { type BackendName, type FirewallBackend, parseMark, parseTcClass, type R
 import { IptablesBackend } from './firewall/iptables.js';
 import { createNftRunner, type NftRunner } from './firewall/nft-runner.js';
 import { NftablesBackend } from './firewall/nftables.js';
+import { defaultNetlinkSys } from './firewall/nfnl/sys.js';
 import { PfBackend } from './firewall/pf.js';
 
 export type { BackendName };
@@ -99,7 +100,9 @@ export async function createBackend(c: Config, log: Log, probe: HostProbe = host
         throw new StartupError(`nftables: cannot load libnftables (${e instanceof Error ? e.message : String(e)}); unset FTP_PROXY_NFT to fall back to the nft command`);
       }
       log.log(LOG_INFO, `firewall: nftables (table inet ftp-proxy, through ${runner.kind})`);
-      return new NftablesBackend({ rules: ruleOptions(c), runner, warn });
+      // FTP_PROXY_NFT names the one way to the kernel; unset, element changes take the netlink fast path.
+      const netlink = process.env.FTP_PROXY_NFT ? undefined : (defaultNetlinkSys() ?? undefined);
+      return new NftablesBackend({ rules: ruleOptions(c), runner, warn, info: (m) => log.log(LOG_INFO, m), ...(netlink ? { netlink } : {}) });
     }
     case 'iptables': {
       checkLinuxRuleOptions(c);

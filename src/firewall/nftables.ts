@@ -37,6 +37,9 @@ import {
 } from './backend.js';
 import { aliveIds, Instance, INSTANCE_ID, type InstanceIdentity, instanceAlive, type Liveness } from './instance.js';
 import type { NftRunner } from './nft-runner.js';
+import { startFastPath } from './nfnl/fast-path.js';
+import { type ElementOp, opsToScript } from './nfnl/setelem.js';
+import { FAST_MAX_OPS, type NetlinkSys, type NfnlSocket } from './nfnl/socket.js';
 
 export const NFT_TABLE = 'ftp-proxy';
 const T = `inet ${NFT_TABLE}`;
@@ -156,29 +159,33 @@ function elements(p: Pinhole, chain: string): Element[] {
   ];
 }
 
-/** `create` (fails with EEXIST when the key is taken: a proxy-port collision) with timeout and owner. */
-export function addScript(pinholes: Pinhole[], owner: string, chain: string, timeout: number): string[] {
+/**
+ * `create` (fails with EEXIST when the key is taken: a proxy-port collision) with timeout and owner.
+ * As ops: the same changes go to the kernel as nft script text or, on the fast path, as netlink messages.
+ */
+export function addOps(pinholes: Pinhole[], owner: string, chain: string, timeout: number): ElementOp[] {
   return pinholes.flatMap((p) =>
-    elements(p, chain).map(
-      (e) =>
-        `create element ${T} ${e.object} { ${e.key} timeout ${timeout}s comment "${owner}"${e.value ? ` : ${e.value}` : ''} }`,
-    ),
+    elements(p, chain).map((e): ElementOp => ({ op: 'create', set: e.object, key: e.key, ...(e.value ? { value: e.value } : {}), timeoutMs: timeout * 1000, comment: owner })),
   );
 }
+
+export const addScript = (pinholes: Pinhole[], owner: string, chain: string, timeout: number): string[] => opsToScript(addOps(pinholes, owner, chain, timeout), T);
 
 /**
  * Removal that cannot fail on an element that is already gone (expired, or the once-element a data
  * connection consumed): add it (a no-op when present), then delete it, in the same transaction.
  * nft 1.0.6 has no `destroy element`.
  */
-export function removeScript(pinholes: Pinhole[], chain: string): string[] {
+export function removeOps(pinholes: Pinhole[], chain: string): ElementOp[] {
   return pinholes.flatMap((p) =>
-    elements(p, chain).flatMap((e) => [
-      `add element ${T} ${e.object} { ${e.key} timeout 1s${e.value ? ` : ${e.value}` : ''} }`,
-      `delete element ${T} ${e.object} { ${e.key} }`,
+    elements(p, chain).flatMap((e): ElementOp[] => [
+      { op: 'add', set: e.object, key: e.key, ...(e.value ? { value: e.value } : {}), timeoutMs: 1000 },
+      { op: 'delete', set: e.object, key: e.key },
     ]),
   );
 }
+
+export const removeScript = (pinholes: Pinhole[], chain: string): string[] => opsToScript(removeOps(pinholes, chain), T);
 
 export interface NftablesOptions {
   rules: RuleOptions;
@@ -188,6 +195,13 @@ export interface NftablesOptions {
   /** Is the instance with this id running? (for the sweeps) */
   isAlive?: Liveness;
   warn?: (message: string) => void;
+  info?: (message: string) => void;
+  /**
+   * The socket calls of the netlink fast path: each negotiation's element changes go to the kernel as
+   * one nfnetlink batch instead of an nft script, once a self-test at start passed (src/firewall/nfnl/).
+   * Absent: everything through the runner.
+   */
+  netlink?: NetlinkSys;
 }
 
 /** libnftables' "No such file or directory": the table (or an object in it) is not there. */
@@ -209,6 +223,8 @@ export class NftablesBackend implements FirewallBackend {
   private perPacketLabel: number | null = null;
   /** The repair in flight, which callers that fail meanwhile wait for instead of starting another. */
   private repairing: Promise<void> | null = null;
+  /** The netlink fast path, when its self-test passed. */
+  private fast: NfnlSocket | null = null;
 
   constructor(private readonly o: NftablesOptions) {
     this.chain = variantChain(o.rules);
@@ -231,6 +247,23 @@ export class NftablesBackend implements FirewallBackend {
     await this.identity.claim();
     const listing = await this.setup();
     await this.sweep(listing);
+    if (this.o.netlink && !this.fast) await this.startFast(this.o.netlink);
+  }
+
+  /** Element changes over netlink from now on, when a probe element written that way reads back right. */
+  private async startFast(sys: NetlinkSys): Promise<void> {
+    const r = await startFastPath({ sys, table: T, map: 'dnat4', listMap: (m) => this.o.runner.json(`list map ${T} ${m}`) });
+    if ('socket' in r) {
+      this.fast = r.socket;
+      this.o.info?.(`nftables: elements over netlink (fast path self-test passed); the table through ${this.o.runner.kind}`);
+    } else {
+      this.o.warn?.(`nftables: netlink fast path off, it failed its self-test (${r.error}); elements go through ${this.o.runner.kind}`);
+    }
+  }
+
+  /** Whether element changes go over netlink. */
+  get fastPath(): boolean {
+    return this.fast !== null;
   }
 
   /** Create what is missing and register this instance; returns the listing from before. */
@@ -246,8 +279,8 @@ export class NftablesBackend implements FirewallBackend {
   async replace(owner: Owner, pinholes: Pinhole[]): Promise<void> {
     const tag = ownerTag(owner);
     const old = this.live.get(tag) ?? [];
-    const script = [...removeScript(old, this.chain), ...addScript(pinholes, tag, this.chain, this.o.rules.timeout)];
-    await this.apply(script, pinholes);
+    const ops = [...removeOps(old, this.chain), ...addOps(pinholes, tag, this.chain, this.o.rules.timeout)];
+    await this.apply(ops, pinholes);
     this.live.set(tag, pinholes);
   }
 
@@ -256,7 +289,7 @@ export class NftablesBackend implements FirewallBackend {
     const old = this.live.get(tag);
     if (!old) return;
     this.live.delete(tag);
-    await this.apply(removeScript(old, this.chain), []);
+    await this.apply(removeOps(old, this.chain), []);
   }
 
   async close(): Promise<void> {
@@ -277,6 +310,8 @@ export class NftablesBackend implements FirewallBackend {
         if (dead.length === others.length) await this.o.runner.run(`delete table ${T}\n`);
       }
     } finally {
+      this.fast?.close();
+      this.fast = null;
       this.o.runner.close();
       this.identity.release();
     }
@@ -286,27 +321,38 @@ export class NftablesBackend implements FirewallBackend {
    * One transaction; when the table is gone or damaged (an admin's `flush ruleset`), repair it and try
    * once more. EEXIST on a new element means its proxy port is taken: the caller picks another.
    */
-  private async apply(lines: string[], added: Pinhole[]): Promise<void> {
-    if (!lines.length) return;
-    const script = lines.join('\n') + '\n';
+  private async apply(ops: ElementOp[], added: Pinhole[]): Promise<void> {
+    if (!ops.length) return;
     try {
-      await this.o.runner.run(script);
+      await this.send(ops);
     } catch (e) {
+      if (e instanceof PinholeConflict) throw e;
       if (isEexist(e) && added.length) throw new PinholeConflict((e as Error).message);
       if (!isEnoent(e)) throw e;
       await this.repair();
       // Old elements that went with the table are not put back (a used pinhole must not reopen); only
       // the additions are still wanted.
-      const retry = lines.filter((l) => l.startsWith('create '));
+      const retry = ops.filter((o) => o.op === 'create');
       if (retry.length) {
         try {
-          await this.o.runner.run(retry.join('\n') + '\n');
+          await this.send(retry);
         } catch (e2) {
+          if (e2 instanceof PinholeConflict) throw e2;
           if (isEexist(e2)) throw new PinholeConflict((e2 as Error).message);
           throw e2;
         }
       }
     }
+  }
+
+  /**
+   * One transaction: one netlink batch on the fast path (synchronous: nfnetlink answers inside the send,
+   * errors name the kernel's errno in nft's words), else (or when too large for one batch) one script
+   * through the runner.
+   */
+  private async send(ops: ElementOp[]): Promise<void> {
+    if (this.fast && ops.length <= FAST_MAX_OPS) this.fast.apply(ops);
+    else await this.o.runner.run(opsToScript(ops, T).join('\n') + '\n');
   }
 
   /**
