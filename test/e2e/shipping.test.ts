@@ -42,7 +42,7 @@ describe('man/ftp-proxy.8', () => {
     for (const section of ['NAME', 'SYNOPSIS', 'DESCRIPTION', 'LINUX FIREWALL CONFIGURATION', 'OPENBSD CONFIGURATION', 'LOGGING', 'DIFFERENCES FROM OPENBSD', 'FILES', 'EXIT STATUS', 'EXAMPLES', 'SEE ALSO', 'CAVEATS']) {
       expect(r.stdout).toMatch(new RegExp(`^${section}$`, 'm'));
     }
-    expect(r.stdout).toMatch(/ftp-proxy status \[--backend name\] \[--json\]/);
+    expect(r.stdout).toMatch(/ftp-proxy status \[--backend name\] \[--json \| --watch\]/);
   });
 
   it.each(OPTSTRING.replace(/:/g, '').split(''))('describes -%s', (flag) => {
