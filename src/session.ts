@@ -142,7 +142,6 @@ export class Session {
   }
 
   start(): void {
-    const { log } = this.o;
     this.client.on('error', (e) => this.onClientError(e));
     this.client.on('end', () => {
       if (this.ended) return;
@@ -399,7 +398,6 @@ export class Session {
 
   private onServerError(e: NodeJS.ErrnoException): void {
     if (this.ended) return;
-    const { log } = this.o;
     if (!this.control) {
       if (e.syscall === 'bind') {
         this.ev(LOG_CRIT, 'bind-failed', `cannot bind fixed proxy address: ${e.message}`);

@@ -224,6 +224,9 @@ describe('ftp-proxy --print-rules changes nothing, and the kernel takes what it 
     }
     // Everything printed was also removed by what was printed.
     expect((await inNs([`${cmd}-save`])).stdout).not.toMatch(/FTPP-/);
-    for (const table of ['nat', 'filter', 'mangle']) await inNs([cmd, '-t', table, '-F']), await inNs([cmd, '-t', table, '-X']);
+    for (const table of ['nat', 'filter', 'mangle']) {
+      await inNs([cmd, '-t', table, '-F']);
+      await inNs([cmd, '-t', table, '-X']);
+    }
   });
 });

@@ -4,7 +4,7 @@
 const pending = new Map();
 let next = 1;
 let server = null;
-const ask = (m, handle) =>
+const ask = (m) =>
   new Promise((resolve) => {
     const id = next++;
     pending.set(id, resolve);

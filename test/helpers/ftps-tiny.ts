@@ -54,12 +54,11 @@ export async function tinyFtpsServer(opts: {
   const server = createServer({ pauseOnConnect: true }, (raw) => {
     open.add(raw);
     raw.on('error', () => undefined);
-    let n = 0;
     const leg = new ClientLeg({
       credentials: { cert: opts.cert, key: opts.key },
       ...(opts.minVersion ? { minVersion: opts.minVersion } : {}),
       ...(opts.maxVersion ? { maxVersion: opts.maxVersion } : {}),
-      context: `tiny ${++n}`,
+      context: 'tiny 1',
     });
     let ctl: Socket = raw;
     let buf = '';

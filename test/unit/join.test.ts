@@ -3,7 +3,7 @@
 // join closes, the session's end closes the last one, and joins count against -m (issue 11, item 3).
 import { once } from 'node:events';
 import { readdirSync } from 'node:fs';
-import { connect, createServer, type Server, type Socket } from 'node:net';
+import { createServer, type Server, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { DataJoin } from '../../src/data/join.js';
 import { daemonRig, type DaemonRig } from '../helpers/daemon-rig.js';
