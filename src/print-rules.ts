@@ -136,7 +136,7 @@ export function printRules(c: Config, backend: BackendName, rules: RuleOptions, 
       out.push(
         `# At start: parent chains and the jumps to them (${cmd}-restore --noflush), where missing:`,
         ...ipt.PARENTS.filter((p) => (p.table !== 'mangle' || rules.queue !== undefined) && (p.chain !== 'FTPPROXY-IN' || local)).map(
-          (p) => `#   *${p.table}  :${p.chain}  -I ${p.builtin} 1 -j ${p.chain}`,
+          (p) => `#   *${p.table}  -N ${p.chain}  -I ${p.builtin} 1 ${ipt.jumpArgs(p, rules.log === 2)}`,
         ),
         '',
       );

@@ -118,7 +118,7 @@ describe('with a policy data_mode', () => {
 
   it('active, iptables: the local chain set includes the INPUT accept (FTPPROXY-IN)', () => {
     const text = printRules(c, 'iptables', o, NOW, 'active');
-    expect(text).toMatch(/^# {3}\*filter {2}:FTPPROXY-IN {2}-I INPUT 1 -j FTPPROXY-IN$/m);
+    expect(text).toMatch(/^# {3}\*filter {2}-N FTPPROXY-IN {2}-I INPUT 1 -j FTPPROXY-IN$/m);
     expect(text).toMatch(/^-A FTPPROXY-IN -j FTPP-4a3b2c1d-1-IA$/m);
   });
 
