@@ -490,7 +490,8 @@ async function countPinholes(backend) {
     return (r.stdout.match(/ : /g) ?? []).length;
   }
   const r = await ns('fw', ['iptables-save', '-t', 'filter'], { reject: false });
-  return (r.stdout.match(/^:FTPP-\d+-\d+-F/gm) ?? []).length;
+  // FTPP-<instance id>-<session>-F<set>: the forward chain of each session's pinhole.
+  return (r.stdout.match(/^:FTPP-[0-9a-f]{8}-\d+-F/gm) ?? []).length;
 }
 
 /** Part 2 and 4 for one backend: rounds of [empty, with n pinholes], each latency and data path. */

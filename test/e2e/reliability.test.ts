@@ -124,7 +124,8 @@ describe.each(BACKENDS)('pinholes with $backend', ({ backend, ruleset, args, env
 
   const signals = backend === 'nftables' ? (['SIGTERM', 'SIGINT', 'SIGHUP'] as const) : (['SIGTERM'] as const);
   it.each(signals)('%s with 50 live sessions: exit status 0, "exiting on signal N", nothing left in the firewall', async (sig) => {
-    proxy = await lab.proxy(['-D', '5', ...args], env);
+    // 50 sessions from one client address: above the default --max-per-client (a quarter of -m).
+    proxy = await lab.proxy(['-D', '5', '--max-per-client', '100', ...args], env);
     const holder = lab.rawSpawn(['sessions', lab.target, '50']);
     try {
       const r = await firstJson(holder, 60_000);
