@@ -439,12 +439,16 @@ async function relayOnly() {
 const fakeEnds = (i) => ({ family: 4, client: `10.77.${(i >> 8) & 255}.${i & 255}`, originalServer: SRV, server: SRV, proxy: '198.51.100.1' });
 const fakePin = (i) => passivePinhole(fakeEnds(i), 50000 + (i % 1000), 49152 + (i % 16000));
 
-/** n pinholes of the proxy's own shape and owner (its pid), made by the backends' own script code. */
-async function addPinholes(backend, pid, n) {
+/**
+ * n pinholes of the proxy's own shape, made by the backends' own script code, owned by an instance id of
+ * the bench's (owners are random hex ids, never pids; nothing sweeps while the proxy runs).
+ */
+const BENCH_INSTANCE = 'be0c0000';
+async function addPinholes(backend, n) {
   const t = Date.now();
   if (backend === 'nftables') {
     const lines = [];
-    for (let i = 0; i < n; i++) lines.push(...nftAddScript([fakePin(i)], `${pid}.${1000000 + i}`, 'pinhole', 3600));
+    for (let i = 0; i < n; i++) lines.push(...nftAddScript([fakePin(i)], `${BENCH_INSTANCE}.${1000000 + i}`, 'pinhole', 3600));
     writeFileSync(`${RUN}/pinholes-add.nft`, lines.join('\n') + '\n');
     writeFileSync(`${RUN}/pinholes-del.nft`, lines.map((l) => l.replace(/^create (element \S+ \S+ \S+) \{ (.+?) timeout .*$/, 'delete $1 { $2 }')).join('\n') + '\n');
     await ns('fw', ['nft', '-f', `${RUN}/pinholes-add.nft`]);
@@ -453,7 +457,7 @@ async function addPinholes(backend, pid, n) {
     const chains = { nat: [], filter: [] };
     const now = new Date();
     for (let i = 0; i < n; i++) {
-      const owner = { pid, session: 1000000 + i };
+      const owner = { instance: BENCH_INSTANCE, session: 1000000 + i };
       const script = iptAddScript(owner, 'A', pinholeRules([fakePin(i)], { log: 0, timeout: 3600 }, owner, 1000000 + i, now), false);
       let table = '';
       for (const l of script.split('\n')) {
@@ -511,7 +515,7 @@ async function scale(backend, results) {
     for (let round = 0; round < P.scaleRounds[backend]; round++) {
       for (const state of ['empty', 'full']) {
         if (state === 'full') {
-          timing.add.push(await addPinholes(backend, proxy.pid, P.pinholes));
+          timing.add.push(await addPinholes(backend, P.pinholes));
           timing.installed.push(await countPinholes(backend));
           say(`${backend}: ${timing.installed.at(-1)} pinholes installed in ${timing.add.at(-1)} s`);
         }
