@@ -11,7 +11,9 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 scripts/deps.sh
+# Types (strict, no unused locals or parameters), then typescript-eslint's recommended rules.
 npx tsc -p tsconfig.test.json --noEmit
+npx eslint src test
 
 # Labs of earlier runs that died before cleaning up (the owner pid is in the name): remove them.
 sweep() {

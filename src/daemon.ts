@@ -277,7 +277,6 @@ export class Daemon {
     const firewall = this.firewall!;
     const session = new Session(socket, {
       id,
-      pid: process.pid,
       firewall,
       log,
       idleTimeout: c.timeout,

@@ -25,7 +25,6 @@ const JOIN_GRACE = 30;
 
 export interface SessionOptions {
   id: number;
-  pid: number;
   firewall: FirewallBackend;
   log: Log;
   /** -t, seconds; 0 = none. */

@@ -60,7 +60,7 @@ export class Instance implements InstanceIdentity {
         return;
       } catch (e) {
         if ((e as NodeJS.ErrnoException).code !== 'EADDRINUSE' || i >= 4) {
-          throw new Error(`cannot hold the instance name ${livenessName(this.id).replace('\0', '@')}: ${(e as Error).message}`);
+          throw new Error(`cannot hold the instance name ${livenessName(this.id).replace('\0', '@')}: ${(e as Error).message}`, { cause: e });
         }
         this.id = this.draw();
       }

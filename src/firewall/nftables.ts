@@ -220,7 +220,6 @@ export class NftablesBackend implements FirewallBackend {
   private readonly chain: string;
   private readonly identity: InstanceIdentity;
   private readonly live = new Map<string, Pinhole[]>();
-  private perPacketLabel: number | null = null;
   /** The repair in flight, which callers that fail meanwhile wait for instead of starting another. */
   private repairing: Promise<void> | null = null;
   /** The netlink fast path, when its self-test passed. */
@@ -272,7 +271,6 @@ export class NftablesBackend implements FirewallBackend {
     let perPacket: { label: number; present: boolean } | null = null;
     if (needsPerPacket(this.o.rules)) perPacket = this.pickLabel(listing);
     await this.o.runner.run(tableScript(this.o.rules, perPacket) + `add element ${T} instances { ${idMark(this.instance)} }\n`);
-    this.perPacketLabel = perPacket?.label ?? null;
     return listing;
   }
 

@@ -4,7 +4,7 @@
 // of a session loads it empty, and pf drops the empty anchor. pfctl text rather than raw ioctls, because
 // the ioctl ABI changes between releases (BSDRP#35) and the text is what admins read in `pfctl -sr`.
 import { execa } from 'execa';
-import { type FirewallBackend, FirewallError, type Owner, ownerTag, parseMark, parseOwnerTag, parseTcClass, type Pinhole, PinholeKeys, type RuleOptions } from './backend.js';
+import { type FirewallBackend, FirewallError, type Owner, ownerTag, parseOwnerTag, type Pinhole, PinholeKeys, type RuleOptions } from './backend.js';
 import { aliveIds, Instance, type InstanceIdentity, instanceAlive, type Liveness } from './instance.js';
 
 export const PF_ANCHOR = 'ftp-proxy';

@@ -40,7 +40,7 @@ describe('startFastPath', () => {
   });
 
   it.each([
-    ['missing', (p: number) => ({ nftables: [{ map: { name: 'dnat4', elem: [] } }] }), /not in libnftables' listing of dnat4/],
+    ['missing', (_p: number) => ({ nftables: [{ map: { name: 'dnat4', elem: [] } }] }), /not in libnftables' listing of dnat4/],
     ['another comment', (p: number) => listing(p, { comment: 'x' }), /not in libnftables' listing/],
     ['another timeout', (p: number) => listing(p, { timeout: 30 }), /timeout 30/],
     ['another value', (p: number) => listing(p, { value: { concat: ['0.0.0.1', p] } }), /value/],

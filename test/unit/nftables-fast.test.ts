@@ -99,7 +99,7 @@ describe('NftablesBackend with the netlink fast path', () => {
   });
 
   it('a table gone (ENOENT) is repaired through the runner, and the additions retried over netlink', async () => {
-    const { k, runner, b, warn } = setup({ errorFor: (i, batch) => (batch === 3 ? 2 : 0) });
+    const { k, runner, b, warn } = setup({ errorFor: (_i, batch) => (batch === 3 ? 2 : 0) });
     await b.init();
     await b.replace(owner, [passivePinhole(ends, 50000, 61000)]);
     await b.replace(owner, [passivePinhole(ends, 50000, 61001)]);
@@ -110,7 +110,7 @@ describe('NftablesBackend with the netlink fast path', () => {
   });
 
   it('other kernel errors go on to the CRIT path naming the errno', async () => {
-    const { b } = setup({ errorFor: (i, batch) => (batch === 2 ? 1 : 0) });
+    const { b } = setup({ errorFor: (_i, batch) => (batch === 2 ? 1 : 0) });
     await b.init();
     await expect(b.replace(owner, [passivePinhole(ends, 50000, 61000)])).rejects.toThrow(/Operation not permitted \(EPERM\)/);
   });
