@@ -59,6 +59,9 @@ const STUB_HELPER = '198.51.100.23'; // the stub server, not intercepted: the ke
 // (FTP_PROXY_NFT=libnftables), beside the first one's netlink fast path: both in one latency run
 const STUB_LIB = '198.51.100.24';
 const LIB_PORT = 8022;
+// the stub server through a third instance, the same as the first but with --metrics (its cost on the hot path)
+const STUB_MET = '198.51.100.25';
+const MET_PORT = 8023;
 const FW_LAN = '192.168.1.1';
 const BIG = 'big.bin';
 const HZ = 100; // /proc/stat counts in USER_HZ
@@ -237,9 +240,10 @@ async function labSetup() {
   await execa('ip', ['-n', NS.srv, 'addr', 'add', `${STUB}/24`, 'dev', 'eth0']);
   await execa('ip', ['-n', NS.srv, 'addr', 'add', `${STUB_HELPER}/24`, 'dev', 'eth0']);
   await execa('ip', ['-n', NS.srv, 'addr', 'add', `${STUB_LIB}/24`, 'dev', 'eth0']);
+  await execa('ip', ['-n', NS.srv, 'addr', 'add', `${STUB_MET}/24`, 'dev', 'eth0']);
   // No conntrack in the end hosts: only fw does firewalling.
   await execa('bash', ['-c', `head -c ${P.fileMiB * 1048576} /dev/urandom >${RUN}/data/${BIG} && chmod 0644 ${RUN}/data/${BIG} && cd ${RUN}/data && sha256sum -- * >${RUN}/sha256.txt`]);
-  const stub = spawnIn('srv', [process.execPath, `${ROOT}bench/stub-ftpd.mjs`, `${STUB},${STUB_HELPER},${STUB_LIB}`, '21']);
+  const stub = spawnIn('srv', [process.execPath, `${ROOT}bench/stub-ftpd.mjs`, `${STUB},${STUB_HELPER},${STUB_LIB},${STUB_MET}`, '21']);
   await waitLine(stub, /^ready$/);
   return stub;
 }
@@ -252,7 +256,8 @@ async function flushFw() {
 
 function combinedNft() {
   const f = `${RUN}/combined.nft`;
-  writeFileSync(f, withSecondProxyNft(withHelperPathNft(readFileSync(`${ROOT}nftables-examples/forward-redirect.nft`, 'utf8'), STUB_HELPER), STUB_LIB, LIB_PORT));
+  const base = withHelperPathNft(readFileSync(`${ROOT}nftables-examples/forward-redirect.nft`, 'utf8'), STUB_HELPER);
+  writeFileSync(f, withSecondProxyNft(withSecondProxyNft(base, STUB_LIB, LIB_PORT), STUB_MET, MET_PORT));
   return f;
 }
 
@@ -402,16 +407,16 @@ async function dataPath(results) {
 // ---- negotiation latency and pinhole scale ----
 
 /**
- * n rounds of one negotiation through the proxy (STUB), one through the second proxy when `lib` (STUB_LIB)
- * and one through the kernel helper (STUB_HELPER), in rotating order.
+ * n rounds of one negotiation through the proxy (STUB), one through each further instance of `extra`
+ * (their stub addresses: STUB_LIB, STUB_MET) and one through the kernel helper (STUB_HELPER), in rotating order.
  */
-async function latencyBlock(mode, n, lib = false) {
-  const hosts = lib ? [STUB, STUB_LIB, STUB_HELPER] : [STUB, STUB_HELPER];
+async function latencyBlock(mode, n, extra = []) {
+  const hosts = [STUB, ...extra, STUB_HELPER];
   const r = await ns('cli', [process.execPath, `${ROOT}bench/client.mjs`, 'latency', mode, String(n), String(P.latSeconds), '20', ...hosts], { reject: false, timeout: 300000 });
   const j = JSON.parse(r.stdout.trim().split('\n').at(-1) || '{}');
   if (j.error || !j.samples) throw new Error(`latency client: ${j.error ?? r.stderr}`);
   const h = hosts.length - 1;
-  return { proxy: j.samples[0], helper: j.samples[h], lost: [j.lost[0], j.lost[h]], errors: j.errors, ...(lib ? { lib: j.samples[1], libLost: j.lost[1] } : {}) };
+  return { proxy: j.samples[0], helper: j.samples[h], lost: [j.lost[0], j.lost[h]], errors: j.errors, extra: extra.map((_, i) => ({ samples: j.samples[i + 1], lost: j.lost[i + 1] })) };
 }
 
 const msStats = (xs) => ({ p50: +(pct(xs, 0.5) / 1000).toFixed(3), p99: +(pct(xs, 0.99) / 1000).toFixed(3) });
@@ -505,10 +510,13 @@ async function scale(backend, results) {
   const proxy = await startProxy(backend);
   // nftables: a second instance beside it, elements through libnftables only, answering for STUB_LIB
   const libProxy = backend === 'nftables' ? await startProxy(backend, { args: ['-p', String(LIB_PORT)], env: { FTP_PROXY_NFT: 'libnftables' } }) : null;
+  // and a third, as the first but serving --metrics, answering for STUB_MET
+  const metProxy = backend === 'nftables' ? await startProxy(backend, { args: ['-p', String(MET_PORT), '--metrics', '127.0.0.1:9187'] }) : null;
+  const extra = libProxy ? [STUB_LIB, STUB_MET] : [];
   // How each instance writes its elements: the daemon warns when its netlink fast path is off.
   const firewallLine = (p, dflt) => p.errLines.find((l) => /fast path/.test(l)) ?? dflt;
   const states = { empty: { lat: { pasv: { proxy: [], helper: [], lost: [0, 0] }, port: { proxy: [], helper: [], lost: [0, 0] } }, dl: { pasv: [], port: [] } }, full: null };
-  for (const m of ['pasv', 'port']) Object.assign(states.empty.lat[m], { lib: [], libLost: 0 });
+  for (const m of ['pasv', 'port']) Object.assign(states.empty.lat[m], { lib: [], libLost: 0, met: [], metLost: 0 });
   states.full = structuredClone(states.empty);
   const timing = { add: [], remove: [], installed: [] };
   try {
@@ -521,13 +529,15 @@ async function scale(backend, results) {
         }
         say(`${backend} round ${round + 1}/${P.scaleRounds[backend]}, ${state === 'full' ? `${P.pinholes} pinholes` : 'no other pinholes'}: latency, data path`);
         for (const mode of ['pasv', 'port']) {
-          const b = await latencyBlock(mode, P.latN, !!libProxy);
+          const b = await latencyBlock(mode, P.latN, extra);
           states[state].lat[mode].proxy.push(...b.proxy);
           states[state].lat[mode].helper.push(...b.helper);
           b.lost.forEach((x, i) => (states[state].lat[mode].lost[i] += x));
-          if (b.lib) {
-            states[state].lat[mode].lib.push(...b.lib);
-            states[state].lat[mode].libLost += b.libLost;
+          if (b.extra.length) {
+            states[state].lat[mode].lib.push(...b.extra[0].samples);
+            states[state].lat[mode].libLost += b.extra[0].lost;
+            states[state].lat[mode].met.push(...b.extra[1].samples);
+            states[state].lat[mode].metLost += b.extra[1].lost;
           }
         }
         // iptables with thousands of pinholes crawls (every forwarded packet walks their jumps): one download
@@ -538,6 +548,7 @@ async function scale(backend, results) {
   } finally {
     await stop(proxy);
     if (libProxy) await stop(libProxy);
+    if (metProxy) await stop(metProxy);
   }
   let relay = null;
   if (backend === 'nftables') {
@@ -569,18 +580,19 @@ async function scale(backend, results) {
     ...(relay ? { relayOnly: relay } : {}),
   };
   if (libProxy) {
-    // The same negotiations through the instance that writes its elements through libnftables.
-    const libLat = (s) =>
+    // The same negotiations through the other instances: elements through libnftables; with --metrics.
+    const extraLat = (s, key) =>
       Object.fromEntries(
         ['pasv', 'port'].map((m) => {
-          const { lib: lx, helper: hx } = s.lat[m];
+          const { [key]: lx, helper: hx } = s.lat[m];
           const ms = (us) => +(us / 1000).toFixed(3);
-          return [m, { n: lx.length, lost: s.lat[m].libLost, proxy: { p50: ms(pct(lx, 0.5)), p99: ms(pct(lx, 0.99)) }, added: { p50: ms(pct(lx, 0.5) - pct(hx, 0.5)), p99: ms(pct(lx, 0.99) - pct(hx, 0.99)) } }];
+          return [m, { n: lx.length, lost: s.lat[m][`${key}Lost`], proxy: { p50: ms(pct(lx, 0.5)), p99: ms(pct(lx, 0.99)) }, added: { p50: ms(pct(lx, 0.5) - pct(hx, 0.5)), p99: ms(pct(lx, 0.99) - pct(hx, 0.99)) } }];
         }),
       );
     Object.assign(results.scale[backend], {
       firewall: firewallLine(proxy, 'elements over netlink (the fast path; no warning)'),
-      viaLibnftables: { firewall: firewallLine(libProxy, 'FTP_PROXY_NFT=libnftables'), empty: { latency: libLat(states.empty) }, full: { latency: libLat(states.full) } },
+      viaLibnftables: { firewall: firewallLine(libProxy, 'FTP_PROXY_NFT=libnftables'), empty: { latency: extraLat(states.empty, 'lib') }, full: { latency: extraLat(states.full, 'lib') } },
+      withMetrics: { empty: { latency: extraLat(states.empty, 'met') }, full: { latency: extraLat(states.full, 'met') } },
     });
   }
 }
@@ -754,7 +766,9 @@ function verdicts(r) {
       const a = sn.empty.latency[m].added;
       const r0 = sn.relayOnly?.[m]?.added;
       const lib = sn.viaLibnftables?.empty.latency[m].added;
+      const met = sn.withMetrics?.empty.latency[m].added;
       const notes = [
+        ...(met ? [`with --metrics, same rounds: ${f3(met.p50)} / ${f3(met.p99)} ms`] : []),
         ...(r0 ? [`of which the relay alone (no firewall call) ${f3(r0.p50)} / ${f3(r0.p99)} ms, the firewall transaction the rest`] : []),
         ...(lib ? [`through libnftables, same rounds: ${f3(lib.p50)} / ${f3(lib.p99)} ms`] : []),
       ];
@@ -828,6 +842,13 @@ function table(r) {
         row([`  libnftables only, ${st === 'empty' ? 'empty' : `${s.pinholes} pinholes`}`, `${f3(l.pasv.proxy.p50)} / ${f3(l.pasv.proxy.p99)}`, `${f3(l.port.proxy.p50)} / ${f3(l.port.proxy.p99)}`, `${f3(l.pasv.added.p50)} / ${f3(l.pasv.added.p99)}`, `${f3(l.port.added.p50)} / ${f3(l.port.added.p99)}`], w);
       }
       L.push(`   (first instance: ${s.firewall || 'n/a'}; second: ${s.viaLibnftables.firewall || 'n/a'})`);
+    }
+    if (s.withMetrics) {
+      // The third instance, same rounds: the first one's rows with --metrics served.
+      for (const st of ['empty', 'full']) {
+        const l = s.withMetrics[st].latency;
+        row([`  with --metrics, ${st === 'empty' ? 'empty' : `${s.pinholes} pinholes`}`, `${f3(l.pasv.proxy.p50)} / ${f3(l.pasv.proxy.p99)}`, `${f3(l.port.proxy.p50)} / ${f3(l.port.proxy.p99)}`, `${f3(l.pasv.added.p50)} / ${f3(l.pasv.added.p99)}`, `${f3(l.port.added.p50)} / ${f3(l.port.added.p99)}`], w);
+      }
     }
     if (s.relayOnly) {
       const r0 = s.relayOnly;
