@@ -41,7 +41,8 @@ export function canonical(address: string): string {
   return compressIPv6(words);
 }
 
-function compressIPv6(words: number[]): string {
+/** RFC 5952 text of eight 16-bit words. */
+export function compressIPv6(words: number[]): string {
   // Longest run of zero words (length >= 2) becomes "::", first one on a tie (RFC 5952 4.2).
   let bestStart = -1;
   let bestLen = 0;

@@ -7,7 +7,7 @@
 // more sessions holding pinholes than -m. Pure: the caller supplies what it knows (ctx).
 import type { Owner, Pinhole } from '../firewall/backend.js';
 import { PROXY_PORT_MAX, PROXY_PORT_MIN } from '../firewall/backend.js';
-import { type Family, isIPv4 } from '../net/address.js';
+import { compressIPv6, type Family, isIPv4 } from '../net/address.js';
 
 export type Request =
   | { op: 'replace'; owner: Owner; pinholes: Pinhole[] }
@@ -74,23 +74,11 @@ export function isCanonicalIPv6(v: string): boolean {
   const tail = halves.length === 2 ? parse(halves[1]!) : [];
   if (!head || !tail) return false;
   const gap = 8 - head.length - tail.length;
-  if (halves.length === 2 ? gap < 2 : gap !== 0) return false;
+  if (halves.length === 2 ? gap < 1 : gap !== 0) return false;
   const words = [...head, ...new Array<number>(gap).fill(0), ...tail];
   if (words.slice(0, 5).every((w) => w === 0) && words[5] === 0xffff) return false; // IPv4-mapped
-  // Where the longest zero run is (the first of equals); "::" must stand exactly there.
-  let best = -1;
-  let bestLen = 1;
-  for (let i = 0; i < 8; ) {
-    if (words[i] !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && words[j] === 0) j++;
-    if (j - i > bestLen) [best, bestLen] = [i, j - i];
-    i = j;
-  }
-  return halves.length === 2 ? best === head.length && bestLen === gap : best === -1;
+  // Canonical exactly when it reads as canonical() would write these words.
+  return compressIPv6(words) === v;
 }
 
 /** A canonical address of `family`, else refused. */
