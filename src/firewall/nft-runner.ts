@@ -1,6 +1,8 @@
-// Ways to hand nft scripts to the kernel. The fast one is libnftables in-process (through koffi, run on
-// koffi's worker thread so the event loop never waits on netlink); the fallback spawns `nft -f -`.
-// Both take one script per call; the kernel applies a script as one transaction.
+// Ways to hand nft scripts to the kernel: libnftables in-process (through koffi, run on koffi's worker
+// thread so the event loop never waits on netlink), or `nft -f -` where it will not load. Negotiations
+// go over raw nfnetlink (src/firewall/nfnl/) when its self-test passed; these runners set up, repair and
+// sweep the table, and carry every change where the netlink path is off. Both take one script per call;
+// the kernel applies a script as one transaction.
 import { rmSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
