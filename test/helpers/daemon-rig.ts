@@ -24,7 +24,8 @@ export interface DaemonRig {
   close(): Promise<void>;
 }
 
-async function freePort(host: string): Promise<number> {
+/** A port nothing listens on at `host` now (loopback tests' listeners and metrics). */
+export async function freePort(host = '127.0.0.2'): Promise<number> {
   const s = createServer().listen(0, host);
   await once(s, 'listening');
   const { port } = s.address() as { port: number };

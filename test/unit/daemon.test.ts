@@ -4,21 +4,13 @@
 // server S=127.0.0.3, proxy source (-a) P=127.0.0.5.
 import { once } from 'node:events';
 import { hostname } from 'node:os';
-import { createServer } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parseCommandLine, type Config } from '../../src/config.js';
 import { Daemon } from '../../src/daemon.js';
 import { FakeFirewall } from '../../src/firewall/fake.js';
 import { Log, memoryLog } from '../../src/log.js';
+import { freePort } from '../helpers/daemon-rig.js';
 import { LineClient, scriptedServer, type ScriptedServer } from '../helpers/ftp-peers.js';
-
-async function freePort(host: string): Promise<number> {
-  const s = createServer().listen(0, host);
-  await once(s, 'listening');
-  const { port } = s.address() as { port: number };
-  await new Promise((r) => s.close(r));
-  return port;
-}
 
 function config(args: string[]): Config {
   const out = parseCommandLine(args);

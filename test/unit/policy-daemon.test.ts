@@ -12,6 +12,7 @@ import { parseCommandLine } from '../../src/config.js';
 import { Daemon } from '../../src/daemon.js';
 import { FakeFirewall } from '../../src/firewall/fake.js';
 import { memoryLog } from '../../src/log.js';
+import { freePort } from '../helpers/daemon-rig.js';
 import { LineClient } from '../helpers/ftp-peers.js';
 
 const cleanups: (() => Promise<void> | void)[] = [];
@@ -92,14 +93,6 @@ async function server(transferMs = 0): Promise<TestServer> {
   cleanups.push(() => new Promise<void>((r) => srv.close(() => r())));
   ctl.port = (srv.address() as { port: number }).port;
   return ctl;
-}
-
-async function freePort(): Promise<number> {
-  const s = createServer().listen(0, '127.0.0.2');
-  await once(s, 'listening');
-  const { port } = s.address() as { port: number };
-  await new Promise((r) => s.close(r));
-  return port;
 }
 
 async function rig(policy: string, flags: string[] = [], transferMs = 0) {
