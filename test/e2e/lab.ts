@@ -27,6 +27,15 @@ const TOOLS: [string, string][] = [
 /**
  * End-to-end tests never skip: without root, a tool, or the build, they fail and say what to do.
  */
+/** Is `pid` a live process (a killed one nobody reaped yet, a zombie, is not)? */
+export const alive = (pid: number): boolean => {
+  try {
+    return readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '')[0] !== 'Z';
+  } catch {
+    return false;
+  }
+};
+
 export async function requireLab(): Promise<void> {
   const problems: string[] = [];
   if (process.getuid?.() !== 0) problems.push('they must run as root (network namespaces, nftables): sudo npm test');

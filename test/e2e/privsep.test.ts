@@ -9,16 +9,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CLI, EXAMPLES, Lab, ProxyProcess, requireLab, ROOT } from './lab.js';
+import { alive, CLI, EXAMPLES, Lab, ProxyProcess, requireLab, ROOT } from './lab.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const alive = (pid: number): boolean => {
-  try {
-    return readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '')[0] !== 'Z';
-  } catch {
-    return false;
-  }
-};
 const status = (pid: number) => readFileSync(`/proc/${pid}/status`, 'utf8');
 const field = (pid: number, name: string): string => new RegExp(`^${name}:\\s+(.*)$`, 'm').exec(status(pid))?.[1] ?? '';
 /** The children of a process (Linux keeps them per thread; the main thread's is enough for Node). */

@@ -7,20 +7,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CLI, EXAMPLES, Lab, requireLab, ROOT } from './lab.js';
+import { alive, CLI, EXAMPLES, Lab, requireLab, ROOT } from './lab.js';
 
 const WATCHDOG = `${ROOT}scripts/ftp-proxy-watchdog`;
 const UNIT = `${ROOT}scripts/ftp-proxy.service`;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-const alive = (pid: number): boolean => {
-  try {
-    const state = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '')[0];
-    return state !== 'Z';
-  } catch {
-    return false;
-  }
-};
 const status = (pid: number) => readFileSync(`/proc/${pid}/status`, 'utf8');
 
 beforeAll(requireLab);

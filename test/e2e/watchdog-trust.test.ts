@@ -8,18 +8,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CLI, EXAMPLES, Lab, requireLab, ROOT } from './lab.js';
+import { alive, CLI, EXAMPLES, Lab, requireLab, ROOT } from './lab.js';
 
 const WATCHDOG = `${ROOT}scripts/ftp-proxy-watchdog`;
 const NOBODY = 65534;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const alive = (pid: number): boolean => {
-  try {
-    return readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '')[0] !== 'Z';
-  } catch {
-    return false;
-  }
-};
 
 beforeAll(requireLab);
 

@@ -5,22 +5,11 @@ import { describe, expect, it } from 'vitest';
 import { decideCommand } from '../../src/policy/commands.js';
 import { featureOf, featuresToInsert, keepFeature } from '../../src/policy/feat.js';
 import { KNOWN_COMMANDS, MINIMAL_COMMANDS } from '../../src/policy/known.js';
-import { defaultPolicy, formatIssue, parsePolicy, type Policy, PolicyError, tokenize } from '../../src/policy/parse.js';
+import { defaultPolicy, parsePolicy, PolicyError, tokenize } from '../../src/policy/parse.js';
+import { issues, policy } from '../helpers/policy-text.js';
 import { decideReply, replyKeys } from '../../src/policy/replies.js';
 import { checkWholeConfig } from '../../src/validate.js';
 import { parseCommandLine } from '../../src/config.js';
-
-function policy(text: string): Policy {
-  const p = parsePolicy(text, 'test.policy');
-  if (p instanceof PolicyError) throw new Error(p.message);
-  return p;
-}
-
-function issues(text: string): string[] {
-  const p = parsePolicy(text, 'test.policy');
-  if (!(p instanceof PolicyError)) throw new Error('expected an error');
-  return p.issues.map(formatIssue);
-}
 
 describe('tokenizer', () => {
   it.each([

@@ -12,23 +12,11 @@ import { parseCommandLine } from '../../src/config.js';
 import { Daemon } from '../../src/daemon.js';
 import { FakeFirewall } from '../../src/firewall/fake.js';
 import { memoryLog } from '../../src/log.js';
-import { formatIssue, parsePolicy, type Policy, PolicyError } from '../../src/policy/parse.js';
+import { issues, policy } from '../helpers/policy-text.js';
 import { checkTls, defaultTls, parseTlsKey, type TlsKey, type TlsPolicy } from '../../src/policy/tls.js';
 import { createCa } from '../../src/tls/ca.js';
 import { checkWholeConfig } from '../../src/validate.js';
 import { subtle, x509 } from '../../src/tls/certs-x509.js';
-
-function policy(text: string): Policy {
-  const p = parsePolicy(text, 'test.policy');
-  if (p instanceof PolicyError) throw new Error(p.message);
-  return p;
-}
-
-function issues(text: string): string[] {
-  const p = parsePolicy(text, 'test.policy');
-  if (!(p instanceof PolicyError)) throw new Error('expected an error');
-  return p.issues.map(formatIssue);
-}
 
 const REFUSED = 'not implemented yet in this version';
 
