@@ -23,6 +23,9 @@ ldconfig -p 2>/dev/null | grep -q 'libnftables\.so\.1 ' || missing+=(libnftables
 # The TLS lab: proftpd's mod_tls, and the libraries of vsftpd and pure-ftpd, whose binaries are only
 # unpacked (below), so apt does not bring their dependencies.
 [ -e /usr/lib/proftpd/mod_tls.so ] || missing+=(proftpd-mod-crypto)
+# npm run bench's FTPS part compares against proftpd's mod_proxy (a relaying FTPS proxy), run by the bench
+# as its own child in the lab with its own configuration; the package enables no service of its own.
+[ -e /usr/lib/proftpd/mod_proxy.so ] || missing+=(proftpd-mod-proxy)
 ldconfig -p 2>/dev/null | grep -q 'libwrap\.so\.0 ' || missing+=(libwrap0)
 ldconfig -p 2>/dev/null | grep -q 'libsodium\.so\.23 ' || missing+=(libsodium23)
 # npm run bench compares against Debian's ftp-proxy (the SuSE proxy-suite, a userland relay). It is never
