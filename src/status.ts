@@ -47,7 +47,14 @@ export function formatStatus(statuses: BackendStatus[]): string {
     for (const s of st.sessions) {
       out.push(`session ${s.instance}.${s.session}: ${s.pinholes.length} pinhole${s.pinholes.length === 1 ? '' : 's'}`);
       for (const p of s.pinholes) {
-        const state = p.state === 'waiting' ? 'waiting for its connection' : p.state === 'used' ? 'used (its one connection came)' : 'state unknown';
+        const state =
+          p.state === 'waiting'
+            ? 'waiting for its connection'
+            : p.state === 'used'
+              ? 'used (its one connection came)'
+              : p.state === 'open'
+                ? 'open while its session lasts (tls_client passthrough: any number of connections)'
+                : 'state unknown';
         const exp = p.expires === null ? '' : p.expires > 0 ? `, expires in ${p.expires}s` : ', expired';
         const where = p.local ? ' (to the proxy itself, source kept: data_mode)' : '';
         out.push(`  ${describePinhole(p)}${where}  ${state}${exp}`);

@@ -10,15 +10,21 @@ import { type Family, hostPort } from '../net/address.js';
  *   passive: C -> OS:pp  =>  S:p   from P
  *   active:  S -> P:pp   =>  C:p   from OS
  *   local:   X -> T:pp   =>  P:lp  (data-mode forcing: to the proxy's own listener, source kept)
+ *   range:   C -> OS:L-H =>  S:L-H from P (tls_client passthrough: the proxy cannot read PASV inside
+ *            TLS, so every port of the server's passive range is open to this client while the session
+ *            lives; any number of connections, the port kept)
  */
 export interface Pinhole {
   family: Family;
-  kind: 'passive' | 'active' | 'local';
+  kind: 'passive' | 'active' | 'local' | 'range';
   /** local only: the leg of the data connection it admits (the client's or the server's). */
   side?: 'client' | 'server';
   from: string;
   to: string;
+  /** range: the lowest port of the range (and rdrPort the same: ports are not translated). */
   toPort: number;
+  /** range only: the highest port of the range, inclusive. */
+  toPortHigh?: number;
   rdrTo: string;
   rdrPort: number;
   natFrom: string;
@@ -27,10 +33,20 @@ export interface Pinhole {
   rdomains?: { client: number; proxy: number };
 }
 
-/** "C -> OS:pp => S:p from P", the pinhole in one line (logs, status, --print-rules). */
-export function describePinhole(p: Pick<Pinhole, 'from' | 'to' | 'toPort' | 'rdrTo' | 'rdrPort' | 'natFrom' | 'natPort'>): string {
-  return `${p.from} -> ${hostPort(p.to, p.toPort)} => ${hostPort(p.rdrTo, p.rdrPort)} from ${p.natPort ? hostPort(p.natFrom, p.natPort) : p.natFrom}`;
+/**
+ * "C -> OS:pp => S:p from P", the pinhole in one line (logs, status, --print-rules); a range pinhole
+ * "C -> OS:L-H => S:L-H from P".
+ */
+export function describePinhole(p: Pick<Pinhole, 'from' | 'to' | 'toPort' | 'toPortHigh' | 'rdrTo' | 'rdrPort' | 'natFrom' | 'natPort'>): string {
+  const high = p.toPortHigh !== undefined ? `-${p.toPortHigh}` : '';
+  return `${p.from} -> ${hostPort(p.to, p.toPort)}${high} => ${hostPort(p.rdrTo, p.rdrPort)}${high} from ${p.natPort ? hostPort(p.natFrom, p.natPort) : p.natFrom}`;
 }
+
+/** Is this a range pinhole (session-lived, many connections, ports kept)? */
+export const isRange = (p: Pick<Pinhole, 'kind'>): boolean => p.kind === 'range';
+
+/** "L-H" of a range pinhole. */
+export const portRange = (p: Pick<Pinhole, 'toPort' | 'toPortHigh'>): string => `${p.toPort}-${p.toPortHigh ?? p.toPort}`;
 
 /**
  * Whose objects these are: `<instance id>.<session id>`, written into every firewall object. The
@@ -83,9 +99,14 @@ export class PinholeKeys {
   private readonly owners = new Map<string, string>();
   private readonly held = new Map<string, string[]>();
 
-  /** Record the owner's new pinholes (its previous ones are released); PinholeConflict if taken. */
+  /**
+   * Record the owner's new pinholes (its previous ones are released); PinholeConflict if taken. Range
+   * pinholes are not claimed: two FTPS sessions of one client to one server (FileZilla opens several)
+   * need the same range, their rules do the same thing, and each session's own chain or anchor goes
+   * with that session.
+   */
   claim(owner: string, pins: Pinhole[]): void {
-    const keys = pins.map(pinholeKey);
+    const keys = pins.filter((p) => !isRange(p)).map(pinholeKey);
     const taken = keys.find((k) => {
       const o = this.owners.get(k);
       return o !== undefined && o !== owner;
@@ -105,11 +126,15 @@ export class PinholeKeys {
 // ---- what `ftp-proxy status` reads back (each backend parses its own listing into these) ----
 
 /** A pinhole as the kernel holds it: the addresses of a Pinhole, and what the kernel says of its use. */
-export interface LivePinhole extends Pick<Pinhole, 'from' | 'to' | 'toPort' | 'rdrTo' | 'rdrPort' | 'natFrom' | 'natPort'> {
+export interface LivePinhole extends Pick<Pinhole, 'from' | 'to' | 'toPort' | 'toPortHigh' | 'rdrTo' | 'rdrPort' | 'natFrom' | 'natPort'> {
   /** No source NAT: a data_mode pinhole to the proxy's own listener (the proxy joins the two legs). */
   local?: true;
-  /** waiting: no data connection yet; used: its one connection came (a second would be refused). */
-  state: 'waiting' | 'used' | 'unknown';
+  /**
+   * waiting: no data connection yet; used: its one connection came (a second would be refused);
+   * open: a range pinhole (tls_client passthrough), admitting any number of connections until its
+   * session ends.
+   */
+  state: 'waiting' | 'used' | 'open' | 'unknown';
   /** Seconds until the kernel drops the pinhole by itself; null when it does not say. */
   expires: number | null;
 }
@@ -200,6 +225,30 @@ export function passivePinhole(s: SessionEnds, serverPort: number, proxyPort: nu
     toPort: proxyPort,
     rdrTo: s.server,
     rdrPort: serverPort,
+    natFrom: s.proxy,
+  };
+}
+
+/**
+ * The pinhole for `tls_client passthrough`: after the server's 234 the proxy relays TLS it cannot read,
+ * so it opens the server's whole passive range LOW..HIGH to this client for the session: C -> OS:port
+ * for any port in the range goes to S:port (the same port) from P, as a passive pinhole NATs (vsftpd
+ * refuses data from another address than the control connection's). Not single-use and no timeout:
+ * installed with replace(), gone with clear() at the session's end.
+ */
+export function passthroughPinhole(s: SessionEnds, low: number, high: number): Pinhole {
+  if (!Number.isInteger(low) || !Number.isInteger(high) || low < 1 || high > 65535 || low > high) {
+    throw new RangeError(`passthrough port range ${low}-${high}: not 1 <= LOW <= HIGH <= 65535`);
+  }
+  return {
+    family: s.family,
+    kind: 'range',
+    from: s.client,
+    to: s.originalServer,
+    toPort: low,
+    toPortHigh: high,
+    rdrTo: s.server,
+    rdrPort: low,
     natFrom: s.proxy,
   };
 }

@@ -21,11 +21,16 @@
 // binding), and `-m time --datestop` makes an unused pinhole inert after --pinhole-timeout seconds even
 // if the proxy is killed. The SNAT and ACCEPT rules match the connection's original destination
 // (conntrack --ctorigdst/--ctorigdstport), so they can only ever apply to a connection the DNAT made.
+//
+// A range pinhole (tls_client passthrough: C -> OS:LOW-HIGH => S, ports kept, from P) is the same
+// rules with `--dport LOW:HIGH`, without the `recent` match and without --datestop: it admits any
+// number of connections and lives exactly as long as its session's chains.
 import { execa } from 'execa';
 import {
   type BackendStatus,
   type FirewallBackend,
   FirewallError,
+  isRange,
   type LivePinhole,
   type LiveSession,
   liveInstances,
@@ -137,15 +142,21 @@ export function pinholeRules(pins: Pinhole[], o: RuleOptions, owner: Owner, seq:
   const comment = `-m comment --comment "ftp-proxy ${ownerTag(owner)}"`;
   for (const p of pins) {
     const f = p.family;
-    const syn = `-s ${host(p.from, f)} -d ${host(p.to, f)} -p tcp -m tcp --dport ${p.toPort} --tcp-flags SYN,ACK SYN -m time --datestop ${until}`;
-    const unused = `-m recent ! --rcheck --name ${list} --rsource`;
-    if (o.log === 1) r.PRE.push(`${syn} ${unused} ${comment} -j LOG --log-prefix "ftp-proxy: "`);
-    if (o.tag !== undefined) r.PRE.push(`${syn} ${unused} ${comment} -j CONNMARK --set-mark 0x${parseMark(o.tag)!.toString(16)}`);
-    r.PRE.push(`${syn} ${unused} -m recent --set --name ${list} --rsource ${comment} -j DNAT --to-destination ${hostPort(p.rdrTo, p.rdrPort, f)}`);
+    const range = isRange(p);
+    // A range: every port LOW:HIGH, the port kept; no single use, no expiry (it goes with its session).
+    const toPorts = range ? `${p.toPort}:${p.toPortHigh ?? p.toPort}` : String(p.toPort);
+    const rdrPorts = range ? toPorts : String(p.rdrPort);
+    const syn = `-s ${host(p.from, f)} -d ${host(p.to, f)} -p tcp -m tcp --dport ${toPorts} --tcp-flags SYN,ACK SYN${range ? '' : ` -m time --datestop ${until}`}`;
+    const unused = range ? '' : ` -m recent ! --rcheck --name ${list} --rsource`;
+    const consume = range ? '' : ` -m recent --set --name ${list} --rsource`;
+    if (o.log === 1) r.PRE.push(`${syn}${unused} ${comment} -j LOG --log-prefix "ftp-proxy: "`);
+    if (o.tag !== undefined) r.PRE.push(`${syn}${unused} ${comment} -j CONNMARK --set-mark 0x${parseMark(o.tag)!.toString(16)}`);
+    const rdr = range ? p.rdrTo : hostPort(p.rdrTo, p.rdrPort, f);
+    r.PRE.push(`${syn}${unused}${consume} ${comment} -j DNAT --to-destination ${rdr}`);
     // After DNAT: the tuple the server (or client) sees, and the destination the SYN was sent to.
-    const after = `-s ${host(p.from, f)} -d ${host(p.rdrTo, f)} -p tcp -m tcp --dport ${p.rdrPort} -m conntrack --ctstate DNAT --ctorigdst ${p.to} --ctorigdstport ${p.toPort}`;
+    const after = `-s ${host(p.from, f)} -d ${host(p.rdrTo, f)} -p tcp -m tcp --dport ${rdrPorts} -m conntrack --ctstate DNAT --ctorigdst ${p.to} --ctorigdstport ${toPorts}`;
     // Every packet of that connection, both directions: what conntrack remembers of it.
-    const conn = `-p tcp -m conntrack --ctstate DNAT --ctorigsrc ${p.from} --ctorigdst ${p.to} --ctorigdstport ${p.toPort}`;
+    const conn = `-p tcp -m conntrack --ctstate DNAT --ctorigsrc ${p.from} --ctorigdst ${p.to} --ctorigdstport ${toPorts}`;
     if (p.kind === 'local') {
       // To the proxy's own listener: up the input path, no source NAT, nothing forwarded.
       if (o.tag === undefined) r.IN.push(`${after} ${comment} -j ACCEPT`);
@@ -567,9 +578,12 @@ export function iptablesStatus(saves: string[], used: (list: string) => boolean 
       const from = bare(field(r, /-s (\S+)/) ?? '?');
       const to = bare(field(r, /-d (\S+)/) ?? '?');
       const toPort = Number(field(r, /--dport (\d+)/) ?? 0);
+      // a range pinhole (tls_client passthrough): --dport LOW:HIGH, DNAT to the address alone
+      const high = field(r, /--dport \d+:(\d+)/);
       const stop = field(r, /--datestop (\S+)/);
       const list = field(r, /--name (\S+)/);
-      const nat = snat.get(`${m[1]} ${from} ${rdr.address} ${rdr.port} ${toPort}`) ?? snat.get(`${m[1]} ${from} ${rdr.address} ${rdr.port} `);
+      const rdrPort = rdr.port ?? (high !== undefined ? toPort : 0);
+      const nat = snat.get(`${m[1]} ${from} ${rdr.address} ${rdrPort} ${toPort}`) ?? snat.get(`${m[1]} ${from} ${rdr.address} ${rdrPort} `);
       const u = list ? used(list) : null;
       const expires = stop ? Math.round((Date.parse(`${stop}Z`) - now.getTime()) / 1000) : null;
       const p: LivePinhole = {
@@ -577,11 +591,12 @@ export function iptablesStatus(saves: string[], used: (list: string) => boolean 
         to,
         toPort,
         rdrTo: rdr.address,
-        rdrPort: rdr.port ?? 0,
+        rdrPort,
         natFrom: nat?.from ?? from,
-        state: u === null ? 'unknown' : u ? 'used' : 'waiting',
+        state: high !== undefined ? 'open' : u === null ? 'unknown' : u ? 'used' : 'waiting',
         expires: expires === null || Number.isNaN(expires) ? null : expires,
       };
+      if (high !== undefined) p.toPortHigh = Number(high);
       if (nat?.port !== undefined) p.natPort = nat.port;
       if (!nat) p.local = true;
       const owner = `${m[2]}.${m[3]}`;

@@ -14,6 +14,15 @@
 //     one client to one server port (two sessions given the same passive port) differ only in the
 //     proxy port, so a key without it collided (EEXIST on every retry, 425).
 //
+//   range pinholes (tls_client passthrough: C -> OS:LOW-HIGH => S, ports kept, from P, for the whole
+//     session): interval maps with concatenated ranges (Linux 5.6, nft 0.9.4), keyed C . OS . LOW-HIGH.
+//     After the once-rules, a SYN found in @rangevN (instances with -v/-T/-q) goes to the instance's
+//     range chain `r<pinhole chain>`; else one found in @rdnatN is DNATed to S right in dstnat. No
+//     element is consumed and none times out: clear() at the session's end removes them. The range
+//     chains are apart from the pinhole chains because a consumed passive pinhole's dnat element may
+//     share a key with a range (C . OS . port): a range connection must never be sent where it points.
+//     srcnat: @rfromN, keyed C . S . LOW-HIGH . OS (the port is not translated).
+//
 // The admin's ruleset adds only the interception of port 21 and `ct status dnat accept` in forward
 // (or `ct mark <tag> accept` with -T), and in input for the data connections the proxy joins itself
 // (data_mode in a policy file: `local` pinholes DNAT to the proxy's listener). See nftables-examples/.
@@ -22,6 +31,7 @@ import {
   type BackendStatus,
   type FirewallBackend,
   FirewallError,
+  isRange,
   type LivePinhole,
   type LiveSession,
   liveInstances,
@@ -33,6 +43,7 @@ import {
   parseTcClass,
   type Pinhole,
   PinholeConflict,
+  portRange,
   type RuleOptions,
 } from './backend.js';
 import { aliveIds, Instance, INSTANCE_ID, type InstanceIdentity, instanceAlive, type Liveness } from './instance.js';
@@ -54,6 +65,9 @@ const natTuple = (f: Fam): string => `${tuple(f)} . ct original ${ipKw(f)} daddr
 
 /** Sets and maps the elements go into, per family. */
 export const OBJECTS = ['once', 'oncev', 'pin', 'dnat', 'from', 'fromport'] as const;
+/** The interval maps of range pinholes, per family (their elements never go over the netlink fast path). */
+export const RANGE_OBJECTS = ['rangev', 'rdnat', 'rfrom'] as const;
+const RANGE_OBJECT = /^(rangev|rdnat|rfrom)[46]$/;
 
 /** The pinhole chain of instances without -v/-T/-q; the dstnat rule for @onceN goes straight to it. */
 const PLAIN_CHAIN = 'pinhole';
@@ -65,6 +79,9 @@ export function variantChain(o: RuleOptions): string {
   return `pinhole-${h.slice(0, 8)}`;
 }
 
+/** The range chain of a pinhole chain (-v/-T/-q variants only: plain instances DNAT range pinholes in dstnat). */
+export const rangeChain = (chain: string): string => `r${chain}`;
+
 /** Whether this variant needs a rule on every packet (-vv logs all, -q sets every packet's priority). */
 export const needsPerPacket = (o: RuleOptions): boolean => o.log === 2 || o.queue !== undefined;
 
@@ -73,9 +90,10 @@ const LOG_PREFIX = '"ftp-proxy: "';
 /**
  * The whole static part, as one idempotent transaction: `add` for the table and its objects (a no-op
  * when they exist), flush-and-refill for our chains (rules are the same for every instance), so
- * running it again repairs what an admin reload removed without touching live elements.
+ * running it again repairs what an admin reload removed without touching live elements. `ranges`
+ * false leaves out what range pinholes need (for kernels or nft too old for concatenated ranges).
  */
-export function tableScript(o: RuleOptions, perPacket: { label: number; present: boolean } | null): string {
+export function tableScript(o: RuleOptions, perPacket: { label: number; present: boolean } | null, ranges = true): string {
   const L: string[] = [`add table ${T}`];
   for (const f of FAMILIES) {
     const k = `${addrType(f)} . ${addrType(f)} . inet_service`;
@@ -89,6 +107,12 @@ export function tableScript(o: RuleOptions, perPacket: { label: number; present:
     const nk = `${k} . ${addrType(f)} . inet_service`;
     L.push(`add map ${T} from${f} { type ${nk} : ${addrType(f)}; flags timeout; }`);
     L.push(`add map ${T} fromport${f} { type ${nk} : ${addrType(f)} . inet_service; flags timeout; }`);
+    if (ranges) {
+      // No timeout flag: a range pinhole lives exactly as long as its session.
+      L.push(`add map ${T} rangev${f} { type ${k} : verdict; flags interval; }`);
+      L.push(`add map ${T} rdnat${f} { type ${k} : ${addrType(f)}; flags interval; }`);
+      L.push(`add map ${T} rfrom${f} { type ${k} . ${addrType(f)} : ${addrType(f)}; flags interval; }`);
+    }
   }
   // The ids of running instances (a mark holds the 8 hex digits): the last one to stop removes the table.
   L.push(`add set ${T} instances { type mark; }`);
@@ -103,19 +127,30 @@ export function tableScript(o: RuleOptions, perPacket: { label: number; present:
     L.push(`${syn} @once${f} delete @once${f} { ${tuple(f)} } goto ${PLAIN_CHAIN}`);
     L.push(`${syn} @oncev${f} delete @oncev${f} { ${tuple(f)} } ${tuple(f)} vmap @pin${f}`);
   }
+  // After the once-rules, so a waiting passive pinhole inside a range still takes its own connection.
+  if (ranges) {
+    for (const f of FAMILIES) {
+      const syn = `add rule ${T} dstnat tcp flags & (syn | ack) == syn`;
+      L.push(`${syn} ${tuple(f)} vmap @rangev${f}`);
+      L.push(`${syn} dnat ${ipKw(f)} to ${tuple(f)} map @rdnat${f}`);
+    }
+  }
   for (const f of FAMILIES) {
     L.push(`add rule ${T} srcnat ct status dnat snat ${ipKw(f)} to ${natTuple(f)} map @from${f}`);
     L.push(`add rule ${T} srcnat ct status dnat snat ${ipKw(f)} to ${natTuple(f)} map @fromport${f}`);
+    if (ranges) L.push(`add rule ${T} srcnat ct status dnat snat ${ipKw(f)} to ${tuple(f)} . ct original ${ipKw(f)} daddr map @rfrom${f}`);
   }
   const chain = variantChain(o);
   if (chain !== PLAIN_CHAIN) {
-    L.push(`add chain ${T} ${chain}`, `flush chain ${T} ${chain}`);
     const first: string[] = [];
     if (o.log === 1) first.push(`log prefix ${LOG_PREFIX}`);
     if (o.tag !== undefined) first.push(`ct mark set 0x${parseMark(o.tag)!.toString(16).padStart(8, '0')}`);
     if (perPacket) first.push(`ct label set ${perPacket.label}`);
-    if (first.length) L.push(`add rule ${T} ${chain} ${first.join(' ')}`);
-    for (const f of FAMILIES) L.push(`add rule ${T} ${chain} dnat ${ipKw(f)} to ${tuple(f)} map @dnat${f}`);
+    for (const [c, map] of [[chain, 'dnat'], ...(ranges ? [[rangeChain(chain), 'rdnat']] : [])] as [string, string][]) {
+      L.push(`add chain ${T} ${c}`, `flush chain ${T} ${c}`);
+      if (first.length) L.push(`add rule ${T} ${c} ${first.join(' ')}`);
+      for (const f of FAMILIES) L.push(`add rule ${T} ${c} dnat ${ipKw(f)} to ${tuple(f)} map @${map}${f}`);
+    }
   }
   if (perPacket) {
     L.push(`add chain ${T} perpacket { type filter hook forward priority mangle; policy accept; }`);
@@ -129,7 +164,7 @@ export function tableScript(o: RuleOptions, perPacket: { label: number; present:
   return L.join('\n') + '\n';
 }
 
-const key = (p: Pinhole): string => `${p.from} . ${p.to} . ${p.toPort}`;
+const key = (p: Pinhole): string => `${p.from} . ${p.to} . ${isRange(p) ? portRange(p) : p.toPort}`;
 /** After DNAT (C . S . p), then the original destination (OS . pp): distinct for distinct pinholes. */
 const snatKey = (p: Pinhole): string => `${p.from} . ${p.rdrTo} . ${p.rdrPort} . ${p.to} . ${p.toPort}`;
 
@@ -141,6 +176,14 @@ interface Element {
 
 function elements(p: Pinhole, chain: string): Element[] {
   const f = p.family;
+  if (isRange(p)) {
+    // Nothing consumed, nothing to time out; the port is kept, so the SNAT key needs it once.
+    return [
+      ...(chain === PLAIN_CHAIN ? [] : [{ object: `rangev${f}`, key: key(p), value: `goto ${rangeChain(chain)}` }]),
+      { object: `rdnat${f}`, key: key(p), value: p.rdrTo },
+      { object: `rfrom${f}`, key: `${p.from} . ${p.rdrTo} . ${portRange(p)} . ${p.to}`, value: p.natFrom },
+    ];
+  }
   const gate: Element[] =
     chain === PLAIN_CHAIN
       ? [{ object: `once${f}`, key: key(p) }]
@@ -165,7 +208,9 @@ function elements(p: Pinhole, chain: string): Element[] {
  */
 export function addOps(pinholes: Pinhole[], owner: string, chain: string, timeout: number): ElementOp[] {
   return pinholes.flatMap((p) =>
-    elements(p, chain).map((e): ElementOp => ({ op: 'create', set: e.object, key: e.key, ...(e.value ? { value: e.value } : {}), timeoutMs: timeout * 1000, comment: owner })),
+    elements(p, chain).map(
+      (e): ElementOp => ({ op: 'create', set: e.object, key: e.key, ...(e.value ? { value: e.value } : {}), ...(isRange(p) ? {} : { timeoutMs: timeout * 1000 }), comment: owner }),
+    ),
   );
 }
 
@@ -179,10 +224,67 @@ export const addScript = (pinholes: Pinhole[], owner: string, chain: string, tim
 export function removeOps(pinholes: Pinhole[], chain: string): ElementOp[] {
   return pinholes.flatMap((p) =>
     elements(p, chain).flatMap((e): ElementOp[] => [
-      { op: 'add', set: e.object, key: e.key, ...(e.value ? { value: e.value } : {}), timeoutMs: 1000 },
+      // (range maps have no timeout flag: an element there takes none)
+      { op: 'add', set: e.object, key: e.key, ...(e.value ? { value: e.value } : {}), ...(isRange(p) ? {} : { timeoutMs: 1000 }) },
       { op: 'delete', set: e.object, key: e.key },
     ]),
   );
+}
+
+/** Does this transaction touch a range map? (libnftables then: the fast path encodes single keys only) */
+export const touchesRanges = (ops: readonly ElementOp[]): boolean => ops.some((o) => RANGE_OBJECT.test(o.set));
+
+/** Who shares a range pinhole: its identity (what its elements hold), whatever the owner. */
+const shareKey = (p: Pinhole): string => `${p.family} ${p.from} ${p.to} ${portRange(p)} ${p.rdrTo} ${p.natFrom}`;
+
+/** A range pinhole in the kernel and the sessions holding it; its elements name the first holder. */
+export interface SharedRange {
+  pin: Pinhole;
+  holders: string[];
+}
+
+/**
+ * The element changes that move the range pinholes of `owner` from `before` to `after`, and the
+ * sharing table after them (`shared` itself is not changed). Two sessions of one client to one server
+ * (FileZilla opens several) want the same range: the elements would be identical, so the kernel holds
+ * them once, for as long as any holder lives; when the holder they name goes first, they are written
+ * again under the next one's name (so status and the sweep see a live owner).
+ */
+export function planRanges(
+  shared: ReadonlyMap<string, SharedRange>,
+  owner: string,
+  before: Pinhole[],
+  after: Pinhole[],
+  chain: string,
+): { remove: ElementOp[]; add: ElementOp[]; next: Map<string, SharedRange> } {
+  const next = new Map([...shared].map(([k, v]) => [k, { pin: v.pin, holders: [...v.holders] }]));
+  const remove: ElementOp[] = [];
+  const add: ElementOp[] = [];
+  for (const p of before) {
+    const k = shareKey(p);
+    const e = next.get(k);
+    if (!e || !e.holders.includes(owner)) continue;
+    const named = e.holders[0] === owner;
+    e.holders = e.holders.filter((h) => h !== owner);
+    if (!e.holders.length) {
+      next.delete(k);
+      remove.push(...removeOps([e.pin], chain));
+    } else if (named) {
+      remove.push(...removeOps([e.pin], chain));
+      add.push(...addOps([e.pin], e.holders[0]!, chain, 0));
+    }
+  }
+  for (const p of after) {
+    const k = shareKey(p);
+    const e = next.get(k);
+    if (e) {
+      if (!e.holders.includes(owner)) e.holders.push(owner);
+      continue;
+    }
+    next.set(k, { pin: p, holders: [owner] });
+    add.push(...addOps([p], owner, chain, 0));
+  }
+  return { remove, add, next };
 }
 
 export const removeScript = (pinholes: Pinhole[], chain: string): string[] => opsToScript(removeOps(pinholes, chain), T);
@@ -224,6 +326,12 @@ export class NftablesBackend implements FirewallBackend {
   private repairing: Promise<void> | null = null;
   /** The netlink fast path, when its self-test passed. */
   private fast: NfnlSocket | null = null;
+  /** Range pinholes in the kernel, by identity, with the sessions holding them (see planRanges). */
+  private shared = new Map<string, SharedRange>();
+  /** Changes to range pinholes, one at a time (each plans from the sharing table the last one left). */
+  private rangeQueue: Promise<unknown> = Promise.resolve();
+  /** Whether the table has the range maps (false: this kernel or nft refused them at setup). */
+  private ranges = true;
 
   constructor(private readonly o: NftablesOptions) {
     this.chain = variantChain(o.rules);
@@ -265,20 +373,52 @@ export class NftablesBackend implements FirewallBackend {
     return this.fast !== null;
   }
 
-  /** Create what is missing and register this instance; returns the listing from before. */
+  /**
+   * Create what is missing and register this instance; returns the listing from before. A kernel or
+   * nft without concatenated ranges (before Linux 5.6, nft 0.9.4) refuses the range maps: then the
+   * table without them, and a warning (only tls_client passthrough needs them).
+   */
   private async setup(): Promise<NftJson | null> {
     const listing = await this.listTable();
     let perPacket: { label: number; present: boolean } | null = null;
     if (needsPerPacket(this.o.rules)) perPacket = this.pickLabel(listing);
-    await this.o.runner.run(tableScript(this.o.rules, perPacket) + `add element ${T} instances { ${idMark(this.instance)} }\n`);
+    const register = `add element ${T} instances { ${idMark(this.instance)} }\n`;
+    try {
+      await this.o.runner.run(tableScript(this.o.rules, perPacket, this.ranges) + register);
+    } catch (e) {
+      if (!this.ranges) throw e;
+      await this.o.runner.run(tableScript(this.o.rules, perPacket, false) + register);
+      this.ranges = false;
+      this.o.warn?.(`nftables: no range pinholes (tls_client passthrough): the kernel or nft refused interval maps with concatenated ranges, which need Linux 5.6 and nft 0.9.4 (${(e as Error).message})`);
+    }
     return listing;
   }
 
   async replace(owner: Owner, pinholes: Pinhole[]): Promise<void> {
     const tag = ownerTag(owner);
+    if (!pinholes.some(isRange) && !(this.live.get(tag) ?? []).some(isRange)) return this.replaceNow(tag, pinholes);
+    if (pinholes.some(isRange) && !this.ranges) throw new FirewallError('nftables: this kernel or nft cannot hold range pinholes (tls_client passthrough needs Linux 5.6 and nft 0.9.4)');
+    return this.ranged(() => this.replaceNow(tag, pinholes));
+  }
+
+  /** Run fn after every range change queued before it. */
+  private ranged<T>(fn: () => Promise<T>): Promise<T> {
+    const next = this.rangeQueue.then(fn);
+    this.rangeQueue = next.catch(() => undefined);
+    return next;
+  }
+
+  private async replaceNow(tag: string, pinholes: Pinhole[]): Promise<void> {
     const old = this.live.get(tag) ?? [];
-    const ops = [...removeOps(old, this.chain), ...addOps(pinholes, tag, this.chain, this.o.rules.timeout)];
+    const plan = planRanges(this.shared, tag, old.filter(isRange), pinholes.filter(isRange), this.chain);
+    const ops = [
+      ...removeOps(old.filter((p) => !isRange(p)), this.chain),
+      ...plan.remove,
+      ...addOps(pinholes.filter((p) => !isRange(p)), tag, this.chain, this.o.rules.timeout),
+      ...plan.add,
+    ];
     await this.apply(ops, pinholes);
+    this.shared = plan.next;
     this.live.set(tag, pinholes);
   }
 
@@ -286,13 +426,27 @@ export class NftablesBackend implements FirewallBackend {
     const tag = ownerTag(owner);
     const old = this.live.get(tag);
     if (!old) return;
-    this.live.delete(tag);
-    await this.apply(removeOps(old, this.chain), []);
+    if (!old.some(isRange)) {
+      this.live.delete(tag);
+      await this.apply(removeOps(old, this.chain), []);
+      return;
+    }
+    await this.ranged(async () => {
+      // (a replace queued before this one may have changed them meanwhile)
+      const now = this.live.get(tag) ?? [];
+      const plan = planRanges(this.shared, tag, now.filter(isRange), [], this.chain);
+      this.live.delete(tag);
+      this.shared = plan.next;
+      await this.apply([...removeOps(now.filter((p) => !isRange(p)), this.chain), ...plan.remove, ...plan.add], []);
+    });
   }
 
   async close(): Promise<void> {
-    const all = [...this.live.values()].flat();
+    await this.rangeQueue;
+    // each shared range pinhole once, however many sessions hold it
+    const all = [...[...this.live.values()].flat().filter((p) => !isRange(p)), ...[...this.shared.values()].map((e) => e.pin)];
     this.live.clear();
+    this.shared.clear();
     const me = idMark(this.instance);
     try {
       if (all.length) await this.o.runner.run(removeScript(all, this.chain).join('\n') + '\n');
@@ -329,8 +483,9 @@ export class NftablesBackend implements FirewallBackend {
       if (!isEnoent(e)) throw e;
       await this.repair();
       // Old elements that went with the table are not put back (a used pinhole must not reopen); only
-      // the additions are still wanted.
-      const retry = ops.filter((o) => o.op === 'create');
+      // the additions are still wanted. (The repair put the live range pinholes back: an element of
+      // one of them is added, a no-op, rather than created.)
+      const retry = ops.filter((o) => o.op === 'create').map((o): ElementOp => (RANGE_OBJECT.test(o.set) ? { ...o, op: 'add' } : o));
       if (retry.length) {
         try {
           await this.send(retry);
@@ -349,7 +504,8 @@ export class NftablesBackend implements FirewallBackend {
    * through the runner.
    */
   private async send(ops: ElementOp[]): Promise<void> {
-    if (this.fast && ops.length <= FAST_MAX_OPS) this.fast.apply(ops);
+    // Range pinholes, once per session, through the runner: the fast path encodes single keys only.
+    if (this.fast && ops.length <= FAST_MAX_OPS && !touchesRanges(ops)) this.fast.apply(ops);
     else await this.o.runner.run(opsToScript(ops, T).join('\n') + '\n');
   }
 
@@ -363,6 +519,10 @@ export class NftablesBackend implements FirewallBackend {
       try {
         this.o.warn?.(`nftables: table ${T} is missing or damaged (a ruleset reload?), recreating it`);
         await this.setup();
+        // Range pinholes live as long as their sessions, which still do: put them back (`add`, a
+        // no-op for any still there). Once-pinholes are not: a used one must not reopen.
+        const back = [...this.shared.values()].flatMap((e) => addOps([e.pin], e.holders[0]!, this.chain, 0)).map((o): ElementOp => ({ ...o, op: 'add' }));
+        if (back.length && this.ranges) await this.o.runner.run(opsToScript(back, T).join('\n') + '\n');
       } finally {
         this.repairing = null;
       }
@@ -463,9 +623,15 @@ export function instanceIds(listing: NftJson | null): string[] {
   return [];
 }
 
+/** A key component as nft writes it: an address, a port, or a range {"range": [low, high]} as "low-high". */
+const jsonPart = (x: unknown): string => {
+  const r = (x as { range?: unknown[] } | null)?.range;
+  return Array.isArray(r) && r.length === 2 ? `${String(r[0])}-${String(r[1])}` : String(x);
+};
+
 function jsonKey(val: unknown): string {
   const c = (val as { concat?: unknown[] }).concat;
-  return c ? c.map(String).join(' . ') : String(val);
+  return c ? c.map(jsonPart).join(' . ') : jsonPart(val);
 }
 
 function findLabel(expr: unknown[] | undefined): number | null {
@@ -508,6 +674,28 @@ function statusElements(listing: NftJson | null, name: string): StatusElem[] {
 
 const keyStr = (k: (string | number)[]): string => k.join(' . ');
 
+/** The range pinholes of an interval map: key C . OS . LOW-HIGH (rdnat) or C . S . LOW-HIGH . OS (rfrom). */
+function rangeElements(listing: NftJson | null, name: string): { key: string[]; value: unknown; owner: string }[] {
+  const out: { key: string[]; value: unknown; owner: string }[] = [];
+  for (const item of listing?.nftables ?? []) {
+    if (item.map?.name !== name) continue;
+    for (const raw of item.map.elem ?? []) {
+      if (!Array.isArray(raw)) continue;
+      const e = (raw[0] as { elem?: { val?: { concat?: unknown[] }; comment?: string } }).elem;
+      const c = e?.val?.concat;
+      if (!e || !c) continue;
+      out.push({ key: c.map(jsonPart), value: raw[1], owner: e.comment ?? '' });
+    }
+  }
+  return out;
+}
+
+/** "50000-50100" (or "50000" for a range of one port) -> [low, high]. */
+const ports = (s: string | undefined): [number, number] | null => {
+  const m = /^(\d+)(?:-(\d+))?$/.exec(s ?? '');
+  return m ? [Number(m[1]), Number(m[2] ?? m[1])] : null;
+};
+
 /** Sessions and pinholes from `nft -j list table inet ftp-proxy`; instances judged by `alive`. */
 export function nftStatus(listing: NftJson | null, alive: (id: string) => boolean): BackendStatus {
   const sessions = new Map<string, LiveSession>();
@@ -535,6 +723,21 @@ export function nftStatus(listing: NftJson | null, alive: (id: string) => boolea
       const p: LivePinhole = { from, to, toPort, rdrTo, rdrPort, natFrom: nat?.from ?? from, state: once.has(keyStr(e.key)) ? 'waiting' : 'used', expires: e.expires };
       if (nat?.port !== undefined) p.natPort = nat.port;
       if (!nat) p.local = true;
+      const s = sessions.get(e.owner) ?? { instance: owner.instance, session: owner.session, pinholes: [] };
+      s.pinholes.push(p);
+      sessions.set(e.owner, s);
+      ids.add(owner.instance);
+    }
+    // range pinholes (tls_client passthrough): open for their session, no timeout
+    const rnat = new Map(rangeElements(listing, `rfrom${f}`).map((e) => [e.key.join(' . '), String(e.value)]));
+    for (const e of rangeElements(listing, `rdnat${f}`)) {
+      const owner = parseOwnerTag(e.owner);
+      const range = ports(e.key[2]);
+      if (!owner || !range || e.key.length !== 3) continue;
+      const [from, to] = [e.key[0]!, e.key[1]!];
+      const rdrTo = String(e.value);
+      const natFrom = rnat.get([from, rdrTo, e.key[2]!, to].join(' . '));
+      const p: LivePinhole = { from, to, toPort: range[0], toPortHigh: range[1], rdrTo, rdrPort: range[0], natFrom: natFrom ?? from, state: 'open', expires: null };
       const s = sessions.get(e.owner) ?? { instance: owner.instance, session: owner.session, pinholes: [] };
       s.pinholes.push(p);
       sessions.set(e.owner, s);

@@ -4,7 +4,7 @@
 // of a session loads it empty, and pf drops the empty anchor. pfctl text rather than raw ioctls, because
 // the ioctl ABI changes between releases (BSDRP#35) and the text is what admins read in `pfctl -sr`.
 import { execa } from 'execa';
-import { type FirewallBackend, FirewallError, type Owner, ownerTag, parseOwnerTag, type Pinhole, PinholeKeys, type RuleOptions } from './backend.js';
+import { type FirewallBackend, FirewallError, isRange, type Owner, ownerTag, parseOwnerTag, type Pinhole, PinholeKeys, type RuleOptions } from './backend.js';
 import { aliveIds, Instance, type InstanceIdentity, instanceAlive, type Liveness } from './instance.js';
 
 export const PF_ANCHOR = 'ftp-proxy';
@@ -21,10 +21,15 @@ export interface Rdomains {
  *   nat: pass out quick on rdomain R af proto tcp from FROM to RDR port P flags S/SA keep state (max 1) nat-to NAT [port 20]
  * -v adds `log`, -vv `log (all)`, -q `set queue Q`; -T makes them `match` rules without `quick` or
  * `keep state` (pfctl refuses keep state on match rules) and adds `tag T`.
+ *
+ * A range pinhole (tls_client passthrough) matches `port LOW:HIGH` (pf.conf(5): the inclusive range),
+ * and rdr-to names no port, so the port is kept; `keep state` without (max 1): any number of
+ * connections, for as long as the session's anchor holds the rules.
  */
 export function pfRules(p: Pinhole, o: RuleOptions, rd: Rdomains = p.rdomains ?? { client: 0, proxy: 0 }): [string, string] {
-  // Passive: the SYN arrives from the client's rdomain and leaves in the proxy's; active the other way.
-  const [rdrOn, rdrTable, natOn] = p.kind === 'passive' ? [rd.client, rd.proxy, rd.proxy] : [rd.proxy, rd.client, rd.client];
+  // Passive (and range): the SYN arrives from the client's rdomain and leaves in the proxy's; active the other way.
+  const range = isRange(p);
+  const [rdrOn, rdrTable, natOn] = p.kind === 'passive' || range ? [rd.client, rd.proxy, rd.proxy] : [rd.proxy, rd.client, rd.client];
   const af = p.family === 4 ? 'inet' : 'inet6';
   const head = (dir: 'in' | 'out', on: number): string => {
     const w: string[] = [o.tag !== undefined ? 'match' : 'pass', dir];
@@ -37,12 +42,15 @@ export function pfRules(p: Pinhole, o: RuleOptions, rd: Rdomains = p.rdomains ??
   const opts = (): string => {
     const w = ['flags S/SA'];
     if (o.queue !== undefined) w.push(`set queue ${o.queue}`);
-    if (o.tag === undefined) w.push('keep state (max 1)');
+    if (o.tag === undefined) w.push(range ? 'keep state' : 'keep state (max 1)');
     else w.push(`tag ${o.tag}`);
     return w.join(' ');
   };
-  const rdr = `${head('in', rdrOn)} from ${p.from} to ${p.to} port = ${p.toPort} ${opts()} rtable ${rdrTable} rdr-to ${p.rdrTo} port ${p.rdrPort}`;
-  const nat = `${head('out', natOn)} from ${p.from} to ${p.rdrTo} port = ${p.rdrPort} ${opts()} nat-to ${p.natFrom}${p.natPort !== undefined ? ` port ${p.natPort}` : ''}`;
+  const [toPort, rdrPort, rdrTo] = range
+    ? [`port ${p.toPort}:${p.toPortHigh ?? p.toPort}`, `port ${p.toPort}:${p.toPortHigh ?? p.toPort}`, p.rdrTo]
+    : [`port = ${p.toPort}`, `port = ${p.rdrPort}`, `${p.rdrTo} port ${p.rdrPort}`];
+  const rdr = `${head('in', rdrOn)} from ${p.from} to ${p.to} ${toPort} ${opts()} rtable ${rdrTable} rdr-to ${rdrTo}`;
+  const nat = `${head('out', natOn)} from ${p.from} to ${p.rdrTo} ${rdrPort} ${opts()} nat-to ${p.natFrom}${p.natPort !== undefined ? ` port ${p.natPort}` : ''}`;
   return [rdr, nat];
 }
 

@@ -8,7 +8,8 @@
 //   action     = "pass" | "match" | "block" [ "drop" | "return" ]
 //   hosts      = "all" | [ "from" [ addr ] [ port ] ] [ "to" [ addr ] [ port ] ]
 //   addr       = "any" | "self" | "(" ( "self" | ifname ) ")" | ifname ":network" | address [ "/" bits ]
-//   port       = "port" [ "=" | "!=" | "<" | "<=" | ">" | ">=" ] ( number | name )
+//   port       = "port" ( [ "=" | "!=" | "<" | "<=" | ">" | ">=" ] ( number | name ) | number ":" number )
+//                (the last: pf.conf(5)'s inclusive range "port 2000:2004", low <= high, no spaces)
 //   filteropts = { "flags" "S/SA" | "keep" "state" [ "(" "max" number ")" ] | "tag" string |
 //                  "set" "queue" string | "rtable" number | "divert-to" address "port" ( number | name ) |
 //                  "rdr-to" address [ "port" number ] | "nat-to" address [ "port" number ] }
@@ -78,6 +79,14 @@ export function checkPfRule(rule: string): Check {
     if (peek() !== 'port') return true;
     take();
     if (['=', '!=', '<', '<=', '>', '>='].includes(peek() ?? '')) take();
+    else {
+      const range = /^(\d+):(\d+)$/.exec(peek() ?? '');
+      if (range) {
+        take();
+        const [lo, hi] = [Number(range[1]), Number(range[2])];
+        return lo >= 1 && hi <= 65535 && lo <= hi;
+      }
+    }
     return portValue();
   };
   if (peek() === 'all') take();

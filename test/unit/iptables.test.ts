@@ -2,7 +2,7 @@
 // chain-set scripts. (test/e2e/ipt-golden.test.ts loads these into a real kernel.)
 import { readFileSync, writeFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { activePinhole, passivePinhole, type RuleOptions, type SessionEnds } from '../../src/firewall/backend.js';
+import { activePinhole, passivePinhole, passthroughPinhole, type RuleOptions, type SessionEnds } from '../../src/firewall/backend.js';
 import { addScript, chainName, datestop, existingOnly, markerChain, parentRepairScript, pinholeRules, removeScript, removeSetsScript } from '../../src/firewall/iptables.js';
 
 const fwd: SessionEnds = { family: 4, client: '192.168.1.10', originalServer: '198.51.100.21', server: '198.51.100.21', proxy: '198.51.100.1' };
@@ -28,6 +28,11 @@ export const IPT_GOLDENS: [string, string][] = [
   ['ipv6-epsv.v6.rules', addScript(owner, 'A', pinholeRules([passivePinhole(v6, 50000, 61000)], plain, owner, 8, NOW), false)],
   ['ipv6-eprt.v6.rules', addScript(owner, 'A', pinholeRules([activePinhole(v6, 40123, 55555, false)], plain, owner, 9, NOW), false)],
   ['remove-A.rules', removeScript(owner, 'A', false)],
+  // tls_client passthrough: the server's passive range, session-lived
+  ['range.rules', addScript(owner, 'A', pinholeRules([passthroughPinhole(fwd, 50000, 50100)], plain, owner, 10, NOW), false)],
+  ['range-v-tag.rules', addScript(owner, 'A', pinholeRules([passthroughPinhole(fwd, 50000, 50100)], { log: 1, tag: '42', timeout: 30 }, owner, 11, NOW), false)],
+  ['range-vv-queue.rules', addScript(owner, 'A', pinholeRules([passthroughPinhole(fwd, 50000, 50100)], { log: 2, queue: '1:10', timeout: 30 }, owner, 12, NOW), true)],
+  ['range.v6.rules', addScript(owner, 'A', pinholeRules([passthroughPinhole(v6, 50000, 50100)], plain, owner, 13, NOW), false)],
 ];
 
 describe('iptables-restore input', () => {
@@ -70,6 +75,27 @@ describe('iptables-restore input', () => {
     expect(r.PRE[0]).toContain('-s 2001:db8:2::21/128 -d 2001:db8:2::1/128');
     expect(r.PRE[0]).toMatch(/--to-destination \[2001:db8:1::10\]:40123$/);
     expect(r.POST[0]).toMatch(/--to-source \[2001:db8:2::21\]:20$/);
+  });
+
+  it('a range pinhole (tls_client passthrough): --dport LOW:HIGH, the port kept, no single use, no expiry', () => {
+    const r = pinholeRules([passthroughPinhole(fwd, 50000, 50100)], plain, owner, 1, NOW);
+    expect(r.PRE).toEqual([
+      '-s 192.168.1.10/32 -d 198.51.100.21/32 -p tcp -m tcp --dport 50000:50100 --tcp-flags SYN,ACK SYN ' +
+        '-m comment --comment "ftp-proxy 4a3b2c1d.7" -j DNAT --to-destination 198.51.100.21',
+    ]);
+    expect(r.POST).toEqual([
+      '-s 192.168.1.10/32 -d 198.51.100.21/32 -p tcp -m tcp --dport 50000:50100 -m conntrack --ctstate DNAT --ctorigdst 198.51.100.21 --ctorigdstport 50000:50100 ' +
+        '-m comment --comment "ftp-proxy 4a3b2c1d.7" -j SNAT --to-source 198.51.100.1',
+    ]);
+    expect(r.FWD).toEqual([r.POST[0]!.replace('-j SNAT --to-source 198.51.100.1', '-j ACCEPT')]);
+    const all = Object.values(r).flat().join('\n');
+    expect(all).not.toMatch(/recent|datestop/);
+    // IPv6: DNAT to the bare address (no brackets without a port)
+    expect(pinholeRules([passthroughPinhole(v6, 50000, 50100)], plain, owner, 1, NOW).PRE[0]).toMatch(/--dport 50000:50100 .*--to-destination 2001:db8:2::21$/);
+    // -v/-T: the LOG and CONNMARK rules match the range's SYN too, without a recent list
+    const vt = pinholeRules([passthroughPinhole(fwd, 50000, 50100)], { log: 1, tag: '42', timeout: 30 }, owner, 1, NOW);
+    expect(vt.PRE.map((l) => l.replace(/.* -j /, '-j '))).toEqual(['-j LOG --log-prefix "ftp-proxy: "', '-j CONNMARK --set-mark 0x2a', '-j DNAT --to-destination 198.51.100.21']);
+    expect(vt.PRE.join('\n')).not.toMatch(/recent|datestop/);
   });
 
   it('a new list per negotiation, so a new pinhole never sees an old one used', () => {

@@ -2,7 +2,7 @@
 // transaction logic against a runner that records scripts and answers like nft would.
 import { readFileSync, writeFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { activePinhole, parseMark, parseTcClass, passivePinhole, PinholeConflict, type RuleOptions, type SessionEnds } from '../../src/firewall/backend.js';
+import { activePinhole, parseMark, parseTcClass, passivePinhole, passthroughPinhole, PinholeConflict, type RuleOptions, type SessionEnds } from '../../src/firewall/backend.js';
 import { FirewallError } from '../../src/firewall/backend.js';
 import type { NftRunner } from '../../src/firewall/nft-runner.js';
 import { cleanNftError } from '../../src/firewall/nft-runner.js';
@@ -48,6 +48,50 @@ describe('scripts', () => {
       passivePinhole(v6, 50000, 61000),
     ];
     golden('elements.nft', [...addScript(pins, '4a3b2c1d.7', 'pinhole', 30), ...removeScript(pins, 'pinhole')].join('\n') + '\n');
+  });
+
+  it('range pinholes (tls_client passthrough): plain and with -v/-T/-q, IPv4 and IPv6, created and removed', () => {
+    const v6: SessionEnds = { family: 6, client: '2001:db8::10', originalServer: '2001:db8:ffff::21', server: '2001:db8:ffff::21', proxy: '2001:db8::1' };
+    const pins = [passthroughPinhole(ends, 50000, 50100), passthroughPinhole(v6, 50000, 50100)];
+    const variant = variantChain({ log: 1, tag: '0x10', timeout: 30 });
+    golden(
+      'range.nft',
+      [
+        ...addScript(pins, '4a3b2c1d.7', 'pinhole', 30),
+        ...removeScript(pins, 'pinhole'),
+        ...addScript(pins, '4a3b2c1d.8', variant, 30),
+        ...removeScript(pins, variant),
+      ].join('\n') + '\n',
+    );
+  });
+
+  it('a range pinhole: interval elements keyed C . OS . LOW-HIGH, S without a port, no timeout, nothing single-use', () => {
+    const plainAdd = addScript([passthroughPinhole(ends, 50000, 50100)], '1.2', 'pinhole', 30);
+    expect(plainAdd).toEqual([
+      'create element inet ftp-proxy rdnat4 { 192.168.1.10 . 198.51.100.21 . 50000-50100 comment "1.2" : 198.51.100.21 }',
+      'create element inet ftp-proxy rfrom4 { 192.168.1.10 . 198.51.100.21 . 50000-50100 . 198.51.100.21 comment "1.2" : 198.51.100.1 }',
+    ]);
+    const flagged = addScript([passthroughPinhole(ends, 50000, 50100)], '1.2', 'pinhole-0a1b2c3d', 30);
+    expect(flagged[0]).toBe('create element inet ftp-proxy rangev4 { 192.168.1.10 . 198.51.100.21 . 50000-50100 comment "1.2" : goto rpinhole-0a1b2c3d }');
+    const all = [...plainAdd, ...flagged, ...removeScript([passthroughPinhole(ends, 50000, 50100)], 'pinhole-0a1b2c3d')].join('\n');
+    expect(all).not.toMatch(/timeout|once| dnat4 | from4 /);
+  });
+
+  it('the table: interval maps without timeout, range rules after the once-rules, range chains apart from the pinhole chains', () => {
+    const t = tableScript({ log: 1, timeout: 30 }, null).split('\n');
+    expect(t).toContain('add map inet ftp-proxy rdnat4 { type ipv4_addr . ipv4_addr . inet_service : ipv4_addr; flags interval; }');
+    expect(t).toContain('add map inet ftp-proxy rfrom6 { type ipv6_addr . ipv6_addr . inet_service . ipv6_addr : ipv6_addr; flags interval; }');
+    const dstnat = t.filter((l) => l.startsWith('add rule inet ftp-proxy dstnat '));
+    expect(dstnat.findIndex((l) => /@rangev4/.test(l))).toBeGreaterThan(dstnat.findLastIndex((l) => /@once/.test(l)));
+    const chain = variantChain({ log: 1, timeout: 30 });
+    // the range chain DNATs through @rdnatN only, never @dnatN (a used passive pinhole's key may lie in a range)
+    expect(t.filter((l) => l.startsWith(`add rule inet ftp-proxy r${chain} `))).toEqual([
+      `add rule inet ftp-proxy r${chain} log prefix "ftp-proxy: "`,
+      `add rule inet ftp-proxy r${chain} dnat ip to ip saddr . ip daddr . tcp dport map @rdnat4`,
+      `add rule inet ftp-proxy r${chain} dnat ip6 to ip6 saddr . ip6 daddr . tcp dport map @rdnat6`,
+    ]);
+    // without ranges (an old kernel): none of it
+    expect(tableScript(plain, null, false)).not.toMatch(/rdnat|rfrom|rangev|flags interval/);
   });
 
   it('keys the DNAT on what the SYN carries and the SNAT on the tuple after DNAT plus the original destination', () => {
@@ -308,6 +352,29 @@ describe('NftablesBackend', () => {
     expect(r3.scripts).toContain('delete table inet ftp-proxy\n');
   });
 
+  const rangeListing = (comment: string): NftJson => ({
+    nftables: [
+      { map: { name: 'rdnat4', elem: [[{ elem: { val: { concat: ['10.0.0.1', '10.0.0.2', { range: [50000, 50100] }] }, comment } }, '10.0.0.2']] } },
+      { map: { name: 'rfrom4', elem: [[{ elem: { val: { concat: ['10.0.0.1', '10.0.0.2', { range: [50000, 50100] }, '10.0.0.2'] }, comment } }, '10.0.0.9']] } },
+    ],
+  });
+
+  it('reads range elements ({"range": [low, high]} in nft -j) as keys nft takes back', () => {
+    expect(ownedElements(rangeListing(`${A}.4`))).toEqual([
+      { object: 'rdnat4', key: '10.0.0.1 . 10.0.0.2 . 50000-50100', instance: A, session: 4 },
+      { object: 'rfrom4', key: '10.0.0.1 . 10.0.0.2 . 50000-50100 . 10.0.0.2', instance: A, session: 4 },
+    ]);
+  });
+
+  it("the start-up sweep removes a dead instance's range pinholes", async () => {
+    const r = new RecordingRunner();
+    r.listing = rangeListing(`${A}.4`);
+    await backend(r, () => false).init();
+    expect(r.scripts[1]).toBe(
+      'delete element inet ftp-proxy rdnat4 { 10.0.0.1 . 10.0.0.2 . 50000-50100 }\ndelete element inet ftp-proxy rfrom4 { 10.0.0.1 . 10.0.0.2 . 50000-50100 . 10.0.0.2 }\n',
+    );
+  });
+
   it('start-up forgets instances that died, and claims and releases its own identity', async () => {
     const r = new RecordingRunner();
     const instance = fixedInstance();
@@ -321,3 +388,84 @@ describe('NftablesBackend', () => {
   });
 });
 
+
+describe('NftablesBackend: range pinholes (tls_client passthrough)', () => {
+  const range = passthroughPinhole(ends, 50000, 50100);
+  const s1 = { instance: ID, session: 1 };
+  const s2 = { instance: ID, session: 2 };
+
+  it('replace creates its elements (no timeout); clear removes them; nothing else', async () => {
+    const r = new RecordingRunner();
+    const b = backend(r);
+    await b.replace(s1, [range]);
+    expect(r.scripts).toEqual([addScript([range], `${ID}.1`, 'pinhole', 30).join('\n') + '\n']);
+    await b.clear(s1);
+    expect(r.scripts[1]).toBe(removeScript([range], 'pinhole').join('\n') + '\n');
+    await b.clear(s1);
+    expect(r.scripts).toHaveLength(2);
+  });
+
+  it('two sessions of one client to one server share one set of elements; it goes with the last, renamed when its holder goes first', async () => {
+    // FileZilla opens several connections to one server: each passthrough session wants the same range.
+    const r = new RecordingRunner();
+    const b = backend(r);
+    await b.replace(s1, [range]);
+    await b.replace(s2, [range]); // the same elements: nothing to do (a create would be EEXIST)
+    expect(r.scripts).toHaveLength(1);
+    await b.clear(s1); // the elements name session 1: written again under session 2's name
+    expect(r.scripts[1]).toBe([...removeScript([range], 'pinhole'), ...addScript([range], `${ID}.2`, 'pinhole', 30)].join('\n') + '\n');
+    await b.clear(s2);
+    expect(r.scripts[2]).toBe(removeScript([range], 'pinhole').join('\n') + '\n');
+    // a second holder leaving first changes nothing in the kernel
+    await b.replace(s1, [range]);
+    await b.replace(s2, [range]);
+    await b.clear(s2);
+    expect(r.scripts).toHaveLength(4);
+    await b.close();
+    expect(r.scripts[4]).toBe(removeScript([range], 'pinhole').join('\n') + '\n');
+  });
+
+  it('concurrent sessions asking for one range at once create it once', async () => {
+    const r = new RecordingRunner();
+    const b = backend(r);
+    await Promise.all([b.replace(s1, [range]), b.replace(s2, [range]), b.replace({ instance: ID, session: 3 }, [range])]);
+    expect(r.scripts.filter((x) => x.includes('create element'))).toHaveLength(1);
+    await Promise.all([b.clear(s1), b.clear(s2), b.clear({ instance: ID, session: 3 })]);
+    expect(r.scripts.filter((x) => /^add element .*\ndelete element/s.test(x) && !x.includes('create'))).toHaveLength(1);
+  });
+
+  it('an overlapping range of another instance (EEXIST) is a PinholeConflict, and nothing is recorded', async () => {
+    const r = new RecordingRunner();
+    const b = backend(r);
+    r.failNext.push({ match: /rdnat4/, message: 'Could not process rule: File exists (create element ...)' });
+    await expect(b.replace(s1, [range])).rejects.toBeInstanceOf(PinholeConflict);
+    await b.clear(s1);
+    expect(r.scripts).toEqual([]);
+    await b.replace(s1, [range]); // not believed held by a holder that never got it
+    expect(r.scripts).toHaveLength(1);
+  });
+
+  it('a repair puts the live range pinholes back (they outlive a ruleset reload; once-pinholes do not)', async () => {
+    const r = new RecordingRunner();
+    const warn: string[] = [];
+    const b = backend(r, () => true, warn);
+    await b.replace(s1, [range]);
+    r.failNext.push({ match: /61000/, message: 'Could not process rule: No such file or directory' });
+    await b.replace(s2, [passivePinhole(ends, 50000, 61000)]);
+    expect(warn[0]).toMatch(/missing or damaged/);
+    const back = addScript([range], `${ID}.1`, 'pinhole', 30).map((l) => l.replace(/^create /, 'add '));
+    expect(r.scripts).toContain(back.join('\n') + '\n');
+  });
+
+  it('a kernel or nft without concatenated ranges: the table without them, a warning, and a range pinhole refused', async () => {
+    const r = new RecordingRunner();
+    const warn: string[] = [];
+    r.failNext.push({ match: /rdnat4/, message: 'Could not process rule: Operation not supported' });
+    const b = backend(r, () => true, warn);
+    await b.init();
+    expect(r.scripts[0]).toBe(tableScript(plain, null, false) + `add element inet ftp-proxy instances { 0x${ID} }\n`);
+    expect(warn[0]).toMatch(/no range pinholes \(tls_client passthrough\).*Linux 5\.6 and nft 0\.9\.4.*Operation not supported/);
+    await expect(b.replace(s1, [range])).rejects.toThrow(/cannot hold range pinholes/);
+    await b.replace(s1, [passivePinhole(ends, 50000, 61000)]); // the rest works as before
+  });
+});

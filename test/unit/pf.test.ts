@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { activePinhole, passivePinhole, PinholeConflict, type RuleOptions, type SessionEnds } from '../../src/firewall/backend.js';
+import { activePinhole, passivePinhole, passthroughPinhole, PinholeConflict, type RuleOptions, type SessionEnds } from '../../src/firewall/backend.js';
 import { PfBackend, pfRules } from '../../src/firewall/pf.js';
 import { readdirSync } from 'node:fs';
 import { checkPfConf, checkPfRule } from '../helpers/pf-grammar.js';
@@ -33,6 +33,12 @@ const SHAPES: [string, string[]][] = [
   ['tag-T', pfRules(passivePinhole(fwd, 50000, 61000), { log: 0, tag: 'FTPDATA', timeout: 30 })],
   ['rdomain-passive', pfRules(passivePinhole(fwd, 50000, 61000), plain, { client: 1, proxy: 2 })],
   ['rdomain-active', pfRules(activePinhole(fwd, 40123, 55555, false), plain, { client: 1, proxy: 2 })],
+  // tls_client passthrough: the server's passive range for the session
+  ['range', pfRules(passthroughPinhole(fwd, 50000, 50100), plain)],
+  ['range-reverse', pfRules(passthroughPinhole(rev, 50000, 50100), plain)],
+  ['range-ipv6', pfRules(passthroughPinhole(v6, 50000, 50100), plain)],
+  ['range-tag-T-log', pfRules(passthroughPinhole(fwd, 50000, 50100), { log: 1, tag: 'FTPDATA', timeout: 30 })],
+  ['range-rdomain', pfRules(passthroughPinhole(fwd, 50000, 50100), plain, { client: 1, proxy: 2 })],
 ];
 
 const golden = (name: string, actual: string): void => {
@@ -92,7 +98,24 @@ describe('pf rule shapes', () => {
     expect(pfRules(p, plain)[0]).toMatch(/on rdomain 3 .* rtable 4 rdr-to/);
   });
 
+  it('a range pinhole: port LOW:HIGH both ways, rdr-to without a port (kept), keep state without (max 1)', () => {
+    const [rdr, nat] = pfRules(passthroughPinhole(fwd, 50000, 50100), plain);
+    expect(rdr).toBe('pass in quick on rdomain 0 inet proto tcp from 192.168.1.10 to 198.51.100.21 port 50000:50100 flags S/SA keep state rtable 0 rdr-to 198.51.100.21');
+    expect(nat).toBe('pass out quick on rdomain 0 inet proto tcp from 192.168.1.10 to 198.51.100.21 port 50000:50100 flags S/SA keep state nat-to 203.0.113.5');
+    // reverse: the public address's range to the internal server, from the proxy's inside address
+    const [rr, rn] = pfRules(passthroughPinhole(rev, 50000, 50100), plain);
+    expect(rr).toMatch(/from 192\.0\.2\.50 to 203\.0\.113\.5 port 50000:50100 .* rdr-to 10\.0\.0\.21$/);
+    expect(rn).toMatch(/from 192\.0\.2\.50 to 10\.0\.0\.21 port 50000:50100 .* nat-to 10\.0\.0\.1$/);
+    // the client's rdomain in, the proxy's out, as passive
+    expect(pfRules(passthroughPinhole(fwd, 50000, 50100), plain, { client: 1, proxy: 2 })[0]).toMatch(/on rdomain 1 .* rtable 2 rdr-to/);
+  });
+
   it.each([
+    ['pass in quick on rdomain 0 inet proto tcp from 1.2.3.4 to 5.6.7.8 port 50100:50000', /to port/],
+    ['pass in quick on rdomain 0 inet proto tcp from 1.2.3.4 to 5.6.7.8 port 0:10', /to port/],
+    ['pass in quick on rdomain 0 inet proto tcp from 1.2.3.4 to 5.6.7.8 port 50000:70000', /to port/],
+    ['pass in quick on rdomain 0 inet proto tcp from 1.2.3.4 to 5.6.7.8 port = 50000:50100', /to port/],
+    ['pass in quick on rdomain 0 inet proto tcp from 1.2.3.4 to 5.6.7.8 port 50000: 50100', /to port/],
     ['match in on rdomain 0 inet proto tcp from 1.2.3.4 to 5.6.7.8 port = 1 flags S/SA keep state (max 1)', /only for pass rules/],
     ['pass in quick on rdomain 0 inet proto tcp from 1.2.3.4 to 2001:db8::1 port = 1', /to address/],
     ['pass in quick on rdomain 0 inet proto tcp from 1.2.3.4 to 5.6.7.8 port = 70000', /to port/],
@@ -220,6 +243,20 @@ describe('pf session lifecycle through a fake pfctl', () => {
     await b.replace({ instance: '4a3b2c1d', session: 1 }, [passivePinhole(fwd, 50000, 61000)]); // its own key again: fine
     await b.clear({ instance: '4a3b2c1d', session: 1 });
     await b.replace({ instance: '4a3b2c1d', session: 3 }, [passivePinhole(fwd, 50000, 61000)]);
+  });
+
+  it('a range pinhole loads as two rules; two sessions of one client may hold the same range (each its own anchor)', async () => {
+    const b = backend();
+    const r = passthroughPinhole(fwd, 50000, 50100);
+    await b.replace({ instance: '4a3b2c1d', session: 1 }, [r]);
+    await b.replace({ instance: '4a3b2c1d', session: 2 }, [r]);
+    await b.clear({ instance: '4a3b2c1d', session: 1 });
+    expect(calls()).toEqual([
+      { args: ['-a', 'ftp-proxy/4a3b2c1d.1', '-f', '-'], input: pfRules(r, plain).join('\n') + '\n' },
+      { args: ['-a', 'ftp-proxy/4a3b2c1d.2', '-f', '-'], input: pfRules(r, plain).join('\n') + '\n' },
+      { args: ['-a', 'ftp-proxy/4a3b2c1d.1', '-f', '-'], input: '' },
+    ]);
+    expect(calls()[0]!.input).toMatch(/port 50000:50100 .*rdr-to 198\.51\.100\.21\n/);
   });
 
   it('close empties every anchor it still holds', async () => {

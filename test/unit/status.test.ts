@@ -142,6 +142,45 @@ describe('formatStatus', () => {
   });
 });
 
+describe('range pinholes (tls_client passthrough)', () => {
+  // Captured from nft and iptables-nft-save in a scratch namespace: two range pinholes (one of a single
+  // port, which nft lists as a bare port) and a passive pinhole whose proxy port lies in the range.
+  const NFT_RANGE = JSON.parse(fixture('nft-range.json')) as NftJson;
+  const SAVE_RANGE = fixture('iptables-range-save.txt');
+
+  it('nftables: the interval maps read back as pinholes with their range, open for their session, no expiry', () => {
+    const st = nftStatus(NFT_RANGE, () => true);
+    expect(st.sessions.map((x) => `${x.instance}.${x.session}`)).toEqual(['4a3b2c1d.3', '4a3b2c1d.4', '4a3b2c1d.5']);
+    expect(st.sessions[0]!.pinholes).toEqual([
+      { from: '192.0.2.10', to: '198.51.100.20', toPort: 50000, toPortHigh: 50100, rdrTo: '198.51.100.20', rdrPort: 50000, natFrom: '203.0.113.1', state: 'open', expires: null },
+    ]);
+    expect(st.sessions[1]!.pinholes).toEqual([
+      { from: '2001:db8:1::10', to: '2001:db8:3::20', toPort: 60000, toPortHigh: 60000, rdrTo: '2001:db8:3::20', rdrPort: 60000, natFrom: '2001:db8:2::1', state: 'open', expires: null },
+    ]);
+    // the passive pinhole inside the range is its own, not taken for part of the range
+    expect(st.sessions[2]!.pinholes).toEqual([expect.objectContaining({ toPort: 50050, rdrPort: 40001, state: 'waiting' })]);
+    expect(st.sessions[2]!.pinholes[0]!.toPortHigh).toBeUndefined();
+  });
+
+  it('iptables: --dport LOW:HIGH and a DNAT without a port read back as the range, open, no expiry', () => {
+    const st = iptablesStatus([SAVE_RANGE], () => null, new Date(), () => true);
+    expect(st.sessions).toEqual([
+      {
+        instance: '4a3b2c1d',
+        session: 7,
+        pinholes: [{ from: '192.168.1.10', to: '198.51.100.21', toPort: 50000, toPortHigh: 50100, rdrTo: '198.51.100.21', rdrPort: 50000, natFrom: '198.51.100.1', state: 'open', expires: null }],
+      },
+    ]);
+  });
+
+  it('the text shows the range both ways and says it is open while its session lasts', () => {
+    const text = formatStatus([nftStatus(NFT_RANGE, () => true), iptablesStatus([SAVE_RANGE], () => null, new Date(), () => true)]);
+    expect(text).toMatch(/^ {2}192\.0\.2\.10 -> 198\.51\.100\.20:50000-50100 => 198\.51\.100\.20:50000-50100 from 203\.0\.113\.1 {2}open while its session lasts \(tls_client passthrough: any number of connections\)$/m);
+    expect(text).toMatch(/^ {2}2001:db8:1::10 -> \[2001:db8:3::20\]:60000-60000 => \[2001:db8:3::20\]:60000-60000 from 2001:db8:2::1 {2}open while/m);
+    expect(text).toMatch(/^ {2}192\.168\.1\.10 -> 198\.51\.100\.21:50000-50100 => 198\.51\.100\.21:50000-50100 from 198\.51\.100\.1 {2}open while/m);
+  });
+});
+
 describe('readStatus', () => {
   const readers = { nft: async () => NFT, iptablesSave: async () => [SAVE], recent: () => false, alive: async () => true, pidOf: () => 4242, sockets: () => [], pfctl: async () => 'anchor "ftp-proxy/1.2" all {\n}\n' };
 

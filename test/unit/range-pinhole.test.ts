@@ -1,0 +1,136 @@
+// The range pinhole of tls_client passthrough, across the backends: its constructor and one-line form,
+// that no backend's duplicate-key guard refuses two sessions the same range, that the fake records it,
+// and that the nftables netlink fast path hands range elements to the runner (it encodes single keys).
+import { describe, expect, it } from 'vitest';
+import {
+  describePinhole,
+  passivePinhole,
+  passthroughPinhole,
+  type Pinhole,
+  PinholeConflict,
+  PinholeKeys,
+  type RuleOptions,
+  type SessionEnds,
+} from '../../src/firewall/backend.js';
+import { FakeFirewall } from '../../src/firewall/fake.js';
+import type { NftRunner } from '../../src/firewall/nft-runner.js';
+import { addOps, NftablesBackend, removeOps, touchesRanges } from '../../src/firewall/nftables.js';
+import { fixedInstance, ID } from '../helpers/instance.js';
+import { fakeKernel } from '../helpers/nfnl-kernel.js';
+import { parseAttrs, parseMessages } from '../../src/firewall/nfnl/netlink.js';
+
+const fwd: SessionEnds = { family: 4, client: '192.0.2.10', originalServer: '198.51.100.20', server: '198.51.100.20', proxy: '203.0.113.1' };
+const rev: SessionEnds = { family: 4, client: '192.0.2.50', originalServer: '203.0.113.5', server: '10.0.0.21', proxy: '10.0.0.1' };
+const v6: SessionEnds = { family: 6, client: '2001:db8:1::10', originalServer: '2001:db8:3::20', server: '2001:db8:3::20', proxy: '2001:db8:2::1' };
+
+describe('passthroughPinhole', () => {
+  it('C -> OS:LOW-HIGH => S, the ports kept, from P, as a passive pinhole NATs', () => {
+    expect(passthroughPinhole(fwd, 50000, 50100)).toEqual({
+      family: 4,
+      kind: 'range',
+      from: '192.0.2.10',
+      to: '198.51.100.20',
+      toPort: 50000,
+      toPortHigh: 50100,
+      rdrTo: '198.51.100.20',
+      rdrPort: 50000,
+      natFrom: '203.0.113.1',
+    });
+    // reverse mode: the public address's range goes to the internal server
+    expect(passthroughPinhole(rev, 50000, 50100)).toMatchObject({ from: '192.0.2.50', to: '203.0.113.5', rdrTo: '10.0.0.21', natFrom: '10.0.0.1' });
+  });
+
+  it.each([
+    [50100, 50000],
+    [0, 10],
+    [60000, 65536],
+    [1.5, 10],
+    [Number.NaN, 10],
+  ])('refuses the range %s-%s', (low, high) => {
+    expect(() => passthroughPinhole(fwd, low, high)).toThrow(RangeError);
+  });
+
+  it('describePinhole writes the range on both sides', () => {
+    expect(describePinhole(passthroughPinhole(fwd, 50000, 50100))).toBe('192.0.2.10 -> 198.51.100.20:50000-50100 => 198.51.100.20:50000-50100 from 203.0.113.1');
+    expect(describePinhole(passthroughPinhole(v6, 50000, 50100))).toBe('2001:db8:1::10 -> [2001:db8:3::20]:50000-50100 => [2001:db8:3::20]:50000-50100 from 2001:db8:2::1');
+    // the others unchanged
+    expect(describePinhole(passivePinhole(fwd, 40001, 50001))).toBe('192.0.2.10 -> 198.51.100.20:50001 => 198.51.100.20:40001 from 203.0.113.1');
+  });
+});
+
+describe('the duplicate-key guard of iptables and pf (PinholeKeys)', () => {
+  it('lets two sessions of one client hold the same range (FileZilla opens several connections to one server)', () => {
+    const k = new PinholeKeys();
+    const r = passthroughPinhole(fwd, 50000, 50100);
+    k.claim('a.1', [r]);
+    expect(() => k.claim('a.2', [r])).not.toThrow();
+    // while single-use pinholes still may not share a key
+    k.claim('a.1', [passivePinhole(fwd, 40001, 50001)]);
+    expect(() => k.claim('a.2', [passivePinhole(fwd, 40002, 50001)])).toThrow(PinholeConflict);
+  });
+});
+
+describe('FakeFirewall', () => {
+  it('records a range pinhole, holds it until clear', async () => {
+    const f = new FakeFirewall();
+    const r = passthroughPinhole(fwd, 50000, 50100);
+    await f.replace({ instance: f.instance, session: 3 }, [r]);
+    expect(f.calls.at(-1)).toEqual({ op: 'replace', owner: `${f.instance}.3`, pinholes: [r] });
+    expect(f.live.get(`${f.instance}.3`)).toEqual([r]);
+    await f.clear({ instance: f.instance, session: 3 });
+    expect(f.live.size).toBe(0);
+  });
+});
+
+describe('nftables fast path and range pinholes', () => {
+  const plain: RuleOptions = { log: 0, timeout: 30 };
+
+  /** A runner recording scripts, which reads the fast path's probe back right (as in nftables-fast.test.ts). */
+  class Runner implements NftRunner {
+    readonly kind = 'libnftables' as const;
+    readonly scripts: string[] = [];
+    constructor(private readonly sent: Buffer[]) {}
+    async run(script: string): Promise<string> {
+      this.scripts.push(script);
+      return '';
+    }
+    async json(command: string): Promise<unknown> {
+      if (!command.startsWith('list map')) return { nftables: [] };
+      const m = parseMessages(this.sent.at(-1)!)[1]!;
+      const list = parseAttrs(m.payload.subarray(4)).find((a) => a.type === 3)!;
+      const key = parseAttrs(parseAttrs(list.payload)[0]!.payload).find((a) => a.type === 1)!;
+      const port = parseAttrs(key.payload)[0]!.payload.readUInt16BE(8);
+      const val = { concat: ['0.0.0.0', '0.0.0.0', port] };
+      return { nftables: [{ map: { name: 'dnat4', elem: [[{ elem: { val, timeout: 10, expires: 9, comment: 'ftp-proxy self-test' } }, { concat: ['0.0.0.0', port] }]] } }] };
+    }
+    close(): void {}
+  }
+
+  it('sends range elements through the runner (once per session), and single-use pinholes still over netlink', async () => {
+    const k = fakeKernel({});
+    const runner = new Runner(k.sent);
+    const b = new NftablesBackend({ rules: plain, runner, instance: fixedInstance(), isAlive: async () => true, netlink: k.sys });
+    await b.init();
+    expect(b.fastPath).toBe(true);
+    const scripts = runner.scripts.length;
+    const batches = k.sent.length;
+    const r: Pinhole = passthroughPinhole(fwd, 50000, 50100);
+    await b.replace({ instance: ID, session: 1 }, [r]);
+    expect(k.sent.length).toBe(batches);
+    expect(runner.scripts.slice(scripts)).toEqual([
+      'create element inet ftp-proxy rdnat4 { 192.0.2.10 . 198.51.100.20 . 50000-50100 comment "4a3b2c1d.1" : 198.51.100.20 }\n' +
+        'create element inet ftp-proxy rfrom4 { 192.0.2.10 . 198.51.100.20 . 50000-50100 . 198.51.100.20 comment "4a3b2c1d.1" : 203.0.113.1 }\n',
+    ]);
+    await b.replace({ instance: ID, session: 2 }, [passivePinhole(fwd, 40001, 50001)]);
+    expect(k.sent.length).toBe(batches + 1);
+    await b.clear({ instance: ID, session: 1 });
+    expect(runner.scripts.at(-1)).toMatch(/^add element inet ftp-proxy rdnat4 .*\ndelete element inet ftp-proxy rdnat4 /);
+    expect(k.sent.length).toBe(batches + 1);
+  });
+
+  it('touchesRanges tells the range maps from the others', () => {
+    expect(touchesRanges(addOps([passthroughPinhole(fwd, 1, 2)], 'x', 'pinhole', 30))).toBe(true);
+    expect(touchesRanges(removeOps([passthroughPinhole(fwd, 1, 2)], 'pinhole-0a1b2c3d'))).toBe(true);
+    expect(touchesRanges(addOps([passivePinhole(fwd, 40001, 50001)], 'x', 'pinhole-0a1b2c3d', 30))).toBe(false);
+  });
+});
