@@ -8,12 +8,17 @@
 //                                            its 227/200, per host. A reply not there after WAIT seconds
 //                                            (2 for all but the first host) counts as lost, and that
 //                                            session is replaced (a late reply would answer the next one)
+//   client.mjs latency-tls pasv N SECONDS WAIT CAFILE HOST[:PORT]...
+//                                            the same over FTPS: AUTH TLS (the server's certificate checked
+//                                            against CAFILE, by address), login lab/lab, PBSZ 0, PROT P
 //   client.mjs idle HOST N                   N sessions, logged in, held idle; reads commands on stdin:
 //                                            "more N" opens N more, "close" closes all and exits
 //   client.mjs cycles HOST CONC SECONDS      CONC clients, each looping: connect, banner, USER, PASS, PASV,
 //                                            data connection, RETR of 1 KiB, QUIT; cycles per second
+import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import { createInterface } from 'node:readline';
+import tls from 'node:tls';
 
 const [cmd, ...args] = process.argv.slice(2);
 const out = (o) => process.stdout.write(`${JSON.stringify(o)}\n`);
@@ -96,18 +101,40 @@ class Control {
     await this.expect('USER bench', '331');
     await this.expect('PASS bench', '230');
   }
+  /** FTPS (explicit): banner, AUTH TLS, the handshake on this socket, then login lab/lab and PROT P. */
+  static async openTls(spec, ca) {
+    const [host, port = '21'] = spec.split(':');
+    const plain = await Control.open(host, Number(port));
+    await plain.expect(null, '220');
+    await plain.expect('AUTH TLS', '234');
+    // The TLS socket takes the connection over; the plain reader lets go of it.
+    plain.sock.removeAllListeners('data');
+    plain.sock.removeAllListeners('close');
+    const s = await new Promise((resolve, reject) => {
+      const t = tls.connect({ socket: plain.sock, host, ca }, () => resolve(t));
+      t.once('error', reject);
+    });
+    const c = new Control(s);
+    await c.expect('USER lab', '331');
+    await c.expect('PASS lab', '230');
+    await c.expect('PBSZ 0', '200');
+    await c.expect('PROT P', '200');
+    return c;
+  }
 }
 
 const pct = (sorted, p) => sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))];
 
-async function latency(mode, n, seconds, wait, hosts) {
+async function latency(mode, n, seconds, wait, hosts, ca = null) {
   const deadline = Date.now() + seconds * 1000;
-  const sessions = [];
-  for (const h of hosts) {
+  const open = async (h) => {
+    if (ca) return Control.openTls(h, ca);
     const c = await Control.open(h);
     await c.login();
-    sessions.push(c);
-  }
+    return c;
+  };
+  const sessions = [];
+  for (const h of hosts) sessions.push(await open(h));
   const samples = hosts.map(() => []);
   const lost = hosts.map(() => 0);
   const errors = [];
@@ -129,8 +156,7 @@ async function latency(mode, n, seconds, wait, hosts) {
         if (c.closed && !r) throw new Error(`session to ${hosts[j]} closed: ${errors.join('; ')}`);
         // A reply that comes late would answer the next command: start a new session instead.
         c.sock.destroy();
-        sessions[j] = await Control.open(hosts[j]);
-        await sessions[j].login();
+        sessions[j] = await open(hosts[j]);
         continue;
       }
       samples[j].push(dt);
@@ -245,6 +271,7 @@ async function cycles(host, conc, seconds) {
 
 try {
   if (cmd === 'latency') await latency(args[0], Number(args[1]), Number(args[2]), Number(args[3]), args.slice(4));
+  else if (cmd === 'latency-tls') await latency(args[0], Number(args[1]), Number(args[2]), Number(args[3]), args.slice(5), readFileSync(args[4], 'utf8'));
   else if (cmd === 'idle') await idle(args[0], Number(args[1]));
   else if (cmd === 'cycles') await cycles(args[0], Number(args[1]), Number(args[2]));
   else throw new Error(`unknown command ${cmd}`);

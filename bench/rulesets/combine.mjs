@@ -38,6 +38,13 @@ export function withSecondProxyNft(text, address, port) {
   ]);
 }
 
+/** A port list (nft syntax, "2121, 40000-40100") on ADDRESS opened to the LAN in the input chain: a relay's listeners. */
+export function withInputAcceptNft(text, address, ports) {
+  return edit(text, 'nftables-examples/forward-redirect.nft', [
+    [/^(\s*)(iif "lo" accept.*)$/m, (_, ind, l) => `${ind}${l}\n${ind}iifname "lan" ip daddr ${address} tcp dport { ${ports} } accept comment "bench: a relaying proxy's control and data ports"`, 'the relay ports'],
+  ]);
+}
+
 /** iptables-examples/forward-redirect.rules + the helper's path to HELPER:21. */
 export function withHelperPathIpt(text, helper) {
   return edit(text, 'iptables-examples/forward-redirect.rules', [
