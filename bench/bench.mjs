@@ -48,6 +48,9 @@ const OUT = opt('--out', `${ROOT}bench/results.json`);
 const PIN = !flag('--no-pin') && cpus().length >= 2;
 // --parts data,nftables,iptables,tls,sessions,relay: only some parts (for working on the bench itself);
 // relay is the relay-only diagnostic alone (nftables runs it too, after its rounds)
+// BENCH_CPU_PROF=DIR: every ftp-proxy the bench starts writes a V8 CPU profile there when it stops
+// (node --cpu-prof; read one with bench/cpuprofile-top.mjs). For finding causes, not for the figures.
+const PROF = process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : [];
 const PARTS = new Set(opt('--parts', 'data,nftables,iptables,tls,sessions').split(','));
 
 const LAB = `fb${process.pid}`;
@@ -277,7 +280,7 @@ function combinedIpt() {
 
 async function startProxy(backend, { args = [], env } = {}) {
   // One client address for every session: --max-per-client as high as -m.
-  const p = spawnIn('fw', [process.execPath, CLI, '-d', '--backend', backend, '--max-per-client', '100', ...args], { env });
+  const p = spawnIn('fw', [process.execPath, ...PROF, CLI, '-d', '--backend', backend, '--max-per-client', '100', ...args], { env });
   await waitLine(p, /listening on /, 15000, { err: true });
   return p;
 }
@@ -441,7 +444,7 @@ const msStats = (xs) => ({ p50: +(pct(xs, 0.5) / 1000).toFixed(3), p99: +(pct(xs
  * relay's own share of the added latency from the firewall transaction's.
  */
 async function relayOnly() {
-  const host = spawnIn('fw', [process.execPath, '--max-semi-space-size=1', `${ROOT}bench/daemon-host.mjs`, '-d'], { env: { BENCH_FIREWALL: 'none' } });
+  const host = spawnIn('fw', [process.execPath, ...PROF, '--max-semi-space-size=1', `${ROOT}bench/daemon-host.mjs`, '-d'], { env: { BENCH_FIREWALL: 'none' } });
   try {
     await waitLine(host, /listening on /, 15000, { err: true });
     const out = {};
@@ -657,7 +660,7 @@ async function sessions(results, stub) {
   const fit = Math.floor((nofile - 200) / 2);
   const counts = P.idle.map((n) => Math.min(n, fit));
   const max = Math.max(...counts);
-  const host = spawnIn('fw', [process.execPath, '--expose-gc', '--max-semi-space-size=1', `${ROOT}bench/daemon-host.mjs`, '-d', '--backend', 'nftables'], {
+  const host = spawnIn('fw', [process.execPath, ...PROF, '--expose-gc', '--max-semi-space-size=1', `${ROOT}bench/daemon-host.mjs`, '-d', '--backend', 'nftables'], {
     env: { BENCH_MAX_SESSIONS: String(max + 200) },
   });
   await waitLine(host, /listening on /, 15000, { err: true });
