@@ -16,6 +16,7 @@ import { isLocalAddress } from './net/local-addresses.js';
 import { type Endpoint, originalDestination, setTransparent } from './net/original-dst.js';
 import { describePolicy, loadPolicy } from './policy/load.js';
 import { defaultPolicy, type Policy, PolicyError } from './policy/parse.js';
+import { loadTlsMaterial, type TlsMaterial } from './tls/certs-policy.js';
 import { Session } from './session.js';
 import { validateConfig } from './validate.js';
 
@@ -110,6 +111,8 @@ export class Daemon {
   private stopping = false;
   /** The policy new sessions get (-f); a reload replaces it, live sessions keep the one they started with. */
   private policy: Policy = defaultPolicy();
+  /** The certificates and keys of the policy's tls_* keys, loaded with it (start-up, SIGUSR1). */
+  private tlsMaterial: TlsMaterial | null = null;
   /** -m, lowered when the descriptor limit cannot hold that many sessions. */
   private maxSessions: number;
   /** --max-per-client: sessions one client address may hold; live counts per address. */
@@ -140,6 +143,11 @@ export class Daemon {
     if (!v.ok) throw new StartupError(v.problems[0]!);
     if (v.ok.policy) {
       this.policy = v.ok.policy;
+      try {
+        this.tlsMaterial = materialFor(this.policy);
+      } catch (e) {
+        throw new StartupError(`${c.policyFile}: ${(e as Error).message}`);
+      }
       log.log(LOG_INFO, `policy ${c.policyFile}: ${describePolicy(this.policy)}`, { event: 'policy', file: c.policyFile });
     }
     for (const a of c.sourceAddresses) log.log(LOG_INFO, `using ${a} to connect to servers`, { event: 'source-address', address: a });
@@ -282,6 +290,7 @@ export class Daemon {
       idleTimeout: c.timeout,
       anonymousOnly: c.anonymousOnly,
       policy: this.policy,
+      tlsMaterial: this.tlsMaterial,
       port20: c.port20,
       ...sourceFor(c.sourceAddresses, (this.fixedServer ?? original).address),
       original,
@@ -345,7 +354,11 @@ export class Daemon {
       return false;
     }
     try {
-      this.policy = loadPolicy(c.policyFile);
+      const policy = loadPolicy(c.policyFile);
+      // Both or neither: new sessions never get a policy whose certificates did not load.
+      const material = materialFor(policy);
+      this.policy = policy;
+      this.tlsMaterial = material;
     } catch (e) {
       const lines = e instanceof PolicyError ? e.message.split('\n') : [(e as Error).message];
       for (const l of lines) log.log(LOG_ERR, l, { event: 'policy-error', file: c.policyFile });
@@ -389,6 +402,14 @@ export class Daemon {
 }
 
 /** The -a address of the server's family, if one was given. */
+/** The TLS material a policy needs (null when it runs no TLS); throws TlsFileError naming the file. */
+function materialFor(p: Policy): TlsMaterial | null {
+  const t = p.tls;
+  if (t.client === 'none' && t.server === 'none') return null;
+  if (t.client === 'passthrough' && t.server === 'none') return null;
+  return loadTlsMaterial(t);
+}
+
 function sourceFor(sources: string[], server: string): { sourceAddress?: string } {
   const a = sources.find((s) => familyOf(s) === familyOf(server));
   return a ? { sourceAddress: a } : {};

@@ -1,18 +1,26 @@
 // One FTP session: the client's control connection, the proxy's connection to the server, the timers,
 // and the firewall calls. The protocol decisions are FtpControl's; this file carries out its actions.
 import { connect, type Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import type { TLSSocket } from 'node:tls';
 import { SessionJoins } from './data/joins.js';
 import { withFreeProxyPort } from './data/port-retry.js';
-import { type Action, FtpControl, type JoinRequest, type Negotiation, type NegotiationResult } from './ftp/control.js';
+import { type Action, FtpControl, type JoinRequest, type Negotiation, type NegotiationResult, type TlsConfig } from './ftp/control.js';
 import { LineSplitter } from './ftp/lines.js';
 import { vis } from './ftp/vis.js';
-import { activePinhole, describePinhole, type FirewallBackend, type Owner, passivePinhole, type SessionEnds } from './firewall/backend.js';
+import { activePinhole, describePinhole, type FirewallBackend, type Owner, passivePinhole, passthroughPinhole, type SessionEnds } from './firewall/backend.js';
 import { type Level, LOG_CRIT, LOG_DEBUG, LOG_ERR, LOG_INFO, LOG_NOTICE } from './levels.js';
 import type { Fields, Log } from './log.js';
 import type { Metrics, NegotiationMode } from './metrics.js';
 import { canonical, type Family, familyOf } from './net/address.js';
 import { type Endpoint, rdomains } from './net/original-dst.js';
 import { defaultPolicy, type Policy } from './policy/parse.js';
+import { SessionTls } from './session-tls.js';
+import { TlsCarrier } from './tls/carrier.js';
+import type { TlsMaterial } from './tls/certs-policy.js';
+
+/** The port of implicit FTPS (RFC 4217 does not define it; every client and server knows it). */
+export const IMPLICIT_FTPS_PORT = 990;
 
 /** OpenBSD's CONNECT_TIMEOUT: the server must connect and say something within this many seconds. */
 export const BANNER_TIMEOUT = 30;
@@ -54,6 +62,8 @@ export interface SessionOptions {
    */
   joinSlot?: () => boolean;
   joinReleased?: () => void;
+  /** FTPS: the certificates and checks of the policy's tls_* keys (loaded with the policy). */
+  tlsMaterial?: TlsMaterial | null;
 }
 
 type EndReason = string;
@@ -81,8 +91,24 @@ export class Session {
   /** OpenBSD routing domains for pf rules; null elsewhere. */
   private readonly rdomains: { client: number; proxy: number } | null;
   private readonly policy: Policy;
-  /** The data connections the proxy joins itself (data_mode). */
+  /** The data connections the proxy joins itself (data_mode, PROT P). */
   private readonly joins: SessionJoins;
+  /**
+   * What each control connection is read from and written to: the socket, or the TLS stream on it
+   * after AUTH (and the socket again after CCC). The transport seam: the state machine says when.
+   */
+  private clientIo: Duplex;
+  private serverIo: Duplex | null = null;
+  private readonly onClientChunk = (chunk: Buffer): void => this.onClientData(chunk);
+  private readonly onServerChunk = (chunk: Buffer): void => this.onServerData(chunk);
+  /** A leg is changing hands (TLS starts on it): lines read before the change must not run after it. */
+  private clientSwitching = false;
+  private serverSwitching = false;
+  private readonly tlsConfig: TlsConfig;
+  private tls: SessionTls | null = null;
+  private clientCarrier: TlsCarrier | null = null;
+  /** tls_client passthrough after the server's 234: bytes relayed untouched. */
+  private blind = false;
 
   constructor(
     private readonly client: Socket,
@@ -93,6 +119,38 @@ export class Session {
     this.clientAddress = canonical(client.remoteAddress ?? '');
     this.rdomains = process.platform === 'openbsd' ? rdomains(client) : null;
     this.policy = o.policy ?? defaultPolicy();
+    this.clientIo = client;
+    const t = this.policy.tls;
+    const terminate = t.client === 'accept' || t.client === 'require';
+    const clientImplicit = terminate && o.original.port === IMPLICIT_FTPS_PORT;
+    const range = t.passthroughPortsByServer.get(canonical(o.server.address)) ?? t.passthroughPorts;
+    this.tlsConfig = {
+      client: t.client,
+      server: t.server,
+      clientImplicit,
+      // An implicit FTPS server speaks TLS from its first byte, whatever the client does.
+      serverImplicit: t.client !== 'passthrough' && (t.server !== 'none' || clientImplicit) && o.server.port === IMPLICIT_FTPS_PORT,
+      ...(range ? { passthroughPorts: { low: range.low, high: range.high } } : {}),
+    };
+    if ((t.client !== 'none' && t.client !== 'passthrough') || t.server !== 'none') {
+      if (o.tlsMaterial) {
+        this.tls = new SessionTls({
+          material: o.tlsMaterial,
+          server: { address: canonical(o.server.address), port: o.server.port },
+          context: `session ${o.id}`,
+          onInfo: (leg, i) => {
+            const level = leg.endsWith('data') ? LOG_DEBUG : LOG_INFO;
+            this.ev(level, 'tls', `${leg} TLS: ${i.version} ${i.cipher}${i.servername ? ` sni ${vis(i.servername, 80)}` : ''}${i.reused ? ' (resumed)' : ''}`, {
+              leg,
+              version: i.version,
+              cipher: i.cipher,
+              ...(i.servername ? { sni: vis(i.servername, 80) } : {}),
+              reused: i.reused ? 1 : 0,
+            });
+          },
+        });
+      }
+    }
     this.joins = new SessionJoins({
       client: this.clientAddress,
       originalServer: o.original.address,
@@ -108,6 +166,10 @@ export class Session {
       ...(o.joinSlot ? { slot: o.joinSlot } : {}),
       ...(o.joinReleased ? { released: o.joinReleased } : {}),
       installed: (d) => this.pinholesInstalled(d),
+      wrap: (tls) => {
+        if (!this.tls) throw new Error('PROT P without TLS material');
+        return this.tls.dataWrap(tls);
+      },
       joinEnded: (st) => {
         o.metrics?.relayedBytes.inc({ kind: 'join', direction: 'to_client' }, st.toClient);
         o.metrics?.relayedBytes.inc({ kind: 'join', direction: 'to_server' }, st.toServer);
@@ -209,21 +271,190 @@ export class Session {
         ...(advertiseToClient ? { advertiseToClient } : {}),
         ...(advertiseToServer ? { advertiseToServer } : {}),
       },
-      { anonymousOnly: this.o.anonymousOnly, debug: this.o.log.enabled(LOG_DEBUG), firewallName: this.o.firewall.name, policy: this.policy },
+      { anonymousOnly: this.o.anonymousOnly, debug: this.o.log.enabled(LOG_DEBUG), firewallName: this.o.firewall.name, policy: this.policy, tls: this.tlsConfig },
     );
-    up.on('data', (chunk: Buffer) => this.onServerData(chunk));
-    this.client.on('data', (chunk: Buffer) => this.onClientData(chunk));
-    // One listener each, for the session's life: a full socket's drain lets its reader go on.
-    up.on('drain', () => this.flow());
-    this.client.on('drain', () => this.flow());
-    this.flow();
+    this.serverIo = up;
     this.armIdle();
+    if (this.tlsConfig.serverImplicit || this.tlsConfig.clientImplicit) {
+      void this.implicitTls(up);
+      return;
+    }
+    this.attach();
+  }
+
+  /** Port 990: TLS on the server leg first (a minted certificate mirrors the server's), then the client's. */
+  private async implicitTls(up: Socket): Promise<void> {
+    try {
+      if (!this.tls) throw new Error('implicit FTPS (port 990) without TLS in the policy');
+      if (this.tlsConfig.serverImplicit) this.serverIo = await this.tls.startServer(up);
+      if (this.ended) return;
+      if (this.tlsConfig.clientImplicit) {
+        this.clientCarrier = new TlsCarrier(this.client);
+        const r = await this.tls.startClient(this.clientCarrier);
+        this.clientIo = r.socket;
+        if (r.refusal) {
+          this.refuseTls(r.refusal);
+          return;
+        }
+      }
+    } catch (e) {
+      this.ev(LOG_ERR, 'tls-failed', `implicit FTPS: ${vis((e as Error).message)}`);
+      void this.end('TLS handshake failed');
+      return;
+    }
+    if (!this.ended) this.attach();
+  }
+
+  /** Start reading both control streams (after implicit TLS, if any). */
+  private attach(): void {
+    this.listenClient(this.clientIo);
+    if (this.serverIo) this.listenServer(this.serverIo);
+    this.flow();
+  }
+
+  /** The session's readers on a client control stream (the socket, or TLS on it). */
+  private listenClient(io: Duplex): void {
+    io.on('data', this.onClientChunk);
+    // A full stream's drain lets its reader go on.
+    io.on('drain', () => this.flow());
+    if (io === this.client) return;
+    io.on('error', (e: Error) => this.onClientError(e));
+    io.on('end', () => {
+      if (this.ended || io !== this.clientIo) return;
+      this.ev(LOG_INFO, 'client-close', 'client close');
+      void this.end('client close');
+    });
+  }
+
+  private listenServer(io: Duplex): void {
+    io.on('data', this.onServerChunk);
+    io.on('drain', () => this.flow());
+    if (io === this.upstream) return;
+    io.on('error', (e: Error) => this.onServerError(e));
+    io.on('end', () => {
+      if (this.ended) return;
+      this.ev(LOG_INFO, 'server-close', 'server close');
+      void this.end('server close');
+    });
+  }
+
+  /** The server's certificate does not name what the client asked for: say so to the client, under TLS. */
+  private refuseTls(reason: string): void {
+    this.ev(LOG_ERR, 'tls-verify-failed', `server certificate refused: ${reason}`);
+    this.refuse(`421 The server's certificate failed verification: ${reason.replace(/[\r\n]/g, ' ')}\r\n`, 'server certificate refused');
+  }
+
+  /** A 'tls' action: the state machine hears back through tlsDone(). */
+  private doTls(a: Extract<Action, { type: 'tls' }>): void {
+    const tls = this.tls;
+    const fail = (error: string): void => {
+      if (this.ended || !this.control) return;
+      this.run(this.control.tlsDone(a.id, { ok: false, error }));
+      this.flow();
+    };
+    const done = (): void => {
+      if (this.ended || !this.control) return;
+      this.run(this.control.tlsDone(a.id, { ok: true }));
+      this.flow();
+    };
+    if (!tls) {
+      fail('no TLS certificates loaded');
+      return;
+    }
+    if (a.leg === 'server') {
+      const up = this.upstream!;
+      this.serverSwitching = true;
+      up.removeListener('data', this.onServerChunk);
+      up.pause();
+      if (this.serverLines.takeRest().length) {
+        this.ev(LOG_NOTICE, 'tls-injection', 'server sent bytes after 234 before the TLS handshake: refused');
+        fail('the server sent bytes after its 234');
+        return;
+      }
+      tls.startServer(up).then(
+        (t) => {
+          this.serverSwitching = false;
+          this.serverIo = t;
+          if (this.ended) return t.destroy();
+          this.listenServer(t);
+          done();
+        },
+        (e: Error) => fail(e.message),
+      );
+      return;
+    }
+    if (a.op === 'start') {
+      this.clientSwitching = true;
+      this.client.removeListener('data', this.onClientChunk);
+      this.client.pause();
+      if (this.clientLines.takeRest().length) {
+        // Bytes sent before our 234 could not be a ClientHello: a command smuggled into the TLS session.
+        this.ev(LOG_NOTICE, 'tls-injection', 'client sent bytes after AUTH before the TLS handshake: refused');
+        void this.end('bytes after AUTH before TLS');
+        return;
+      }
+      this.clientCarrier = new TlsCarrier(this.client);
+      tls.startClient(this.clientCarrier).then(
+        (r) => {
+          this.clientSwitching = false;
+          this.clientIo = r.socket;
+          if (this.ended) return r.socket.destroy();
+          if (r.refusal) return this.refuseTls(r.refusal);
+          this.listenClient(r.socket);
+          done();
+        },
+        (e: Error) => {
+          this.ev(LOG_ERR, 'tls-failed', vis(e.message));
+          void this.end('TLS handshake with the client failed');
+        },
+      );
+      return;
+    }
+    // CCC: close_notify after the 200 (written just before), then plain text on the same socket.
+    const t = this.clientIo as TLSSocket;
+    const carrier = this.clientCarrier!;
+    t.removeListener('data', this.onClientChunk);
+    this.clientLines.takeRest();
+    t.on('data', () => undefined); // keep reading, so that the client's close_notify is seen
+    t.once('end', () => carrier.cleared());
+    carrier.clear((rest) => {
+      this.clientIo = this.client;
+      this.clientCarrier = null;
+      this.client.on('data', this.onClientChunk);
+      done();
+      if (rest.length) this.onClientData(rest);
+      this.flow();
+    });
+    t.end();
+  }
+
+  /** tls_client passthrough: the pinhole is in and the 234 is out; from now on bytes, not lines. */
+  private goBlind(): void {
+    this.blind = true;
+    const up = this.upstream!;
+    this.client.removeListener('data', this.onClientChunk);
+    up.removeListener('data', this.onServerChunk);
+    const fromClient = this.clientLines.takeRest();
+    const fromServer = this.serverLines.takeRest();
+    if (fromClient.length) up.write(fromClient);
+    if (fromServer.length) this.client.write(fromServer);
+    // Reads still count for -t: a long transfer keeps the control connection quiet, as in plain FTP.
+    this.client.on('data', () => (this.lastClientRead = Date.now()));
+    up.on('data', () => (this.lastServerRead = Date.now()));
+    this.client.pipe(up, { end: true });
+    up.pipe(this.client, { end: true });
   }
 
   private onClientData(chunk: Buffer): void {
     this.lastClientRead = Date.now();
     for (const ev of this.clientLines.push(chunk)) {
       if (!this.control || this.ended) return;
+      if (this.clientSwitching || this.blind) {
+        // Lines read in the clear behind an AUTH must not run under TLS (STARTTLS command injection).
+        this.ev(LOG_NOTICE, 'tls-injection', 'client sent commands after AUTH before the TLS handshake: refused');
+        void this.end('commands after AUTH before TLS');
+        return;
+      }
       this.run(ev.kind === 'line' ? this.control.clientLine(ev.line) : this.control.lineError('client', ev.error));
     }
     this.flow();
@@ -236,13 +467,15 @@ export class Session {
    */
   private flow(): void {
     const c = this.control;
-    if (!c || this.ended) return;
-    const up = this.upstream;
+    if (!c || this.ended || this.blind) return;
+    const up = this.serverIo;
     const readClient = !c.clientBlocked && c.pendingCommands < PIPELINE_PAUSE && !(up?.writableNeedDrain ?? false);
-    const readServer = !c.serverBlocked && !this.client.writableNeedDrain;
-    if (readClient) this.client.resume();
-    else this.client.pause();
-    if (up) {
+    const readServer = !c.serverBlocked && !this.clientIo.writableNeedDrain;
+    if (!this.clientSwitching) {
+      if (readClient) this.clientIo.resume();
+      else this.clientIo.pause();
+    }
+    if (up && !this.serverSwitching) {
       if (readServer) up.resume();
       else up.pause();
     }
@@ -258,6 +491,11 @@ export class Session {
     const wasTransferring = this.control?.transferring ?? false;
     for (const ev of this.serverLines.push(chunk)) {
       if (!this.control || this.ended) return;
+      if (this.serverSwitching || this.blind) {
+        this.ev(LOG_NOTICE, 'tls-injection', 'server sent replies after 234 before the TLS handshake: refused');
+        void this.end('replies after 234 before TLS');
+        return;
+      }
       this.run(ev.kind === 'line' ? this.control.serverLine(ev.line) : this.control.lineError('server', ev.error));
     }
     // A transfer just ended: the idle time counts from now, for both sides.
@@ -274,10 +512,16 @@ export class Session {
       switch (a.type) {
         case 'toServer':
           // A full socket is seen by flow() (writableNeedDrain) after this batch of actions.
-          this.upstream?.write(a.data);
+          this.serverIo?.write(a.data);
           break;
         case 'toClient':
-          this.client.write(a.data);
+          this.clientIo.write(a.data);
+          break;
+        case 'tls':
+          this.doTls(a);
+          break;
+        case 'blind':
+          this.goBlind();
           break;
         case 'log':
           // A negotiation the state machine refused itself never reaches the firewall: counted here.
@@ -317,6 +561,21 @@ export class Session {
       server: canonical(this.o.server.address),
       proxy: canonical(this.upstream?.localAddress ?? ''),
     };
+    if (n.kind === 'passthrough') {
+      const install = async (): Promise<NegotiationResult> => {
+        try {
+          const pinhole = passthroughPinhole(ends, n.low, n.high);
+          if (this.rdomains) pinhole.rdomains = this.rdomains;
+          await this.o.firewall.replace(this.owner, [pinhole]);
+          this.pinholesInstalled(describePinhole(pinhole));
+          return { ok: true, proxyPort: 0 };
+        } catch (e) {
+          return { ok: false, error: e instanceof Error ? e.message : String(e) };
+        }
+      };
+      this.settle(id, this.fw.then(install), 'passive');
+      return;
+    }
     const attempt = async (): Promise<NegotiationResult> => {
       try {
         return await withFreeProxyPort(async (pp) => {
@@ -415,7 +674,7 @@ export class Session {
   /** Tell the client why, then end (OpenBSD just closes; a reply is kinder and costs nothing). */
   refuse(reply: string, reason: EndReason): void {
     if (this.ended) return;
-    this.client.write(reply);
+    this.clientIo.write(reply);
     void this.end(reason);
   }
 
@@ -432,13 +691,17 @@ export class Session {
     if (this.loginTimer) clearTimeout(this.loginTimer);
     if (this.idleTimer) clearTimeout(this.idleTimer);
     this.joins.finish(JOIN_GRACE * 1000);
-    for (const s of [this.client, this.upstream]) {
-      if (!s) continue;
+    this.tls?.close();
+    const streams = new Set<Duplex>([this.clientIo, this.client]);
+    if (this.serverIo) streams.add(this.serverIo);
+    if (this.upstream) streams.add(this.upstream);
+    for (const s of streams) {
       s.removeAllListeners('data');
       s.on('error', () => undefined);
-      // end() sends what is still queued (a final 221, a refusal) before the FIN; destroy after a while
-      // in case the peer never reads it.
-      s.end();
+      // end() sends what is still queued (a final 221, a refusal; under TLS its close_notify) before the
+      // FIN; destroy after a while in case the peer never reads it. A socket under TLS is the TLS
+      // stream's to end.
+      if (s === this.clientIo || s === this.serverIo || this.blind) s.end();
       setTimeout(() => s.destroy(), 2000).unref();
     }
     try {

@@ -9,6 +9,7 @@
 //              that one); the listeners close after it.
 import { createSocket } from 'node:dgram';
 import { connect, createServer, type Server, type Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { canonical, type Family } from '../net/address.js';
 
 export interface JoinStats {
@@ -51,6 +52,15 @@ export function localAddressToward(peer: string, family: Family): Promise<string
   });
 }
 
+/**
+ * TLS on a leg of the join (PROT P): what the proxy relays is the plaintext of the stream these give,
+ * once both legs' TCP connections are up. A rejection closes the join.
+ */
+export interface JoinWrap {
+  client?: (s: Socket) => Promise<Duplex>;
+  server?: (s: Socket) => Promise<Duplex>;
+}
+
 /** After the control session ended, a joined connection this long without a byte is done. */
 const FINISH_IDLE_MS = 5000;
 
@@ -68,7 +78,10 @@ export class DataJoin {
   private endHandler: ((s: JoinStats) => void) | null = null;
 
   /** `idleMs`: a leg with no byte either way for this long closes the join (0 = none). */
-  private constructor(private idleMs: number) {}
+  private constructor(
+    private idleMs: number,
+    private readonly wrap: JoinWrap = {},
+  ) {}
 
   /** Called once when both legs are closed (or the join is given up). */
   onEnd(f: (s: JoinStats) => void): void {
@@ -85,8 +98,8 @@ export class DataJoin {
   }
 
   /** Connect to the server's passive port and to the client's active port; resolves when both are up. */
-  static async connect(server: ConnectEnd, client: ConnectEnd, timeoutMs: number, idleMs = 0): Promise<DataJoin> {
-    const j = new DataJoin(idleMs);
+  static async connect(server: ConnectEnd, client: ConnectEnd, timeoutMs: number, idleMs = 0, wrap?: JoinWrap): Promise<DataJoin> {
+    const j = new DataJoin(idleMs, wrap);
     try {
       // Each socket is the join's as soon as it exists: when one leg fails, close() takes the other.
       const [s, c] = await Promise.all([dial(server, timeoutMs, 'server', j.sockets), dial(client, timeoutMs, 'client', j.sockets)].map((p) => p.then((sock) => j.keep(sock))));
@@ -104,8 +117,8 @@ export class DataJoin {
    * Listen on both sides (ports chosen by the kernel); the legs are spliced when both peers have
    * connected. Gives up after timeoutMs without both.
    */
-  static async listen(serverSide: ListenEnd, clientSide: ListenEnd, timeoutMs: number, idleMs = 0): Promise<{ join: DataJoin; serverPort: number; clientPort: number }> {
-    const j = new DataJoin(idleMs);
+  static async listen(serverSide: ListenEnd, clientSide: ListenEnd, timeoutMs: number, idleMs = 0, wrap?: JoinWrap): Promise<{ join: DataJoin; serverPort: number; clientPort: number }> {
+    const j = new DataJoin(idleMs, wrap);
     try {
       const [serverPort, clientPort] = await Promise.all([
         j.listenOne(serverSide, (s) => (j.server = s)),
@@ -114,6 +127,48 @@ export class DataJoin {
       j.timer = setTimeout(() => j.close(`no data connection within ${timeoutMs / 1000} s`), timeoutMs);
       j.timer.unref();
       return { join: j, serverPort, clientPort };
+    } catch (e) {
+      j.close((e as Error).message);
+      throw e;
+    }
+  }
+
+  /**
+   * PROT P: one peer connects (to the port returned, behind a local pinhole), and then the proxy dials
+   * the other: client PASV -> listen for the client, dial the server's passive port; client PORT ->
+   * listen for the server, dial the client's port.
+   */
+  static async listenThenDial(
+    side: 'client' | 'server',
+    listen: ListenEnd,
+    dialEnd: ConnectEnd,
+    timeoutMs: number,
+    idleMs: number,
+    wrap: JoinWrap,
+  ): Promise<{ join: DataJoin; port: number }> {
+    const j = new DataJoin(idleMs, wrap);
+    const other = side === 'client' ? 'server' : 'client';
+    try {
+      const port = await j.listenOne(
+        listen,
+        (s) => {
+          if (side === 'client') j.client = s;
+          else j.server = s;
+        },
+        () => {
+          dial(dialEnd, timeoutMs, other, j.sockets)
+            .then((s) => {
+              const kept = j.keep(s);
+              if (other === 'client') j.client = kept;
+              else j.server = kept;
+              j.splice();
+            })
+            .catch((e: Error) => j.close(e.message));
+        },
+      );
+      j.timer = setTimeout(() => j.close(`no data connection within ${timeoutMs / 1000} s`), timeoutMs);
+      j.timer.unref();
+      return { join: j, port };
     } catch (e) {
       j.close((e as Error).message);
       throw e;
@@ -151,7 +206,7 @@ export class DataJoin {
     this.idleTimer = setTimeout(check, this.idleMs).unref();
   }
 
-  private listenOne(end: ListenEnd, take: (s: Socket) => void): Promise<number> {
+  private listenOne(end: ListenEnd, take: (s: Socket) => void, then?: () => void): Promise<number> {
     return new Promise((resolve, reject) => {
       const srv = createServer({ allowHalfOpen: true, pauseOnConnect: true }, (s) => {
         // The pinhole admits only this peer; anything else here is not ours to relay.
@@ -161,7 +216,8 @@ export class DataJoin {
         }
         srv.close(); // one connection per side: the listener goes at once
         take(this.keep(s));
-        if (this.client && this.server) this.splice();
+        if (then) then();
+        else if (this.client && this.server) this.splice();
       });
       this.listeners.push(srv);
       // Before listening: the join fails; after (an accept error): the join ends. Never unhandled.
@@ -176,8 +232,27 @@ export class DataJoin {
   private splice(): void {
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
-    const c = this.client!;
-    const s = this.server!;
+    if (!this.wrap.client && !this.wrap.server) {
+      this.pipe(this.client!, this.server!);
+      return;
+    }
+    // The handshakes may take a while (vsftpd answers its ClientHello only after RETR/STOR): bounded.
+    const plain = (s: Socket): Promise<Duplex> => Promise.resolve(s);
+    Promise.all([(this.wrap.client ?? plain)(this.client!), (this.wrap.server ?? plain)(this.server!)]).then(
+      ([c, s]) => {
+        if (this.closed) {
+          c.destroy();
+          s.destroy();
+          return;
+        }
+        for (const t of [c, s]) t.on('error', (e: Error) => this.close(e.message));
+        this.pipe(c, s);
+      },
+      (e: Error) => this.close(e.message),
+    );
+  }
+
+  private pipe(c: Duplex, s: Duplex): void {
     this.lastActivity = Date.now();
     c.on('data', (d: Buffer) => {
       this.stats.toServer += d.length;

@@ -2,9 +2,9 @@
 // holding a slot of -m, set up either by connecting to both peers or by listening behind two local
 // pinholes. The session asks for a join and gets a negotiation result; this file does the rest.
 import { describePinhole, type FirewallBackend, localPinhole, type Owner, randomProxyPort } from '../firewall/backend.js';
-import type { JoinRequest, NegotiationResult } from '../ftp/control.js';
+import type { DataTls, JoinRequest, NegotiationResult } from '../ftp/control.js';
 import type { Family } from '../net/address.js';
-import { DataJoin, type JoinStats, localAddressToward } from './join.js';
+import { DataJoin, type JoinStats, type JoinWrap, localAddressToward } from './join.js';
 import { withFreeProxyPort } from './port-retry.js';
 
 /** Seconds to connect to a peer, or for both peers to connect. */
@@ -36,6 +36,8 @@ export interface JoinEnv {
   installed(description: string): void;
   /** A join closed. */
   joinEnded(stats: JoinStats): void;
+  /** PROT P: the TLS handshakes of a data connection's legs (the session's TLS legs do them). */
+  wrap?(tls: DataTls): JoinWrap;
 }
 
 export class SessionJoins {
@@ -63,7 +65,17 @@ export class SessionJoins {
       released = true;
     };
     try {
-      return j.kind === 'join-connect' ? await this.connect(j, release) : await this.listen(release);
+      const wrap = j.tls && this.env.wrap ? this.env.wrap(j.tls) : undefined;
+      if (j.tls && !wrap) throw new Error('PROT P without TLS legs');
+      switch (j.kind) {
+        case 'join-connect':
+          return await this.connect(j, release, wrap);
+        case 'join-listen':
+          return await this.listen(release, wrap);
+        case 'relay-passive':
+        case 'relay-active':
+          return await this.relay(j, release, wrap!);
+      }
     } catch (e) {
       release();
       return { ok: false, error: e instanceof Error ? e.message : String(e) };
@@ -77,16 +89,52 @@ export class SessionJoins {
   }
 
   /** Client PORT, server PASV: connect to both, outward only; no firewall change. */
-  private async connect(j: Extract<JoinRequest, { kind: 'join-connect' }>, release: () => void): Promise<NegotiationResult> {
+  private async connect(j: Extract<JoinRequest, { kind: 'join-connect' }>, release: () => void, wrap?: JoinWrap): Promise<NegotiationResult> {
     const join = await DataJoin.connect(
       // From P, so the server sees the control connection's address (servers check it).
       { host: this.env.server, port: j.serverPort, localAddress: this.env.proxy() },
       { host: this.env.client, port: j.clientPort },
       JOIN_CONNECT_TIMEOUT * 1000,
       this.idleMs,
+      wrap,
     );
     this.adopt(join, release);
     return { ok: true, proxyPort: 0 };
+  }
+
+  /**
+   * PROT P (the proxy terminates the data TLS): one local pinhole to the proxy's listener for the peer
+   * that connects (client PASV: the client, C -> OS:pp; client PORT: the server, S -> P:pp), then the
+   * proxy dials the other peer itself. proxyPort is the port that peer is told.
+   */
+  private async relay(j: Extract<JoinRequest, { kind: 'relay-passive' | 'relay-active' }>, release: () => void, wrap: JoinWrap): Promise<NegotiationResult> {
+    const { family, client, server, rdomains } = this.env;
+    const proxy = this.env.proxy();
+    const passive = j.kind === 'relay-passive';
+    const listenAddress = passive ? await localAddressToward(client, family) : proxy;
+    const { join, port } = await DataJoin.listenThenDial(
+      passive ? 'client' : 'server',
+      { address: listenAddress, peer: passive ? client : server },
+      passive ? { host: server, port: j.serverPort, localAddress: proxy } : { host: client, port: j.clientPort },
+      JOIN_LISTEN_TIMEOUT * 1000,
+      this.idleMs,
+      wrap,
+    );
+    try {
+      return await withFreeProxyPort(async (pp) => {
+        const pin = passive
+          ? localPinhole('client', family, client, this.env.originalServer, pp, listenAddress, port)
+          : localPinhole('server', family, server, proxy, pp, proxy, port);
+        if (rdomains) pin.rdomains = rdomains;
+        await this.env.firewall.replace(this.env.owner, [pin]);
+        this.env.installed(describePinhole(pin));
+        this.adopt(join, release);
+        return { ok: true, proxyPort: pp };
+      }, this.env.random);
+    } catch (e) {
+      join.close();
+      throw e;
+    }
   }
 
   /**
@@ -94,7 +142,7 @@ export class SessionJoins {
    * local pinholes (client: C -> OS:pp, server: S -> P:pp2), which the next negotiation or the end of the
    * session removes.
    */
-  private async listen(release: () => void): Promise<NegotiationResult> {
+  private async listen(release: () => void, wrap?: JoinWrap): Promise<NegotiationResult> {
     const { family, client, server, rdomains } = this.env;
     const proxy = this.env.proxy();
     const towardClient = await localAddressToward(client, family);
@@ -103,6 +151,7 @@ export class SessionJoins {
       { address: towardClient, peer: client },
       JOIN_LISTEN_TIMEOUT * 1000,
       this.idleMs,
+      wrap,
     );
     try {
       return await withFreeProxyPort(async (pp) => {

@@ -14,12 +14,14 @@
 //    gets, the length limits, and whether the server side is forced into passive or active mode; a forced
 //    data connection is joined by the session itself ('join' actions).
 import type { Family } from '../net/address.js';
-import { type Level, LOG_CRIT, LOG_DEBUG, LOG_ERR, LOG_INFO } from '../levels.js';
+import { type Level, LOG_CRIT, LOG_DEBUG, LOG_ERR, LOG_INFO, LOG_NOTICE, LOG_WARNING } from '../levels.js';
 import { format227, format229, formatEprt, formatPort, parse227, parse229, parseEprtArg, parsePortArg } from './port-args.js';
 import { gateCommand } from './gate.js';
 import { FeatRewriter, gateReply } from './reply-gate.js';
+import { type ProtLevel, tlsCommand } from './tls-commands.js';
 import { vis } from './vis.js';
 import { defaultPolicy, type Policy } from '../policy/parse.js';
+import type { TlsClientMode, TlsServerMode } from '../policy/tls.js';
 
 export { splitCommand } from './gate.js';
 
@@ -61,11 +63,31 @@ export interface ControlOptions {
   firewallName: string;
   /** The session's policy (-f); OpenBSD's behaviour without one. */
   policy?: Policy;
+  /** FTPS: the policy's tls_client/tls_server and what this session's ports imply. */
+  tls?: TlsConfig;
+}
+
+export interface TlsConfig {
+  client: TlsClientMode;
+  server: TlsServerMode;
+  /** Port 990 (implicit FTPS): the session starts that leg's TLS before the first line. */
+  clientImplicit: boolean;
+  serverImplicit: boolean;
+  /** tls_client passthrough: the server's passive range (none known: AUTH is refused). */
+  passthroughPorts?: { low: number; high: number };
+}
+
+/** Which legs of a data connection speak TLS (PROT P on that leg): any true means the userland relay. */
+export interface DataTls {
+  client: boolean;
+  server: boolean;
 }
 
 export type Negotiation =
   | { kind: 'passive'; command: 'PASV' | 'EPSV'; serverPort: number }
-  | { kind: 'active'; command: 'PORT' | 'EPRT'; clientPort: number };
+  | { kind: 'active'; command: 'PORT' | 'EPRT'; clientPort: number }
+  /** tls_client passthrough after the server's 234: one pinhole for the server's passive range. */
+  | { kind: 'passthrough'; low: number; high: number };
 
 export type LogFields = Record<string, string | number>;
 
@@ -74,8 +96,12 @@ export type LogFields = Record<string, string | number>;
  * other mode: connect to the client's PORT and to the server's passive port, or listen for both.
  */
 export type JoinRequest =
-  | { kind: 'join-connect'; command: 'PORT' | 'EPRT'; clientPort: number; serverPort: number }
-  | { kind: 'join-listen'; command: 'PASV' | 'EPSV' };
+  | { kind: 'join-connect'; command: 'PORT' | 'EPRT'; clientPort: number; serverPort: number; tls?: DataTls }
+  | { kind: 'join-listen'; command: 'PASV' | 'EPSV'; tls?: DataTls }
+  /** PROT P, client PASV/EPSV: listen for the client (the port it is told), connect to the server's port. */
+  | { kind: 'relay-passive'; command: 'PASV' | 'EPSV'; serverPort: number; tls: DataTls }
+  /** PROT P, client PORT/EPRT: listen for the server (the port it is told), connect to the client's port. */
+  | { kind: 'relay-active'; command: 'PORT' | 'EPRT'; clientPort: number; tls: DataTls };
 
 /** For join-listen: proxyPort is the port the server is told, clientPort the one the client is told. */
 export type NegotiationResult = { ok: true; proxyPort: number; clientPort?: number } | { ok: false; error: string };
@@ -91,8 +117,14 @@ export type Action =
   | { type: 'joinCancel' }
   /** `event` and `fields` are for --log-format json; the text format prints only the message. */
   | { type: 'log'; level: Level; message: string; event: string; fields?: LogFields }
+  /** Start TLS on a leg (after what was sent before it), or end it (CCC); then call tlsDone(id, result). */
+  | { type: 'tls'; id: number; leg: 'client' | 'server'; op: 'start' | 'stop' }
+  /** tls_client passthrough: from now on the control bytes are relayed untouched, both ways. */
+  | { type: 'blind' }
   /** End the session (after flushing what was sent). */
   | { type: 'close'; reason: string };
+
+export type TlsResult = { ok: true } | { ok: false; error: string };
 
 /** A command whose server side differs from what the client asked (data_mode, EPSV fallback). */
 type Forced =
@@ -110,13 +142,28 @@ interface ServerPending {
   forced?: Forced;
   /** data_mode passive: a 5xx to EPSV is answered by trying PASV (IPv4). */
   fallback?: boolean;
+  /** The proxy's own command (tls_server require for a plain client): its reply is not the client's. */
+  internal?: 'auth' | 'pbsz' | 'prot';
+  /** The client's AUTH sent on to the server: its 234 starts TLS there (or the session goes blind). */
+  auth?: 'terminate' | 'passthrough';
+  /** The client's PROT sent on: a 2xx sets the level of both legs. */
+  prot?: ProtLevel;
 }
 
-type Pending = ServerPending | { kind: 'local'; data: Buffer };
+/** `then` goes out right after `data` (the 234 before a TLS handshake, the 200 before CCC). */
+type Pending = ServerPending | { kind: 'local'; data: Buffer; then?: { leg: 'client'; op: 'start' | 'stop' } };
 
 interface Inflight {
   id: number;
   negotiation: Negotiation | JoinRequest;
+}
+
+interface TlsInflight {
+  id: number;
+  leg: 'client' | 'server';
+  op: 'start' | 'stop';
+  /** Why the server leg starts TLS: the proxy's own set-up (require), or the client's AUTH. */
+  purpose?: 'setup' | 'client-auth';
 }
 
 /** How the lines of the reply being read are handled. */
@@ -127,7 +174,9 @@ type ReplyMode =
   /** Reply policy `change`: swallowed, the new line goes out at the end. */
   | { how: 'change'; text: string }
   /** A FEAT reply: feature lines filtered, inserts before the last line. */
-  | { how: 'feat'; feat: FeatRewriter };
+  | { how: 'feat'; feat: FeatRewriter }
+  /** The reply to the proxy's own command, or a 234 it acts on: never the client's to see as it is. */
+  | { how: 'swallow' };
 
 export class FtpControl {
   /** Commands sent to the server (or answered locally) whose final reply the client has not had yet. */
@@ -151,6 +200,18 @@ export class FtpControl {
   private heldOverflow = false;
   private nextId = 1;
   private closed = false;
+  private readonly tls: TlsConfig;
+  /** The client leg speaks TLS now / did at some point (CCC leaves it plain); the server leg does now. */
+  private clientTls: boolean;
+  private clientSecured: boolean;
+  private serverTls: boolean;
+  /** PROT of each leg's data connections: P means TLS on that side, hence the userland relay. */
+  private clientProt: ProtLevel = 'C';
+  private serverProt: ProtLevel = 'C';
+  private userSent = false;
+  /** TLS set-up in progress (the proxy's own commands, an AUTH, a handshake): the client's lines wait. */
+  private tlsHold = false;
+  private tlsInflight: TlsInflight | null = null;
 
   constructor(
     private readonly id: number,
@@ -158,11 +219,26 @@ export class FtpControl {
     private readonly opts: ControlOptions,
   ) {
     this.policy = opts.policy ?? defaultPolicy();
+    this.tls = opts.tls ?? { client: 'none', server: 'none', clientImplicit: false, serverImplicit: false };
+    this.clientTls = this.clientSecured = this.tls.clientImplicit;
+    this.serverTls = this.tls.serverImplicit;
   }
 
   /** True while a line waits on the firewall; the session stops reading that side meanwhile. */
   get clientBlocked(): boolean {
-    return this.clientInflight !== null || this.clientHold;
+    return this.clientInflight !== null || this.clientHold || this.tlsHold;
+  }
+
+  /** Whether each leg's control connection is TLS now (status, logs). */
+  get legs(): { client: boolean; server: boolean } {
+    return { client: this.clientTls, server: this.serverTls };
+  }
+
+  /** The data connections of the next negotiation: through the kernel (null) or the TLS relay. */
+  private get dataTls(): DataTls | null {
+    const client = this.clientProt === 'P';
+    const server = this.serverProt === 'P';
+    return client || server ? { client, server } : null;
   }
 
   /** A transfer is running: the server said 1xx and its final reply has not come yet. */
@@ -176,7 +252,7 @@ export class FtpControl {
   }
 
   get serverBlocked(): boolean {
-    return this.serverInflight !== null;
+    return this.serverInflight !== null || this.tlsInflight?.leg === 'server';
   }
 
   /** Lines held back behind a pending negotiation, both directions. */
@@ -202,7 +278,7 @@ export class FtpControl {
 
   serverLine(line: Buffer): Action[] {
     if (this.closed) return [];
-    if (this.serverInflight) {
+    if (this.serverBlocked) {
       this.serverQueue.push(line);
       return [];
     }
@@ -235,6 +311,7 @@ export class FtpControl {
       this.clientInflight = null;
       if (negotiation.kind === 'active') this.finishActive(negotiation, result, out);
       else if (negotiation.kind === 'join-listen') this.finishJoinListen(negotiation, result, out);
+      else if (negotiation.kind === 'relay-active') this.finishActive({ kind: 'active', command: negotiation.command, clientPort: negotiation.clientPort }, result, out, 'TLS relay');
       else throw new Error(`client-side negotiation cannot be ${negotiation.kind}`);
       this.drainClient(out);
     } else if (this.serverInflight?.id === id) {
@@ -242,11 +319,161 @@ export class FtpControl {
       this.serverInflight = null;
       if (negotiation.kind === 'passive') this.finishPassive(negotiation, result, out);
       else if (negotiation.kind === 'join-connect') this.finishJoinConnect(negotiation, result, out);
+      else if (negotiation.kind === 'relay-passive') this.finishPassive({ kind: 'passive', command: negotiation.command, serverPort: negotiation.serverPort }, result, out, 'TLS relay');
+      else if (negotiation.kind === 'passthrough') this.finishPassthrough(negotiation, result, out);
       else throw new Error(`server-side negotiation cannot be ${negotiation.kind}`);
       this.drainServer(out);
       this.drainClient(out);
     }
     return out;
+  }
+
+  /** The session carried out a 'tls' action. A failure ends the session (with a reply where one can be read). */
+  tlsDone(id: number, result: TlsResult): Action[] {
+    if (this.closed || this.tlsInflight?.id !== id) return [];
+    const t = this.tlsInflight;
+    this.tlsInflight = null;
+    const out: Action[] = [];
+    if (!result.ok) {
+      this.closed = true;
+      out.push(this.log(LOG_ERR, `TLS ${t.op === 'start' ? 'handshake' : 'shutdown'} with the ${t.leg} failed: ${vis(result.error)}`, 'tls-failed', { leg: t.leg }));
+      // The client leg is still plain while the server's handshake runs: the reason can reach the client.
+      if (t.leg === 'server') out.push({ type: 'toClient', data: Buffer.from(`421 TLS with the server failed: ${oneLine(result.error)}\r\n`) });
+      out.push({ type: 'close', reason: `TLS with the ${t.leg} failed` });
+      return out;
+    }
+    if (t.leg === 'server') {
+      this.serverTls = true;
+      if (t.purpose === 'setup') {
+        // tls_server require for a plain client: protect its data on the server's side too.
+        this.internal('pbsz', 'PBSZ 0', out);
+      } else {
+        // The client's AUTH: the server leg is TLS, now the client's (its AUTH is still at the head).
+        this.popServer();
+        this.startClientTls(out);
+      }
+    } else if (t.op === 'start') {
+      this.clientTls = this.clientSecured = true;
+      this.tlsHold = false;
+    } else {
+      this.clientTls = false;
+      this.tlsHold = false;
+    }
+    this.drainServer(out);
+    this.drainClient(out);
+    return out;
+  }
+
+  /** The proxy's 234 to the client, then its TLS handshake (the client's lines wait for it). */
+  private startClientTls(out: Action[]): void {
+    this.tlsHold = true;
+    this.fifo.push({ kind: 'local', data: Buffer.from('234 AUTH TLS successful, start the TLS handshake\r\n'), then: { leg: 'client', op: 'start' } });
+    this.flushLocal(out);
+  }
+
+  /** A command of the proxy's own to the server; its reply is swallowed (the client's lines wait). */
+  private internal(what: 'auth' | 'pbsz' | 'prot', line: string, out: Action[]): void {
+    this.tlsHold = true;
+    this.fifo.push({ kind: 'server', verb: line.split(' ')[0]!, internal: what });
+    if (this.opts.debug) out.push(this.log(LOG_DEBUG, `proxy to server: ${line}`, 'proxy-line'));
+    out.push({ type: 'toServer', data: Buffer.from(`${line}\r\n`) });
+  }
+
+  private startTls(leg: 'client' | 'server', op: 'start' | 'stop', out: Action[], purpose?: TlsInflight['purpose']): void {
+    this.tlsInflight = { id: this.nextId++, leg, op, ...(purpose ? { purpose } : {}) };
+    out.push({ type: 'tls', id: this.tlsInflight.id, leg, op });
+  }
+
+  /** The reply to one of the proxy's own commands (tls_server require). */
+  private internalReply(what: 'auth' | 'pbsz' | 'prot', code: string, out: Action[]): void {
+    if (what === 'auth') {
+      if (code === '234') {
+        this.startTls('server', 'start', out, 'setup');
+        return;
+      }
+      this.closed = true;
+      out.push(this.log(LOG_ERR, `the server refused AUTH TLS (${code}), which tls_server require needs`, 'tls-refused', { code }));
+      out.push({ type: 'toClient', data: Buffer.from('421 The server does not offer TLS, which this proxy requires, closing control connection.\r\n') });
+      out.push({ type: 'close', reason: 'server refused AUTH TLS' });
+      return;
+    }
+    if (what === 'pbsz') {
+      this.internal('prot', 'PROT P', out);
+      return;
+    }
+    if (code.startsWith('2')) this.serverProt = 'P';
+    else out.push(this.log(LOG_WARNING, `the server refused PROT P (${code}): data to the server stays in the clear`, 'tls-prot-refused', { code }));
+    this.tlsHold = false;
+  }
+
+  /** The client's AUTH, PBSZ, PROT, CCC or REIN, as the TLS modes and legs make them; true if handled. */
+  private tlsCommand(verb: string, arg: string, line: Buffer, out: Action[]): boolean {
+    const v = tlsCommand(verb, arg, {
+      client: this.tls.client,
+      server: this.tls.server,
+      clientTls: this.clientTls,
+      clientSecured: this.clientSecured,
+      serverTls: this.serverTls,
+      userSent: this.userSent,
+      passthroughRange: this.tls.passthroughPorts !== undefined,
+    });
+    switch (v.act) {
+      case 'pass':
+        return false;
+      case 'reply':
+        this.localReply(v.text, out);
+        return true;
+      case 'auth-local':
+        out.push(this.log(LOG_INFO, 'client asks for TLS', 'tls-auth'));
+        this.startClientTls(out);
+        return true;
+      case 'auth-server':
+        // TLS with the server first: a minted certificate mirrors the server's.
+        out.push(this.log(LOG_INFO, 'client asks for TLS: starting TLS with the server first', 'tls-auth'));
+        this.tlsHold = true;
+        this.fifo.push({ kind: 'server', verb: 'AUTH', auth: 'terminate' });
+        out.push({ type: 'toServer', data: Buffer.from('AUTH TLS\r\n') });
+        return true;
+      case 'auth-passthrough':
+        out.push(this.log(LOG_INFO, 'client asks for TLS: passed through to the server', 'tls-auth'));
+        this.tlsHold = true;
+        this.fifo.push({ kind: 'server', verb: 'AUTH', auth: 'passthrough' });
+        out.push({ type: 'toServer', data: line });
+        return true;
+      case 'pbsz-local':
+        this.localReply('200 PBSZ=0\r\n', out);
+        return true;
+      case 'prot-local':
+        this.clientProt = v.level;
+        this.localReply(`200 Protection level set to ${v.level}\r\n`, out);
+        return true;
+      case 'prot-forward':
+        this.fifo.push({ kind: 'server', verb: 'PROT', prot: v.level });
+        out.push({ type: 'toServer', data: line });
+        return true;
+      case 'ccc':
+        out.push(this.log(LOG_INFO, 'client clears the control channel (CCC)', 'tls-ccc'));
+        this.tlsHold = true;
+        this.fifo.push({ kind: 'local', data: Buffer.from('200 CCC command successful, control channel cleared\r\n'), then: { leg: 'client', op: 'stop' } });
+        this.flushLocal(out);
+        return true;
+    }
+  }
+
+  /** Passthrough's range pinhole is in: the 234 goes to the client and the session stops reading lines. */
+  private finishPassthrough(n: Extract<Negotiation, { kind: 'passthrough' }>, result: NegotiationResult, out: Action[]): void {
+    this.closed = true;
+    if (!result.ok) {
+      out.push(this.log(LOG_CRIT, `${this.opts.firewallName} operation failed: ${vis(result.error)}`, 'firewall-failed', { command: 'AUTH' }));
+      // The server waits for a ClientHello that will never come: the session cannot go on.
+      out.push({ type: 'toClient', data: Buffer.from('421 The firewall refused the TLS pass-through pinhole, closing control connection.\r\n') });
+      out.push({ type: 'close', reason: 'passthrough pinhole refused' });
+      return;
+    }
+    out.push(this.log(LOG_INFO, `TLS passed through: data ports ${n.low}-${n.high} open to the server for this session`, 'passthrough', { low: n.low, high: n.high }));
+    for (const l of this.held ?? []) out.push({ type: 'toClient', data: l });
+    this.held = null;
+    out.push({ type: 'blind' });
   }
 
   // ---- client -> server ----
@@ -273,6 +500,8 @@ export class FtpControl {
       return;
     }
     const { verb, arg } = gate;
+    if (this.tlsCommand(verb, arg, line, out)) return;
+    if (verb === 'USER') this.userSent = true;
     switch (verb) {
       case 'PASV':
       case 'EPSV':
@@ -310,7 +539,8 @@ export class FtpControl {
 
   /** data_mode active, the client asked PASV/EPSV: listeners and pinholes first, then PORT/EPRT. */
   private joinListen(verb: 'PASV' | 'EPSV', out: Action[]): void {
-    const join: JoinRequest = { kind: 'join-listen', command: verb };
+    const tls = this.dataTls;
+    const join: JoinRequest = { kind: 'join-listen', command: verb, ...(tls ? { tls } : {}) };
     this.clientInflight = { id: this.nextId++, negotiation: join };
     out.push({ type: 'join', id: this.clientInflight.id, join });
   }
@@ -388,6 +618,12 @@ export class FtpControl {
 
   private activeCommand(verb: 'PORT' | 'EPRT', arg: string, line: Buffer, out: Action[]): void {
     if (this.refuseFamily(verb, out)) return;
+    if (this.tls.client === 'passthrough') {
+      // Under TLS the proxy could not read it, so active mode cannot work blind: refused from the start.
+      out.push(this.log(LOG_INFO, `${verb} refused: active mode cannot pass through TLS (tls_client passthrough)`, 'passthrough-active', { command: verb }));
+      this.localReply(`502 ${verb} refused: active mode cannot pass through TLS unread (tls_client passthrough), use PASV or EPSV\r\n`, out);
+      return;
+    }
     const parsed = verb === 'PORT' ? parsePortArg(arg) : parseEprtArg(arg);
     if (!parsed.ok) {
       out.push(this.log(LOG_CRIT, `bad port in '${vis(line)}'`, 'bad-port', { command: verb }));
@@ -404,12 +640,19 @@ export class FtpControl {
       this.forcePassive(verb, parsed.value.port, out);
       return;
     }
+    const tls = this.dataTls;
+    if (tls) {
+      const join: JoinRequest = { kind: 'relay-active', command: verb, clientPort: parsed.value.port, tls };
+      this.clientInflight = { id: this.nextId++, negotiation: join };
+      out.push({ type: 'join', id: this.clientInflight.id, join });
+      return;
+    }
     const negotiation: Negotiation = { kind: 'active', command: verb, clientPort: parsed.value.port };
     this.clientInflight = { id: this.nextId++, negotiation };
     out.push({ type: 'negotiate', id: this.clientInflight.id, negotiation });
   }
 
-  private finishActive(n: Extract<Negotiation, { kind: 'active' }>, result: NegotiationResult, out: Action[]): void {
+  private finishActive(n: Extract<Negotiation, { kind: 'active' }>, result: NegotiationResult, out: Action[], via = ''): void {
     if (!result.ok) {
       out.push(this.log(LOG_CRIT, `${this.opts.firewallName} operation failed: ${vis(result.error)}`, 'firewall-failed', { command: n.command }));
       this.localReply(`425 Can't open data connection: the firewall refused the ${n.command} pinhole\r\n`, out);
@@ -418,7 +661,7 @@ export class FtpControl {
     const named = this.addr.advertiseToServer ?? this.addr.proxy;
     const line = n.command === 'PORT' ? formatPort(named, result.proxyPort) : formatEprt(this.addr.serverFamily, named, result.proxyPort);
     out.push(
-      this.log(LOG_INFO, `active: server to client port ${n.clientPort} via port ${result.proxyPort}`, 'active', {
+      this.log(LOG_INFO, `active: server to client port ${n.clientPort} via port ${result.proxyPort}${via ? ` (${via})` : ''}`, 'active', {
         command: n.command,
         clientPort: n.clientPort,
         proxyPort: result.proxyPort,
@@ -441,10 +684,23 @@ export class FtpControl {
   }
 
   private flushLocal(out: Action[]): void {
-    if (this.replyCode !== null || this.held !== null || this.serverInflight) return;
+    if (this.replyCode !== null || this.held !== null || this.serverInflight || this.tlsInflight) return;
     while (this.fifo[0]?.kind === 'local') {
-      const head = this.fifo.shift() as { kind: 'local'; data: Buffer };
+      const head = this.fifo.shift() as Extract<Pending, { kind: 'local' }>;
+      if (head.then?.op === 'start' && this.clientQueue.length) {
+        // Lines read before the 234 was sent would run as if they came under TLS (STARTTLS injection).
+        this.closed = true;
+        out.push(this.log(LOG_NOTICE, `${this.clientQueue.length} command(s) sent after AUTH before the TLS handshake: refused`, 'tls-injection'));
+        out.push({ type: 'toClient', data: Buffer.from('421 Commands after AUTH before the TLS handshake, closing control connection.\r\n') });
+        out.push({ type: 'close', reason: 'commands pipelined after AUTH' });
+        return;
+      }
       out.push({ type: 'toClient', data: head.data });
+      if (head.then) {
+        // Nothing may follow on this leg until the TLS change is done: the rest of the queue waits.
+        this.startTls(head.then.leg, head.then.op, out);
+        return;
+      }
     }
   }
 
@@ -487,6 +743,13 @@ export class FtpControl {
     const head = this.headServer();
     const verb = head?.verb ?? '';
     const forced = head?.forced;
+    if (head?.internal || (head?.auth && code === '234')) {
+      // The proxy acts on it (TLS on the server leg, or the pass-through pinhole first).
+      this.replyMode = { how: 'swallow' };
+      this.held = head.auth === 'passthrough' ? [line] : null;
+      this.heldOverflow = false;
+      return;
+    }
     const negotiationReply = (verb === 'PASV' && code === '227') || (verb === 'EPSV' && code === '229');
     if (forced && (negotiationReply || (forced.mode === 'listen' && code.startsWith('2')) || (head?.fallback && code.startsWith('5')))) {
       // The proxy's own translation: the reply is not the client's to see as it is.
@@ -518,7 +781,7 @@ export class FtpControl {
     }
     if (forced?.mode === 'listen') out.push({ type: 'joinCancel' }); // the server refused our PORT/EPRT
     if (verb === 'FEAT' && code === '211') {
-      const feat = new FeatRewriter(this.policy);
+      const feat = new FeatRewriter(this.policy, this.tls.client === 'passthrough' ? 'server' : this.tls.client === 'none' ? 'none' : 'proxy');
       this.replyMode = { how: 'feat', feat };
       const rewritten = multi ? null : feat.oneLine(line);
       if (rewritten) {
@@ -537,6 +800,9 @@ export class FtpControl {
     switch (mode.how) {
       case 'hold':
         this.hold(line);
+        return;
+      case 'swallow':
+        if (this.held) this.hold(line);
         return;
       case 'change':
         return;
@@ -566,6 +832,10 @@ export class FtpControl {
     this.replyCode = null;
     const mode = this.replyMode;
     this.replyMode = { how: 'relay' };
+    if (mode.how === 'swallow') {
+      this.tlsReply(code, out);
+      return;
+    }
     if (mode.how === 'hold' && this.held) {
       const lines = this.held;
       const overflow = this.heldOverflow;
@@ -580,18 +850,38 @@ export class FtpControl {
     if (code.startsWith('1')) this.inTransfer = true;
     else {
       this.inTransfer = false;
-      this.popServer();
+      const p = this.popServer();
+      if (p?.auth) this.tlsHold = false; // the server refused the client's AUTH: the client has its reply
+      if (p?.prot && code.startsWith('2')) this.clientProt = this.serverProt = p.prot;
+      if (p?.verb === '' && code === '220' && this.tls.server === 'require' && !this.serverTls) this.internal('auth', 'AUTH TLS', out);
     }
     this.flushLocal(out);
     this.drainClient(out);
   }
 
+  /** The end of a swallowed reply: one of the proxy's own commands, or a 234 to the client's AUTH. */
+  private tlsReply(code: string, out: Action[]): void {
+    const head = this.headServer()!;
+    if (head.internal) {
+      this.popServer();
+      this.internalReply(head.internal, code, out);
+    } else if (head.auth === 'terminate') {
+      this.startTls('server', 'start', out, 'client-auth');
+    } else {
+      const range = this.tls.passthroughPorts!;
+      const negotiation: Negotiation = { kind: 'passthrough', low: range.low, high: range.high };
+      this.serverInflight = { id: this.nextId++, negotiation };
+      out.push({ type: 'negotiate', id: this.serverInflight.id, negotiation });
+    }
+  }
+
   /** Remove the server command at the head; a forced one releases the client's lines. */
-  private popServer(): void {
+  private popServer(): ServerPending | undefined {
     const i = this.fifo.findIndex((p) => p.kind === 'server');
-    if (i < 0) return;
+    if (i < 0) return undefined;
     const [p] = this.fifo.splice(i, 1) as [ServerPending];
     if (p.forced) this.clientHold = false;
+    return p;
   }
 
   /** A held reply is complete: rewrite it, make a negotiation or a join of it, or fall back. */
@@ -629,8 +919,15 @@ export class FtpControl {
       this.replaceReply(`425 Can't open data connection: the server's ${serverForm} reply was refused by the proxy\r\n`, out);
       return;
     }
+    const tls = this.dataTls;
     if (forced?.mode === 'connect') {
-      const join: JoinRequest = { kind: 'join-connect', command: forced.client, clientPort: forced.clientPort, serverPort: port };
+      const join: JoinRequest = { kind: 'join-connect', command: forced.client, clientPort: forced.clientPort, serverPort: port, ...(tls ? { tls } : {}) };
+      this.serverInflight = { id: this.nextId++, negotiation: join };
+      out.push({ type: 'join', id: this.serverInflight.id, join });
+      return;
+    }
+    if (tls) {
+      const join: JoinRequest = { kind: 'relay-passive', command: clientCommand as 'PASV' | 'EPSV', serverPort: port, tls };
       this.serverInflight = { id: this.nextId++, negotiation: join };
       out.push({ type: 'join', id: this.serverInflight.id, join });
       return;
@@ -645,7 +942,7 @@ export class FtpControl {
     return this.addr.advertiseToClient ?? this.addr.originalServer;
   }
 
-  private finishPassive(n: Extract<Negotiation, { kind: 'passive' }>, result: NegotiationResult, out: Action[]): void {
+  private finishPassive(n: Extract<Negotiation, { kind: 'passive' }>, result: NegotiationResult, out: Action[], via = ''): void {
     if (!result.ok) {
       out.push(this.log(LOG_CRIT, `${this.opts.firewallName} operation failed: ${vis(result.error)}`, 'firewall-failed', { command: n.command }));
       this.replaceReply(`425 Can't open data connection: the firewall refused the ${n.command} pinhole\r\n`, out);
@@ -653,7 +950,7 @@ export class FtpControl {
     }
     const line = n.command === 'PASV' ? format227(this.advertiseToClient, result.proxyPort) : format229(result.proxyPort);
     out.push(
-      this.log(LOG_INFO, `passive: client to server port ${n.serverPort} via port ${result.proxyPort}`, 'passive', {
+      this.log(LOG_INFO, `passive: client to server port ${n.serverPort} via port ${result.proxyPort}${via ? ` (${via})` : ''}`, 'passive', {
         command: n.command,
         serverPort: n.serverPort,
         proxyPort: result.proxyPort,
@@ -684,6 +981,9 @@ export class FtpControl {
     return a;
   }
 }
+
+/** An error's text on one line of a reply, bounded. */
+const oneLine = (s: string): string => s.replace(/[\r\n]+/g, ' ').replace(/[^\x20-\x7e]/g, '?').slice(0, 160);
 
 /** The end line of a multi-line reply repeats the code followed by a space (or ends right there). */
 function isReplyEnd(text: string, code: string): boolean {

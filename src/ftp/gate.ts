@@ -86,8 +86,10 @@ export function gateCommand(line: Buffer, policy: Policy, anonymousOnly: boolean
       }
       break;
     case 'AUTH':
-      // The proxy must read PORT/PASV on the control channel; an encrypted one would silently break
-      // every data connection. A clear refusal makes clients fall back to plain FTP (RFC 4217 sec. 6).
+      // With tls_client none the proxy must read PORT/PASV in the clear; an encrypted control channel
+      // would silently break every data connection. A clear refusal makes clients fall back to plain
+      // FTP (RFC 4217 sec. 6). The other modes are the state machine's (tls-commands.ts).
+      if (policy.tls.client !== 'none') break;
       return { pass: false, reply: '504 AUTH not supported through ftp-proxy, use plain FTP\r\n' };
     case 'LPRT':
     case 'LPSV':

@@ -19,6 +19,14 @@ export class LineSplitter {
     return this.pendingBytes;
   }
 
+  /** Take the bytes buffered past the last whole line (the stream changes hands: TLS, pass-through). */
+  takeRest(): Buffer {
+    const rest = Buffer.concat(this.pending);
+    this.pending = [];
+    this.pendingBytes = 0;
+    return rest;
+  }
+
   /**
    * Feed bytes; returns the complete lines they finish, in order. After an error nothing more is
    * returned: the session is over.

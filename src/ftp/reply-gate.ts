@@ -58,15 +58,33 @@ export function gateReply(policy: Policy, verb: string, code: string): ReplyVerd
   return { action: 'relay' };
 }
 
+export type TlsFeatures = 'none' | 'server' | 'proxy';
+
+/** What the proxy lists when it terminates the client's TLS. */
+const PROXY_TLS_FEATURES = ['AUTH TLS', 'PBSZ', 'PROT', 'CCC'];
+
 /** One FEAT reply (211) on its way to the client: features dropped, inserts before its last line. */
 export class FeatRewriter {
   private readonly seen = new Set<string>();
 
-  constructor(private readonly policy: Policy) {}
+  /**
+   * `tls`: who answers AUTH, PBSZ and PROT. none: nobody (they are dropped); server: the server
+   * (passthrough: its lines stay); proxy: the proxy, which lists its own (Zorp does the same for
+   * one-sided STARTTLS) in place of the server's.
+   */
+  constructor(
+    private readonly policy: Policy,
+    private readonly tls: TlsFeatures = 'none',
+  ) {}
+
+  private inserts(): string[] {
+    const own = this.tls === 'proxy' ? PROXY_TLS_FEATURES : [];
+    return [...featuresToInsert(this.policy, this.seen), ...own];
+  }
 
   /** A one-line 211 lists nothing; inserted features make it a multi-line one. Null: relay it as it is. */
   oneLine(line: Buffer): Buffer | null {
-    const ins = featuresToInsert(this.policy, this.seen);
+    const ins = this.inserts();
     if (!ins.length) return null;
     const first = line.toString('latin1').replace(/\r?\n$/, '').slice(4);
     return Buffer.from(`211-${first}\r\n${ins.map((f) => ` ${f}\r\n`).join('')}211 End\r\n`, 'latin1');
@@ -75,13 +93,13 @@ export class FeatRewriter {
   /** A further line (`end`: the last one): what the client gets instead, [] when the feature is dropped. */
   line(line: Buffer, text: string, end: boolean): Buffer[] {
     if (end) {
-      const ins = featuresToInsert(this.policy, this.seen);
+      const ins = this.inserts();
       return ins.length ? [Buffer.from(ins.map((f) => ` ${f}\r\n`).join(''), 'latin1'), line] : [line];
     }
     const f = featureOf(text);
     if (f !== null) {
       this.seen.add(f.toUpperCase());
-      if (!keepFeature(this.policy, f)) return [];
+      if (!keepFeature(this.policy, f, this.tls === 'server')) return [];
     }
     return [line];
   }

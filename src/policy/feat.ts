@@ -18,10 +18,14 @@ function matches(rule: string, feature: string): boolean {
   return feature === rule || feature.startsWith(`${rule} `) || feature.startsWith(`${rule};`);
 }
 
-/** Whether a listed feature (as featureOf returns it) goes to the client. */
-export function keepFeature(p: Policy, feature: string): boolean {
+/**
+ * Whether a listed feature (as featureOf returns it) goes to the client. `serverTls`: the server answers
+ * AUTH itself (tls_client passthrough), so its AUTH, PBSZ and PROT lines stay; otherwise they go (the
+ * proxy refuses AUTH, or lists its own).
+ */
+export function keepFeature(p: Policy, feature: string, serverTls = false): boolean {
   const upper = feature.toUpperCase();
-  if (TLS_FEATURES.some((t) => matches(t, upper))) return false;
+  if (!serverTls && [...TLS_FEATURES, 'CCC'].some((t) => matches(t, upper))) return false;
   // The most specific rule wins: "AUTH TLS" before "AUTH".
   let best: { len: number; action: string } | null = null;
   for (const [name, rule] of p.feat) {

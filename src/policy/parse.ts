@@ -226,7 +226,7 @@ function checkText(text: string): string | null {
 
 const isCode = (s: string): boolean => /^[1-5][0-5]\d$/.test(s);
 
-/** The auto-dropped FEAT entries: the proxy refuses AUTH (no TLS mode), so it must not advertise them. */
+/** The FEAT entries tls_client decides (src/policy/feat.ts): never a policy's to accept or insert. */
 export const TLS_FEATURES = ['AUTH', 'PBSZ', 'PROT'];
 
 /** `tlsFiles` reads the certificate and key files the tls_* keys name (the loader gives it; pure without). */
@@ -349,7 +349,7 @@ export function parsePolicy(text: string, file: string, tlsFiles?: TlsFileCheck)
           break;
         }
         if (action !== 'drop' && TLS_FEATURES.includes(upper.split(/[ ;]/)[0]!)) {
-          fail(`${name} cannot be ${action}ed: the proxy refuses AUTH (it cannot read an encrypted control channel), so it always drops AUTH, PBSZ and PROT from FEAT`);
+          fail(`${name} cannot be ${action}ed: AUTH, PBSZ and PROT follow tls_client (dropped with none, listed by the proxy with accept or require, the server's with passthrough)`);
           break;
         }
         const before = p.feat.get(upper);

@@ -47,12 +47,6 @@ export interface TlsPolicy {
   lines: Partial<Record<TlsKey, number>>;
 }
 
-/**
- * Until the TLS state machine exists, a policy that asks for TLS on either leg is refused, never accepted
- * and silently run in plain text. The TLS integration sets this to true.
- */
-export const TLS_MODES_AVAILABLE = false;
-
 export const defaultTls = (): TlsPolicy => ({ client: 'none', server: 'none', serverVerify: true, passthroughPortsByServer: new Map(), lines: {} });
 
 /** A problem found after parsing, on the line of `key`. */
@@ -158,8 +152,7 @@ export function parseTlsKey(key: TlsKey, args: readonly Arg[], line: number, tls
 }
 
 /**
- * The checks between keys, the files (through `files`), and the refusal of TLS modes this version does
- * not run. Each issue is on the line of the key it names.
+ * The checks between keys, and the files (through `files`). Each issue is on the line of the key it names.
  */
 export function checkTls(tls: TlsPolicy, files?: TlsFileCheck): TlsIssue[] {
   const out: TlsIssue[] = [];
@@ -176,6 +169,12 @@ export function checkTls(tls: TlsPolicy, files?: TlsFileCheck): TlsIssue[] {
       message: `${tls.client} needs a certificate for clients: tls_certificate and tls_key, or (forward mode) tls_ca_certificate and tls_ca_key`,
     });
   }
+  if ((tls.client === 'accept' || tls.client === 'require') && tls.server === 'none' && has('tls_ca_certificate') && !has('tls_certificate')) {
+    out.push({
+      key: 'tls_ca_certificate',
+      message: "a minted certificate mirrors the server's, which tls_server none never sees: set tls_server forward or require, or give tls_certificate and tls_key",
+    });
+  }
   if (tls.client === 'passthrough') {
     if (tls.server !== 'none' && has('tls_server')) out.push({ key: 'tls_server', message: `must be none with tls_client passthrough (the proxy does not take part in the TLS it passes through), not ${tls.server}` });
     if (!has('tls_passthrough_ports')) out.push({ key: 'tls_client', message: "passthrough needs tls_passthrough_ports LOW-HIGH (the server's passive port range)" });
@@ -184,13 +183,5 @@ export function checkTls(tls: TlsPolicy, files?: TlsFileCheck): TlsIssue[] {
   }
   if (!tls.serverVerify && has('tls_server_ca')) out.push({ key: 'tls_server_ca', message: 'is not used with tls_server_verify no' });
   if (files) out.push(...files(tls));
-  if (!TLS_MODES_AVAILABLE) {
-    for (const k of ['tls_client', 'tls_server'] as const) {
-      const mode = k === 'tls_client' ? tls.client : tls.server;
-      if (mode !== 'none') {
-        out.push({ key: k, message: `${mode}: not implemented yet in this version (FTPS is refused, not run in plain text); use none, the default` });
-      }
-    }
-  }
   return out;
 }

@@ -5,10 +5,13 @@
 // handshakes of one FTP session share one SecureContext (hence one set of ticket keys) and one session
 // id cache (TLS 1.2 without tickets, TLS 1.3 stateful tickets).
 import { randomBytes } from 'node:crypto';
-import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { createSecureContext, Server, TLSSocket, type SecureContext, type SecureContextOptions, type SecureVersion } from 'node:tls';
 import { SessionIdCache } from './session-store.js';
 import { TlsLegError } from './server-leg.js';
+
+/** A TCP socket, or the carrier a control connection's TLS runs on (src/tls/carrier.ts, for CCC). */
+export type Carried = Duplex & { remoteAddress?: string | undefined; remotePort?: number | undefined };
 
 export interface ClientLegOptions {
   /**
@@ -64,7 +67,7 @@ export class ClientLeg {
     });
   }
 
-  private accept(socket: Socket, conn: string, head?: Buffer): Promise<TLSSocket> {
+  private accept(socket: Carried, conn: string, head?: Buffer): Promise<TLSSocket> {
     const what = `${this.opts.context ? `${this.opts.context}: ` : ''}client ${socket.remoteAddress ?? '?'} port ${socket.remotePort ?? '?'} (${conn})`;
     // Bytes read past the AUTH line (a client that sent its ClientHello at once) go back first.
     if (head?.length) socket.unshift(head);
@@ -99,7 +102,7 @@ export class ClientLeg {
   }
 
   /** TLS on the control connection, after the proxy sent 234 (or at once for implicit FTPS). */
-  startControl(socket: Socket, head?: Buffer): Promise<TLSSocket> {
+  startControl(socket: Carried, head?: Buffer): Promise<TLSSocket> {
     return this.accept(socket, 'control', head);
   }
 
@@ -107,7 +110,7 @@ export class ClientLeg {
    * TLS on a data connection. `reused` says whether the client resumed a session of this leg; a caller
    * that wants vsftpd's strictness refuses the connection when it is false.
    */
-  async acceptData(socket: Socket): Promise<{ socket: TLSSocket; reused: boolean }> {
+  async acceptData(socket: Carried & { localPort?: number }): Promise<{ socket: TLSSocket; reused: boolean }> {
     const s = await this.accept(socket, `data port ${socket.localPort ?? '?'}`);
     const reused = s.isSessionReused();
     // After a full TLS 1.3 handshake Node sends two session tickets (none after a resumed one). When a

@@ -15,6 +15,11 @@ export interface ServerLegOptions {
   servername?: string;
   /** Check the server's certificate (tls_server_verify). */
   verify: boolean;
+  /**
+   * false: check the chain only; the caller checks the name later (the client's SNI is not known yet
+   * when the proxy reaches the server first). Default true.
+   */
+  nameCheck?: boolean;
   /** Trust anchors (tls_server_ca); the system CAs when absent. */
   ca?: string | Buffer | (string | Buffer)[];
   minVersion?: SecureVersion;
@@ -91,6 +96,7 @@ export class ServerLeg {
       host: named ?? o.host,
       ...(named ? { servername: named } : {}),
       rejectUnauthorized: o.verify,
+      ...(o.nameCheck === false ? { checkServerIdentity: () => undefined } : {}),
       ...(o.ca ? { ca: o.ca } : {}),
       ...(o.minVersion ? { minVersion: o.minVersion } : {}),
       ...(o.maxVersion ? { maxVersion: o.maxVersion } : {}),

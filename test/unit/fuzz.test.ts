@@ -527,6 +527,7 @@ class Probe {
       return { type: 'toClient', what: '425 after a failed passive negotiation', problem: (d) => (latin1(d).startsWith('425 ') ? null : 'not a 425') };
     }
     const port = result.proxyPort;
+    if (n.kind === 'passthrough') return null; // never made without TLS (checkNegotiation)
     if (n.kind === 'active') {
       return {
         type: 'toServer',
@@ -654,6 +655,11 @@ class Probe {
 
   private checkNegotiation(a: NegotiateAction, side: Side | 'error', trigger: Buffer | undefined, reply: Reply | null): void {
     const n = a.negotiation;
+    // The fuzzed sessions run without TLS: a pass-through pinhole can only come from a broken machine.
+    if (n.kind === 'passthrough') {
+      this.violation('negotiate-passthrough-without-tls', JSON.stringify(n));
+      return;
+    }
     const port = n.kind === 'active' ? n.clientPort : n.serverPort;
     const what = `${JSON.stringify(n)} from ${trigger ? show(trigger) : 'no line'}`;
     if (!Number.isInteger(port) || port < MIN_PORT || port > 65535) this.violation('negotiate-port-out-of-range', what);

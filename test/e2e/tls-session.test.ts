@@ -1,0 +1,129 @@
+// FTPS through the daemon itself (Session's TLS legs), the core cases: forward mode with a minted
+// certificate, curl verifying it against the lab CA, vsftpd with require_ssl_reuse=YES behind a real
+// default-deny nftables firewall. PROT P goes through the TLS relay (both legs resumed), PROT C
+// through the kernel pinhole; CCC; tls_client require; a server certificate that fails verification;
+// garbage instead of a ClientHello. The wider matrix is in test/e2e/ftps*.test.ts.
+import { readFileSync, writeFileSync } from 'node:fs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { EXAMPLES, Lab, type ProxyProcess, requireLab } from './lab.js';
+import { type FtpsServer, makeLabPki, requireTlsLab, startVsftpd, type LabPki } from '../helpers/tls-lab.js';
+
+const SRV = '198.51.100.21';
+const PORT = 2121;
+
+let lab: Lab;
+let pki: LabPki;
+let vsftpd: FtpsServer;
+let proxy: ProxyProcess | null = null;
+
+/** The shipped forward ruleset, intercepting the lab server's FTPS port too. */
+function ruleset(): string {
+  const text = readFileSync(`${EXAMPLES}forward-redirect.nft`, 'utf8').replace('tcp dport 21 dnat', `tcp dport { 21, ${PORT} } dnat`);
+  const file = `${lab.runDir}/tls-forward.nft`;
+  writeFileSync(file, text);
+  return file;
+}
+
+async function startProxy(policy: string): Promise<ProxyProcess> {
+  await proxy?.stop();
+  const file = `${lab.runDir}/tls-${Date.now()}.policy`;
+  writeFileSync(file, policy);
+  proxy = await lab.proxy(['-D', '7', '-f', file]);
+  return proxy;
+}
+
+const forwardPolicy = (): string =>
+  [`tls_client accept`, `tls_server forward`, `tls_ca_certificate "${pki.caCert}"`, `tls_ca_key "${pki.caKey}"`, `tls_server_ca "${pki.caCert}"`, ''].join('\n');
+
+async function curl(args: string[], file: string): Promise<{ code: number; sum: string; stderr: string }> {
+  const out = `${lab.runDir}/dl/${file}-${Date.now()}`;
+  const r = await lab.exec('cli', ['curl', '-sS', '--max-time', '60', '--cacert', pki.caCert, ...args, '-o', out, `ftp://anonymous:lab%40@${SRV}:${PORT}/${file}`], { reject: false, timeout: 90_000 });
+  const sum = r.exitCode === 0 ? (await lab.exec('cli', ['sha256sum', out])).stdout.split(' ')[0]! : '';
+  return { code: r.exitCode ?? -1, sum, stderr: r.stderr };
+}
+
+beforeAll(async () => {
+  await requireLab();
+  await requireTlsLab(['vsftpd', 'openssl', 'curl']);
+  lab = await Lab.up('forward');
+  pki = await makeLabPki(`${lab.runDir}/pki`);
+  const { cert, key } = await pki.issue('vsftpd', ['ftp.lab', SRV]);
+  vsftpd = await startVsftpd({ ns: lab.srv, dir: lab.runDir, address: SRV, root: `${lab.runDir}/data`, cert, key, port: PORT, pasv: [52000, 52099], forceDataSsl: false });
+  await lab.loadRuleset(ruleset());
+  await lab.exec('cli', ['mkdir', '-p', `${lab.runDir}/dl`]);
+}, 120_000);
+
+afterAll(async () => {
+  await proxy?.stop().catch(() => undefined);
+  await vsftpd?.stop().catch(() => undefined);
+  await lab?.down();
+});
+
+describe('FTPS through the daemon: forward mode, minted certificate, vsftpd require_ssl_reuse=YES', () => {
+  beforeAll(async () => {
+    await startProxy(forwardPolicy());
+  });
+
+  for (const [how, args] of [
+    ['PASV', []],
+    ['EPSV', ['--ftp-pasv']],
+    ['PORT', ['--ftp-port', '-', '--disable-eprt']],
+    ['EPRT', ['--ftp-port', '-']],
+  ] as [string, string[]][]) {
+    for (const tls of ['1.2', '1.3']) {
+      it(`curl --ssl-reqd, PROT P, ${how}, TLS ${tls}: 20 MiB by sha256 through the relay, no pinhole left`, async () => {
+        const r = await curl(['--ssl-reqd', '--tlsv1.2', '--tls-max', tls, ...args, ...(how === 'PASV' ? ['--disable-epsv'] : [])], 'test20M.bin');
+        expect(r.stderr, proxy!.log.split('\n').slice(-40).join('\n')).toBe('');
+        expect(r.sum).toBe(lab.sha256('test20M.bin'));
+        expect(await lab.waitNoPinholeObjects('nftables')).toBe(0);
+      });
+    }
+  }
+
+  it('the log names both legs\' TLS and the relay', () => {
+    const log = proxy!.log;
+    expect(log).toMatch(/server TLS: TLSv1\.[23] /);
+    expect(log).toMatch(/client TLS: TLSv1\.[23] /);
+    expect(log).toMatch(/\(TLS relay\)/);
+  });
+
+  it('PROT C (curl --ftp-ssl-control): the data goes through the kernel pinhole, not the relay', async () => {
+    const before = (proxy!.log.match(/\(TLS relay\)/g) ?? []).length;
+    const r = await curl(['--ftp-ssl-control'], 'test20M.bin');
+    expect(r.stderr, proxy!.log.split('\n').slice(-40).join('\n')).toBe('');
+    expect(r.sum).toBe(lab.sha256('test20M.bin'));
+    expect((proxy!.log.match(/\(TLS relay\)/g) ?? []).length).toBe(before);
+    expect(proxy!.log).toMatch(/passive: client to server port \d+ via port \d+$/m);
+  });
+
+  it('CCC (curl --ftp-ssl-ccc): the client leg returns to plain text and the transfer works', async () => {
+    const r = await curl(['--ftp-ssl-control', '--ftp-ssl-ccc', '--ftp-ssl-ccc-mode', 'active'], 'small.txt');
+    expect(r.stderr, proxy!.log.split('\n').slice(-40).join('\n')).toBe('');
+    expect(r.sum).toBe(lab.sha256('small.txt'));
+    expect(proxy!.log).toMatch(/clears the control channel \(CCC\)/);
+  });
+
+  it('garbage instead of a ClientHello ends that session, and the daemon serves the next one', async () => {
+    const r = await lab.exec('cli', ['sh', '-c', `exec 3<>/dev/tcp/${SRV}/${PORT}; head -c 200 <&3 >/dev/null & printf 'AUTH TLS\\r\\n' >&3; sleep 0.5; printf 'GET / HTTP/1.0\\r\\n\\r\\n' >&3; sleep 1; exit 0`], { reject: false, timeout: 20_000 });
+    expect(r.exitCode).toBe(0);
+    await proxy!.waitFor(/TLS handshake failed|tls-failed|handshake with the client failed/, 20_000);
+    const again = await curl(['--ssl-reqd'], 'small.txt');
+    expect(again.sum).toBe(lab.sha256('small.txt'));
+  });
+});
+
+describe('policy: tls_client require, and a server certificate that fails verification', () => {
+  it('tls_client require: a plain USER gets 530', async () => {
+    await startProxy(forwardPolicy().replace('tls_client accept', 'tls_client require'));
+    const r = await lab.exec('cli', ['bash', '-c', `exec 3<>/dev/tcp/${SRV}/${PORT}; timeout 5 head -n 1 <&3; printf 'USER anonymous\\r\\n' >&3; timeout 5 head -n 1 <&3`], { reject: false, timeout: 20_000 });
+    expect(r.stdout).toMatch(/^530 .*AUTH TLS/m);
+  });
+
+  it('a server certificate the policy does not trust: the client gets a 421 naming the reason', async () => {
+    await startProxy(forwardPolicy().replace(/tls_server_ca .*\n/, ''));
+    const r = await curl(['--ssl-reqd'], 'small.txt');
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/421/);
+    expect(proxy!.log).toMatch(/TLS .*server failed: .*(UNABLE_TO_VERIFY|SELF_SIGNED|unable to get)/i);
+  });
+});
