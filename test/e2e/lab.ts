@@ -175,8 +175,8 @@ export class Lab {
   }
 
   /** Start the proxy in the firewall namespace, in the foreground (-d), and wait until it listens. */
-  async proxy(args: string[], env: Record<string, string> = {}, nodeArgs: string[] = []): Promise<ProxyProcess> {
-    const p = new ProxyProcess(this.fw, args, env, nodeArgs);
+  async proxy(args: string[], env: Record<string, string> = {}, nodeArgs: string[] = [], wrap: string[] = []): Promise<ProxyProcess> {
+    const p = new ProxyProcess(this.fw, args, env, nodeArgs, wrap);
     this.procs.add(p);
     await p.waitFor(/listening on /, 10_000);
     return p;
@@ -272,9 +272,11 @@ export class ProxyProcess {
   exitCode: number | null = null;
   private readonly exited: Promise<number | null>;
 
-  constructor(ns: string, args: string[], env: Record<string, string>, nodeArgs: string[] = []) {
-    // `ip netns exec` execs the command, so this pid is node's own.
-    this.child = spawn('ip', ['netns', 'exec', ns, process.execPath, ...nodeArgs, CLI, '-d', ...args], {
+  /** wrap: a command that execs its arguments (e.g. unshare ... sh -c '...; exec "$@"'), put in front. */
+  constructor(ns: string, args: string[], env: Record<string, string>, nodeArgs: string[] = [], wrap: string[] = []) {
+    // `ip netns exec` execs the command, so this pid is node's own (as long as `wrap` execs too).
+    const cmd = [...wrap, 'ip', 'netns', 'exec', ns, process.execPath, ...nodeArgs, CLI, '-d', ...args];
+    this.child = spawn(cmd[0]!, cmd.slice(1), {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, ...env },
     });

@@ -133,6 +133,10 @@ export interface VsftpdOptions {
   pasv: [number, number];
   /** Anonymous uploads (STOR) into <root>/upload. */
   uploads?: boolean;
+  /** false: PROT C allowed (force_anon_data_ssl=NO); logins still need TLS. Default true. */
+  forceDataSsl?: boolean;
+  /** false: no TLS at all (ssl_enable=NO), a plain server for one-sided tests. Default true. */
+  ssl?: boolean;
 }
 
 /**
@@ -175,11 +179,11 @@ export async function startVsftpd(o: VsftpdOptions): Promise<FtpsServer & { conf
       'port_enable=YES',
       'connect_from_port_20=NO',
       'max_per_ip=0',
-      'ssl_enable=YES',
+      `ssl_enable=${o.ssl === false ? 'NO' : 'YES'}`,
       `implicit_ssl=${o.implicit ? 'YES' : 'NO'}`,
       'allow_anon_ssl=YES',
       'force_anon_logins_ssl=YES',
-      'force_anon_data_ssl=YES',
+      `force_anon_data_ssl=${o.forceDataSsl === false ? 'NO' : 'YES'}`,
       `require_ssl_reuse=${o.requireReuse === false ? 'NO' : 'YES'}`,
       'ssl_sslv2=NO',
       'ssl_sslv3=NO',
@@ -218,6 +222,8 @@ export interface ProftpdTlsOptions {
   pasv: [number, number];
   /** false: TLSOptions NoSessionReuseRequired (mod_tls requires reuse by default). */
   requireReuse?: boolean;
+  /** Bind only `address` (SocketBindTight), so other servers can listen on the same port elsewhere. */
+  bindTight?: boolean;
 }
 
 /** A second proftpd in the server namespace with mod_tls (proftpd-mod-crypto), TLSRequired on. */
@@ -234,6 +240,7 @@ export async function startProftpdTls(o: ProftpdTlsOptions): Promise<FtpsServer 
       `DefaultAddress ${o.address}`,
       `Port ${o.port}`,
       'UseIPv6 off',
+      ...(o.bindTight ? ['SocketBindTight on'] : []),
       'User nobody',
       'Group nogroup',
       `PidFile ${o.dir}/${tag}.pid`,

@@ -1,0 +1,435 @@
+// FTPS through the real daemon in forward mode (issue 12): the namespace lab with the shipped dual-stack
+// tproxy ruleset (also intercepting tcp/990, and without "the LAN goes out", so data gets through only
+// by the proxy's pinholes), the daemon with a policy file, real FTPS servers and real clients that
+// verify the proxy's minted certificates against the lab CA. Each download is checked by sha256, and
+// after each session the firewall holds no pinhole element.
+//
+// Servers (server namespace, one address each, port 21):
+//   .21 the lab's plain proftpd (lab/lab), for the one-sided cases
+//   .22 vsftpd, require_ssl_reuse=YES, PROT C allowed; implicit FTPS on .22 port 990 as well
+//   .23 proftpd mod_tls, TLSRequired on (lab/lab)
+//   .24 pure-ftpd -Y 2 (lab/lab)
+//   .25 vsftpd with a certificate of another CA (fails verification)
+//   .26 vsftpd with the passive range of policy-examples/ftps-passthrough.policy
+//   2001:db8:2::22 vsftpd over IPv6
+import { type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { execa } from 'execa';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CLI, EXAMPLES, Lab, type ProxyProcess, requireLab, ROOT } from './lab.js';
+import { type FtpsServer, type LabPki, makeLabPki, requireTlsLab, startProftpdTls, startPureFtpd, startVsftpd } from '../helpers/tls-lab.js';
+import {
+  addMiB,
+  conntrackReset,
+  dataPath,
+  etcOverlay,
+  fetchFile,
+  labRuleset,
+  logSince,
+  logTail,
+  MATRIX,
+  nftTable,
+  PY_CLIENT,
+  rawFtps,
+  type Row,
+  serverAddress,
+  writePolicy,
+} from '../helpers/ftps-lab.js';
+
+const CLIENT = '192.168.1.10';
+const PLAIN = '198.51.100.21';
+const VS = '198.51.100.22';
+const PRO = '198.51.100.23';
+const PURE = '198.51.100.24';
+const BAD = '198.51.100.25';
+const PASS = '198.51.100.26';
+const VS6 = '2001:db8:2::22';
+const PASSTHROUGH_POLICY = `${ROOT}policy-examples/ftps-passthrough.policy`;
+const FORWARD_POLICY = `${ROOT}policy-examples/ftps-forward.policy`;
+const MiB = 1 << 20;
+
+let lab: Lab;
+let pki: LabPki;
+let sums: Record<string, string>;
+let passRange: [number, number];
+const servers: FtpsServer[] = [];
+let vsftpd: FtpsServer;
+const sizes: Record<string, number> = { 'test1M.bin': MiB, 'test20M.bin': 20 * MiB };
+
+/** The forward policy of these tests: minted certificates from the lab CA, servers checked against it. */
+const mintPolicy = (): string[] => ['tls_client accept', 'tls_server forward', `tls_ca_certificate "${pki.caCert}"`, `tls_ca_key "${pki.caKey}"`, `tls_server_ca "${pki.caCert}"`];
+
+let policies = 0;
+async function startProxy(policy: string[] | string, env: Record<string, string> = {}, wrap: string[] = []): Promise<ProxyProcess> {
+  const file = typeof policy === 'string' ? policy : writePolicy(lab, `ftps-${++policies}`, policy);
+  return lab.proxy(['-D', '7', '-f', file], env, [], wrap);
+}
+
+beforeAll(async () => {
+  await requireLab();
+  await requireTlsLab(['vsftpd', 'pure-ftpd', 'proftpd-tls', 'openssl', 'python3', 'curl']);
+  const ct = await execa('sh', ['-c', 'command -v conntrack'], { reject: false });
+  if (ct.exitCode !== 0) throw new Error('FTPS e2e needs conntrack: apt-get install conntrack');
+  lab = await Lab.up('forward');
+  sums = { 'test1M.bin': addMiB(lab), 'test20M.bin': lab.sha256('test20M.bin'), 'small.txt': lab.sha256('small.txt') };
+  // the lab's plain proftpd on .21 only, so that the FTPS servers can have port 21 on their addresses
+  // (and its command log, to show what a plain server receives in the one-sided case)
+  await lab.sh('ftpd-restart', 'SocketBindTight on', 'LogFormat cmds "%m %J"', `ExtendedLog ${lab.runDir}/plain-commands.log ALL cmds`);
+  for (const a of [VS, PRO, PURE, BAD, PASS, VS6]) await serverAddress(lab, a);
+  await lab.loadRuleset(labRuleset(lab, `${EXAMPLES}forward-dualstack.nft`, { implicit: true, closed: true }));
+  await conntrackReset(lab);
+  pki = await makeLabPki(`${lab.runDir}/pki`);
+  const other = await makeLabPki(`${lab.runDir}/pki-other`);
+  const data = `${lab.runDir}/data`;
+  const vs = await pki.issue('vsftpd', ['ftp.lab', VS, VS6]);
+  const common = { ns: lab.srv, root: data, forceDataSsl: false };
+  vsftpd = await startVsftpd({ ...common, dir: `${lab.runDir}/vs`, address: VS, port: 21, ...vs, pasv: [52000, 52099] });
+  servers.push(vsftpd);
+  servers.push(await startVsftpd({ ...common, dir: `${lab.runDir}/vs-implicit`, address: VS, port: 990, implicit: true, ...vs, pasv: [52100, 52199] }));
+  servers.push(await startVsftpd({ ...common, dir: `${lab.runDir}/vs6`, address: VS6, port: 21, ...vs, pasv: [52500, 52599] }));
+  const pro = await pki.issue('proftpd', [PRO]);
+  servers.push(await startProftpdTls({ ns: lab.srv, dir: lab.runDir, address: PRO, port: 21, bindTight: true, passwd: `${lab.runDir}/ftpd.passwd`, ...pro, pasv: [52200, 52299] }));
+  const pure = await pki.issue('pure', [PURE]);
+  servers.push(await startPureFtpd({ ns: lab.srv, dir: lab.runDir, address: PURE, port: 21, root: data, ...pure, pasv: [52300, 52399] }));
+  const bad = await other.issue('bad', [BAD]);
+  servers.push(await startVsftpd({ ...common, dir: `${lab.runDir}/vs-bad`, address: BAD, port: 21, ...bad, pasv: [52400, 52499] }));
+  const m = /^tls_passthrough_ports (\d+)-(\d+)$/m.exec(readFileSync(PASSTHROUGH_POLICY, 'utf8'));
+  if (!m) throw new Error(`${PASSTHROUGH_POLICY}: no tls_passthrough_ports LOW-HIGH line`);
+  passRange = [Number(m[1]), Number(m[2])];
+  const pass = await pki.issue('pass', [PASS]);
+  servers.push(await startVsftpd({ ...common, dir: `${lab.runDir}/vs-pass`, address: PASS, port: 21, ...pass, pasv: passRange }));
+});
+
+afterAll(async () => {
+  for (const s of servers) await s.stop().catch(() => undefined);
+  await lab?.down();
+});
+
+/** One matrix row against `host`, with every check: transfer, sha256, TLS version, data path, leftovers. */
+async function row(proxy: ProxyProcess, [client, mode, prot, version, file]: Row, host: string, ports: [number, number], extra: { user?: string; password?: string } = {}) {
+  await conntrackReset(lab);
+  const from = proxy.lines.length;
+  const r = await fetchFile(lab, { client, host, mode, prot, version, file, ca: pki.caCert, ...extra });
+  const log = logSince(proxy, from);
+  expect(r.ok, `${r.output}\n--- proxy log ---\n${log}`).toBe(true);
+  expect(r.sha256, r.output).toBe(sums[file]);
+  expect(await lab.waitNoPinholes()).toBe(0);
+  expect(log).toMatch(new RegExp(`client TLS: TLSv${version.replace('.', '\\.')} `));
+  expect(log).toMatch(/server TLS: TLSv1\.[23] /);
+  // PROT C: the file went through the kernel pinhole; PROT P: through the proxy's relay
+  const path = await dataPath(lab, { client: CLIENT, server: host, ports, active: mode === 'port' || mode === 'eprt', size: sizes[file]! });
+  expect(path, `conntrack:\n${(await lab.exec('fw', ['conntrack', '-L', '-p', 'tcp'], { reject: false })).stdout}`).toBe(prot === 'C' ? 'kernel' : 'relay');
+}
+
+describe('forward mode, minted certificates: vsftpd (require_ssl_reuse=YES)', () => {
+  let proxy: ProxyProcess;
+  beforeAll(async () => {
+    proxy = await startProxy(mintPolicy());
+  });
+  afterAll(async () => {
+    await proxy?.stop();
+  });
+
+  it.each(MATRIX)('%s %s PROT %s TLS %s %s', async (...r) => {
+    await row(proxy, r, VS, [52000, 52099]);
+  });
+
+  it.each([
+    ['curl', 'pasv', 'P', '1.3', 'test1M.bin'],
+    ['lftp', 'epsv', 'C', '1.2', 'test1M.bin'],
+  ] as Row[])('implicit FTPS (intercepted port 990): %s %s PROT %s TLS %s', async (client, mode, prot, version, file) => {
+    await conntrackReset(lab);
+    const from = proxy.lines.length;
+    const r = await fetchFile(lab, { client, host: VS, implicit: true, mode, prot, version, file, ca: pki.caCert });
+    const log = logSince(proxy, from);
+    expect(r.ok, `${r.output}\n--- proxy log ---\n${log}`).toBe(true);
+    expect(r.sha256).toBe(sums[file]);
+    expect(await lab.waitNoPinholes()).toBe(0);
+    expect(log).toMatch(new RegExp(`client TLS: TLSv${version.replace('.', '\\.')} `));
+    expect(log).toMatch(/server TLS: TLSv1\.[23] /);
+    expect(await dataPath(lab, { client: CLIENT, server: VS, ports: [52100, 52199], active: false, size: sizes[file]! })).toBe(prot === 'C' ? 'kernel' : 'relay');
+  });
+
+  it('FEAT through the proxy lists AUTH TLS, PBSZ and PROT', async () => {
+    const r = await rawFtps(lab, { host: VS, steps: [{ line: 'FEAT' }, { line: 'QUIT' }] });
+    expect(r.replies[1]).toMatch(/^ AUTH TLS$/m);
+    expect(r.replies[1]).toMatch(/^ PBSZ$/m);
+    expect(r.replies[1]).toMatch(/^ PROT$/m);
+  });
+
+  it('CCC (curl --ftp-ssl-ccc, PROT C): the control channel back to plain text, the data through the kernel pinhole', async () => {
+    await conntrackReset(lab);
+    const from = proxy.lines.length;
+    const r = await fetchFile(lab, { client: 'curl', host: VS, mode: 'pasv', prot: 'C', file: 'test1M.bin', ca: pki.caCert, ccc: true });
+    const log = logSince(proxy, from);
+    expect(r.ok, `${r.output}\n--- proxy log ---\n${log}`).toBe(true);
+    expect(r.sha256).toBe(sums['test1M.bin']);
+    // curl -v: the CCC it sent and the proxy's 200
+    expect(r.output).toMatch(/^> CCC/m);
+    expect(r.output).toMatch(/^< 200/m);
+    expect(await lab.waitNoPinholes()).toBe(0);
+    expect(await dataPath(lab, { client: CLIENT, server: VS, ports: [52000, 52099], active: false, size: MiB })).toBe('kernel');
+  });
+
+  it('a client that sends garbage instead of a ClientHello: the session ends, the daemon serves the next one', async () => {
+    const from = proxy.lines.length;
+    const garbage = Buffer.from('GET / HTTP/1.1\r\nHost: x\r\n\r\n'.repeat(20)).toString('hex');
+    const explicit = await rawFtps(lab, { host: VS, steps: [{ line: 'AUTH TLS' }, { bytes: garbage }, { close: 10_000 }] });
+    expect(explicit.replies[1]).toMatch(/^AUTH TLS -> 234/);
+    expect(explicit.closed, JSON.stringify(explicit)).toBe(true);
+    // implicit: garbage as the very first bytes on port 990
+    const implicit = await rawFtps(lab, { host: VS, port: 990, greeting: false, steps: [{ bytes: garbage }, { close: 10_000 }] });
+    expect(implicit.closed, JSON.stringify(implicit)).toBe(true);
+    expect(proxy.exitCode).toBeNull();
+    expect(await lab.waitNoPinholes()).toBe(0);
+    const r = await fetchFile(lab, { client: 'curl', host: VS, mode: 'epsv', prot: 'P', file: 'test1M.bin', ca: pki.caCert });
+    expect(r.ok, `${r.output}\n${logTail(proxy)}`).toBe(true);
+    expect(r.sha256).toBe(sums['test1M.bin']);
+    // one line per failed handshake, naming the client leg
+    const log = logSince(proxy, from);
+    expect(log.match(/^#\d+ .*client.*(TLS|handshake).*$/gim)?.length ?? 0, log).toBeGreaterThanOrEqual(2);
+  });
+
+  it('IPv6: curl EPSV PROT P TLS 1.3 and lftp EPRT PROT C TLS 1.2 to vsftpd over IPv6', async () => {
+    for (const [client, mode, prot, version] of [
+      ['curl', 'epsv', 'P', '1.3'],
+      ['lftp', 'eprt', 'C', '1.2'],
+    ] as const) {
+      const from = proxy.lines.length;
+      const r = await fetchFile(lab, { client, host: VS6, mode, prot, version, file: 'test1M.bin', ca: pki.caCert });
+      const log = logSince(proxy, from);
+      expect(r.ok, `${client} ${mode}: ${r.output}\n--- proxy log ---\n${log}`).toBe(true);
+      expect(r.sha256).toBe(sums['test1M.bin']);
+      expect(log).toMatch(new RegExp(`client TLS: TLSv${version.replace('.', '\\.')} `));
+      expect(await lab.waitNoPinholes()).toBe(0);
+    }
+  });
+});
+
+describe('forward mode, minted certificates: proftpd mod_tls (TLSRequired on) and pure-ftpd (-Y 2)', () => {
+  let proxy: ProxyProcess;
+  beforeAll(async () => {
+    proxy = await startProxy(mintPolicy());
+  });
+  afterAll(async () => {
+    await proxy?.stop();
+  });
+  const lab1 = { user: 'lab', password: 'lab' };
+
+  it.each([
+    ['curl', 'pasv', 'P', '1.3', 'test20M.bin'],
+    ['lftp', 'epsv', 'P', '1.2', 'test1M.bin'],
+    ['python', 'port', 'P', '1.3', 'test1M.bin'],
+    ['python', 'eprt', 'P', '1.2', 'test1M.bin'],
+  ] as Row[])('proftpd: %s %s PROT %s TLS %s %s', async (...r) => {
+    await row(proxy, r, PRO, [52200, 52299], lab1);
+  });
+
+  it.each([
+    ['curl', 'epsv', 'P', '1.2', 'test1M.bin'],
+    ['lftp', 'pasv', 'C', '1.3', 'test1M.bin'],
+    ['python', 'eprt', 'P', '1.2', 'test1M.bin'],
+    ['python', 'pasv', 'P', '1.3', 'test20M.bin'],
+  ] as Row[])('pure-ftpd: %s %s PROT %s TLS %s %s', async (...r) => {
+    await row(proxy, r, PURE, [52300, 52399], lab1);
+  });
+});
+
+describe('one-sided TLS', () => {
+  let proxy: ProxyProcess | undefined;
+  afterAll(async () => {
+    await proxy?.stop();
+  });
+
+  it('a TLS client and a plain server (tls_server none): the proxy answers PBSZ and PROT itself', async () => {
+    proxy = await startProxy(['tls_client accept', 'tls_server none', `tls_ca_certificate "${pki.caCert}"`, `tls_ca_key "${pki.caKey}"`]);
+    for (const [client, mode, prot, version] of [
+      ['curl', 'pasv', 'P', '1.3'],
+      ['python', 'port', 'C', '1.2'],
+      ['lftp', 'epsv', 'P', '1.2'],
+    ] as const) {
+      const from = proxy.lines.length;
+      const r = await fetchFile(lab, { client, host: PLAIN, mode, prot, version, user: 'lab', password: 'lab', file: 'test1M.bin', ca: pki.caCert });
+      const log = logSince(proxy, from);
+      expect(r.ok, `${client} ${mode} ${prot}: ${r.output}\n--- proxy log ---\n${log}`).toBe(true);
+      expect(r.sha256).toBe(sums['test1M.bin']);
+      expect(log).toMatch(new RegExp(`client TLS: TLSv${version.replace('.', '\\.')} `));
+      expect(log).not.toMatch(/server TLS:/);
+      expect(await lab.waitNoPinholes()).toBe(0);
+    }
+    // the plain server saw the logins and transfers, and nothing of TLS
+    const seen = readFileSync(`${lab.runDir}/plain-commands.log`, 'utf8');
+    expect(seen).toMatch(/^RETR test1M\.bin$/m);
+    expect(seen).not.toMatch(/^(AUTH|PBSZ|PROT|CCC)\b/m);
+    await proxy.stop();
+  });
+
+  it('a plain client and a TLS server (tls_server require): vsftpd, which demands TLS for logins and data, serves it', async () => {
+    proxy = await startProxy(['tls_server require', `tls_server_ca "${pki.caCert}"`]);
+    for (const [client, mode] of [
+      ['curl', 'pasv'],
+      ['lftp', 'port'],
+      ['python', 'epsv'],
+    ] as const) {
+      const from = proxy.lines.length;
+      const r = await fetchFile(lab, { client, host: VS, mode, plain: true, file: 'test1M.bin', ca: pki.caCert });
+      const log = logSince(proxy, from);
+      expect(r.ok, `${client} ${mode}: ${r.output}\n--- proxy log ---\n${log}`).toBe(true);
+      expect(r.sha256).toBe(sums['test1M.bin']);
+      expect(log).toMatch(/server TLS: TLSv1\.[23] /);
+      expect(log).not.toMatch(/client TLS:/);
+      expect(await lab.waitNoPinholes()).toBe(0);
+    }
+    await proxy.stop();
+  });
+});
+
+describe('tls_client require', () => {
+  let proxy: ProxyProcess;
+  beforeAll(async () => {
+    proxy = await startProxy(['tls_client require', 'tls_server forward', `tls_ca_certificate "${pki.caCert}"`, `tls_ca_key "${pki.caKey}"`, `tls_server_ca "${pki.caCert}"`]);
+  });
+  afterAll(async () => {
+    await proxy?.stop();
+  });
+
+  it('a plain USER gets 530 naming AUTH TLS, and never reaches the server; FEAT and NOOP are answered', async () => {
+    const r = await rawFtps(lab, { host: VS, steps: [{ line: 'FEAT' }, { line: 'NOOP' }, { line: 'USER notsent-4711' }, { line: 'PASS secret' }, { line: 'QUIT' }] });
+    expect(r.replies[1]).toMatch(/^FEAT -> 211/);
+    expect(r.replies[2]).toMatch(/^NOOP -> 200/);
+    expect(r.replies[3]).toMatch(/^USER notsent-4711 -> 530 .*AUTH TLS/);
+    expect(r.replies[4]).toMatch(/^PASS secret -> 530/);
+    expect(vsftpd.log()).not.toContain('notsent-4711');
+    // Python's ftplib, plain: its login fails with the 530
+    const p = await lab.exec('cli', ['python3', PY_CLIENT, JSON.stringify({ host: VS, tls: false, files: ['small.txt'] })], { reject: false });
+    expect(p.stdout).toMatch(/530/);
+    expect(await lab.waitNoPinholes()).toBe(0);
+  });
+
+  it('with AUTH TLS the same client gets its file', async () => {
+    const r = await fetchFile(lab, { client: 'python', host: VS, mode: 'pasv', prot: 'P', file: 'test1M.bin', ca: pki.caCert });
+    expect(r.ok, `${r.output}\n${logTail(proxy)}`).toBe(true);
+    expect(r.sha256).toBe(sums['test1M.bin']);
+  });
+});
+
+describe('a server whose certificate fails verification', () => {
+  let proxy: ProxyProcess;
+  beforeAll(async () => {
+    proxy = await startProxy(mintPolicy());
+  });
+  afterAll(async () => {
+    await proxy?.stop();
+  });
+
+  it('the client gets a 4xx/5xx naming the reason, the log says why, the daemon goes on', async () => {
+    const from = proxy.lines.length;
+    const p = await lab.exec('cli', ['python3', PY_CLIENT, JSON.stringify({ host: BAD, cafile: pki.caCert, files: ['small.txt'] })], { reject: false });
+    const out = JSON.parse(p.stdout.trim().split('\n').at(-1) ?? '{}') as { error?: string };
+    // OpenSSL's code for a certificate from an unknown CA
+    expect(out.error, p.stdout).toMatch(/[45]\d\d .*(UNABLE_TO_VERIFY_LEAF_SIGNATURE|unable to (get local issuer|verify)|certificate)/i);
+    const c = await fetchFile(lab, { client: 'curl', host: BAD, mode: 'pasv', prot: 'P', file: 'small.txt', ca: pki.caCert });
+    expect(c.ok).toBe(false);
+    expect(c.output).toMatch(/^< [45]\d\d .*(UNABLE_TO_VERIFY|certificate|verify)/im);
+    const log = logSince(proxy, from);
+    expect(log).toMatch(/UNABLE_TO_VERIFY_LEAF_SIGNATURE|unable to (get local issuer|verify)/i);
+    expect(proxy.exitCode).toBeNull();
+    expect(await lab.waitNoPinholes()).toBe(0);
+    const ok = await fetchFile(lab, { client: 'curl', host: VS, mode: 'pasv', prot: 'P', file: 'small.txt', ca: pki.caCert });
+    expect(ok.ok, ok.output).toBe(true);
+  });
+});
+
+describe('passthrough (policy-examples/ftps-passthrough.policy as shipped)', () => {
+  let proxy: ProxyProcess;
+  const held: ChildProcess[] = [];
+  beforeAll(async () => {
+    proxy = await startProxy(PASSTHROUGH_POLICY);
+  });
+  afterAll(async () => {
+    for (const c of held) if (c.exitCode === null) c.kill('SIGKILL');
+    await proxy?.stop();
+  });
+
+  const rangeText = (): string => `${passRange[0]}-${passRange[1]}`;
+  /** A TCP connection from the client to PASS:port: "open" (reached vsftpd, refused there) or "dropped". */
+  const probe = async (port: number): Promise<string> => {
+    const r = await lab.exec('cli', ['bash', '-c', `timeout 2 bash -c 'exec 3<>/dev/tcp/${PASS}/${port}' 2>&1; echo rc=$?`], { reject: false });
+    return /Connection refused/.test(r.stdout) ? 'refused' : /rc=124/.test(r.stdout) ? 'dropped' : r.stdout;
+  };
+
+  it('the range pinhole is in the table during the session (the range reaches the server) and gone after it', async () => {
+    expect(await nftTable(lab)).not.toContain(rangeText());
+    expect(await probe(passRange[0] + 7)).toBe('dropped');
+    // Python, end to end TLS with vsftpd (it verifies vsftpd's own certificate), held 4 s after login
+    const c = lab.spawn('cli', ['python3', PY_CLIENT, JSON.stringify({ host: PASS, cafile: pki.caCert, mode: 'pasv', prot: 'P', version: '1.3', files: ['test1M.bin'], hold: 4 })]);
+    held.push(c);
+    let out = '';
+    c.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+    const exited = new Promise<void>((r) => c.once('exit', () => r()));
+    for (let i = 0; i < 200 && !out.includes('"ready"'); i++) await new Promise((r) => setTimeout(r, 50));
+    expect(out, logTail(proxy)).toContain('"ready"');
+    const during = await nftTable(lab);
+    expect(during, during).toContain(rangeText());
+    expect(await probe(passRange[0] + 7)).toBe('refused');
+    await exited;
+    const last = JSON.parse(out.trim().split('\n').at(-1)!) as { ok: boolean; version?: string; transfers: { sha256: string }[] };
+    expect(last.ok, `${out}\n${logTail(proxy)}`).toBe(true);
+    expect(last.transfers[0]!.sha256).toBe(sums['test1M.bin']);
+    expect(last.version).toBe('TLSv1.3');
+    expect(await lab.waitNoPinholes()).toBe(0);
+    expect(await nftTable(lab)).not.toContain(rangeText());
+    expect(await probe(passRange[0] + 7)).toBe('dropped');
+  });
+
+  it('curl (EPSV) and lftp (PASV) through the blind relay, verifying the server itself', async () => {
+    for (const [client, mode, version, file] of [
+      ['curl', 'epsv', '1.2', 'test20M.bin'],
+      ['lftp', 'pasv', '1.3', 'test1M.bin'],
+    ] as const) {
+      const r = await fetchFile(lab, { client, host: PASS, mode, prot: 'P', version, file, ca: pki.caCert });
+      expect(r.ok, `${client}: ${r.output}\n${logTail(proxy)}`).toBe(true);
+      expect(r.sha256).toBe(sums[file]);
+      expect(await lab.waitNoPinholes()).toBe(0);
+    }
+  });
+
+  it('PORT before AUTH (still readable) is refused with a 5xx', async () => {
+    const r = await rawFtps(lab, { host: PASS, steps: [{ line: `PORT ${CLIENT.replaceAll('.', ',')},200,10` }, { line: `EPRT |1|${CLIENT}|51210|` }, { line: 'QUIT' }] });
+    expect(r.replies[1]).toMatch(/^PORT .* -> 5\d\d/);
+    expect(r.replies[2]).toMatch(/^EPRT .* -> 5\d\d/);
+    expect(await lab.waitNoPinholes()).toBe(0);
+  });
+});
+
+describe('shipped FTPS policies', () => {
+  it('each passes --check-config as shipped (its files under /etc/ftp-proxy, shown by an overlay)', async () => {
+    const crt = `${lab.runDir}/pki/ca.pem`;
+    const files = {
+      'ca/ca.crt': crt,
+      'ca/ca.key': `${lab.runDir}/pki/ca.key`,
+      'ftp.example.com.crt': `${lab.runDir}/pki/vsftpd.pem`,
+      'ftp.example.com.key': `${lab.runDir}/pki/vsftpd.key`,
+      'internal-ca.crt': crt,
+    };
+    for (const f of ['ftps-forward', 'ftps-reverse', 'ftps-passthrough']) {
+      const wrap = etcOverlay(lab, files);
+      const r = await execa(wrap[0]!, [...wrap.slice(1), process.execPath, CLI, '-f', `${ROOT}policy-examples/${f}.policy`, '--check-config'], { reject: false });
+      expect(r.exitCode, `${f}: ${r.stdout}\n${r.stderr}`).toBe(0);
+      expect(readFileSync(`${ROOT}policy-examples/${f}.policy`, 'utf8')).toMatch(/^# When to use:/m);
+    }
+  });
+
+  it('ftps-forward.policy as shipped: the daemon mints from /etc/ftp-proxy/ca and checks servers against the system CAs (the lab CA added with NODE_EXTRA_CA_CERTS)', async () => {
+    const wrap = etcOverlay(lab, { 'ca/ca.crt': pki.caCert, 'ca/ca.key': pki.caKey });
+    const proxy = await startProxy(FORWARD_POLICY, { NODE_EXTRA_CA_CERTS: pki.caCert }, wrap);
+    try {
+      const r = await fetchFile(lab, { client: 'lftp', host: VS, mode: 'epsv', prot: 'P', version: '1.3', file: 'test1M.bin', ca: pki.caCert });
+      expect(r.ok, `${r.output}\n${logTail(proxy)}`).toBe(true);
+      expect(r.sha256).toBe(sums['test1M.bin']);
+      expect(await lab.waitNoPinholes()).toBe(0);
+    } finally {
+      await proxy.stop();
+    }
+  });
+});
