@@ -28,6 +28,8 @@ import {
   logSince,
   logTail,
   MATRIX,
+  matrixRow,
+  MiB,
   nftTable,
   PY_CLIENT,
   rawFtps,
@@ -46,7 +48,6 @@ const PASS = '198.51.100.26';
 const VS6 = '2001:db8:2::22';
 const PASSTHROUGH_POLICY = `${ROOT}policy-examples/ftps-passthrough.policy`;
 const FORWARD_POLICY = `${ROOT}policy-examples/ftps-forward.policy`;
-const MiB = 1 << 20;
 
 let lab: Lab;
 let pki: LabPki;
@@ -54,7 +55,6 @@ let sums: Record<string, string>;
 let passRange: [number, number];
 const servers: FtpsServer[] = [];
 let vsftpd: FtpsServer;
-const sizes: Record<string, number> = { 'test1M.bin': MiB, 'test20M.bin': 20 * MiB };
 
 /** The forward policy of these tests: minted certificates from the lab CA, servers checked against it. */
 const mintPolicy = (): string[] => ['tls_client accept', 'tls_server forward', `tls_ca_certificate "${pki.caCert}"`, `tls_ca_key "${pki.caKey}"`, `tls_server_ca "${pki.caCert}"`];
@@ -105,21 +105,9 @@ afterAll(async () => {
   await lab?.down();
 });
 
-/** One matrix row against `host`, with every check: transfer, sha256, TLS version, data path, leftovers. */
-async function row(proxy: ProxyProcess, [client, mode, prot, version, file]: Row, host: string, ports: [number, number], extra: { user?: string; password?: string } = {}) {
-  await conntrackReset(lab);
-  const from = proxy.lines.length;
-  const r = await fetchFile(lab, { client, host, mode, prot, version, file, ca: pki.caCert, ...extra });
-  const log = logSince(proxy, from);
-  expect(r.ok, `${r.output}\n--- proxy log ---\n${log}`).toBe(true);
-  expect(r.sha256, r.output).toBe(sums[file]);
-  expect(await lab.waitNoPinholes()).toBe(0);
-  expect(log).toMatch(new RegExp(`client TLS: TLSv${version.replace('.', '\\.')} `));
-  expect(log).toMatch(/server TLS: TLSv1\.[23] /);
-  // PROT C: the file went through the kernel pinhole; PROT P: through the proxy's relay
-  const path = await dataPath(lab, { client: CLIENT, server: host, ports, active: mode === 'port' || mode === 'eprt', size: sizes[file]! });
-  expect(path, `conntrack:\n${(await lab.exec('fw', ['conntrack', '-L', '-p', 'tcp'], { reject: false })).stdout}`).toBe(prot === 'C' ? 'kernel' : 'relay');
-}
+/** One matrix row against `host` (data ports `ports`) with all of matrixRow's checks. */
+const row = (proxy: ProxyProcess, r: Row, host: string, ports: [number, number], extra: { user?: string; password?: string } = {}) =>
+  matrixRow(lab, proxy, r, { host, server: host, ports, client: CLIENT, ca: pki.caCert, sums, ...extra });
 
 describe('forward mode, minted certificates: vsftpd (require_ssl_reuse=YES)', () => {
   let proxy: ProxyProcess;
@@ -137,17 +125,8 @@ describe('forward mode, minted certificates: vsftpd (require_ssl_reuse=YES)', ()
   it.each([
     ['curl', 'pasv', 'P', '1.3', 'test1M.bin'],
     ['lftp', 'epsv', 'C', '1.2', 'test1M.bin'],
-  ] as Row[])('implicit FTPS (intercepted port 990): %s %s PROT %s TLS %s', async (client, mode, prot, version, file) => {
-    await conntrackReset(lab);
-    const from = proxy.lines.length;
-    const r = await fetchFile(lab, { client, host: VS, implicit: true, mode, prot, version, file, ca: pki.caCert });
-    const log = logSince(proxy, from);
-    expect(r.ok, `${r.output}\n--- proxy log ---\n${log}`).toBe(true);
-    expect(r.sha256).toBe(sums[file]);
-    expect(await lab.waitNoPinholes()).toBe(0);
-    expect(log).toMatch(new RegExp(`client TLS: TLSv${version.replace('.', '\\.')} `));
-    expect(log).toMatch(/server TLS: TLSv1\.[23] /);
-    expect(await dataPath(lab, { client: CLIENT, server: VS, ports: [52100, 52199], active: false, size: sizes[file]! })).toBe(prot === 'C' ? 'kernel' : 'relay');
+  ] as Row[])('implicit FTPS (intercepted port 990): %s %s PROT %s TLS %s', async (...r) => {
+    await matrixRow(lab, proxy, r, { host: VS, implicit: true, server: VS, ports: [52100, 52199], client: CLIENT, ca: pki.caCert, sums });
   });
 
   it('FEAT through the proxy lists AUTH TLS, PBSZ and PROT', async () => {

@@ -5,6 +5,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { execa } from 'execa';
+import { expect } from 'vitest';
 import { type Lab, type ProxyProcess, ROOT } from '../e2e/lab.js';
 
 export const PY_CLIENT = `${ROOT}test/helpers/ftps-client.py`;
@@ -271,4 +272,40 @@ export async function dataPath(lab: Lab, o: { client: string; server: string; po
   // the relay's server side: the proxy (the firewall's own address) and the server, whoever connected
   const relay = rows.some((r) => (r.origSrc === o.server && r.origBytes >= o.size) || (r.replySrc === o.server && r.origSrc !== o.client && r.replyBytes >= o.size));
   return relay ? 'relay' : 'none';
+}
+
+export const MiB = 1 << 20;
+export const SIZES: Record<string, number> = { 'test1M.bin': MiB, 'test20M.bin': 20 * MiB };
+
+export interface RowTarget {
+  /** What the client dials. */
+  host: string;
+  port?: number;
+  implicit?: boolean;
+  /** The FTP server's address and passive range (for the conntrack check), and the client's address. */
+  server: string;
+  ports: [number, number];
+  client: string;
+  ca: string;
+  sums: Record<string, string>;
+  user?: string;
+  password?: string;
+}
+
+/**
+ * One matrix row with every check: the transfer, its sha256, no pinhole left, the client leg's TLS
+ * version and a server leg in the log, and where the data went (PROT C: the kernel; PROT P: the relay).
+ */
+export async function matrixRow(lab: Lab, proxy: ProxyProcess, [client, mode, prot, version, file]: Row, t: RowTarget): Promise<void> {
+  await conntrackReset(lab);
+  const from = proxy.lines.length;
+  const r = await fetchFile(lab, { client, host: t.host, mode, prot, version, file, ca: t.ca, ...(t.port ? { port: t.port } : {}), ...(t.implicit ? { implicit: true } : {}), ...(t.user ? { user: t.user, password: t.password ?? '' } : {}) });
+  const log = logSince(proxy, from);
+  expect(r.ok, `${r.output}\n--- proxy log ---\n${log}`).toBe(true);
+  expect(r.sha256, r.output).toBe(t.sums[file]);
+  expect(await lab.waitNoPinholes()).toBe(0);
+  expect(log).toMatch(new RegExp(`client TLS: TLSv${version.replace('.', '\\.')} `));
+  expect(log).toMatch(/server TLS: TLSv1\.[23] /);
+  const path = await dataPath(lab, { client: t.client, server: t.server, ports: t.ports, active: mode === 'port' || mode === 'eprt', size: SIZES[file]! });
+  expect(path, `conntrack:\n${(await lab.exec('fw', ['conntrack', '-L', '-p', 'tcp'], { reject: false })).stdout}`).toBe(prot === 'C' ? 'kernel' : 'relay');
 }
