@@ -232,13 +232,18 @@ export class Session {
       }, login * 1000);
     }
     up.once('connect', () => this.onConnected(up));
-    up.on('error', (e) => this.onServerError(e));
+    // While TLS starts on it, the socket is the handshake's: its failure is reported there, with a reply.
+    up.on('error', (e) => {
+      if (!this.serverSwitching) this.onServerError(e);
+    });
     up.on('end', () => {
-      if (this.ended) return;
+      if (this.ended || this.serverSwitching) return;
       this.ev(LOG_INFO, 'server-close', 'server close');
       void this.end('server close');
     });
-    up.on('close', () => void this.end('server gone'));
+    up.on('close', () => {
+      if (!this.serverSwitching) void this.end('server gone');
+    });
   }
 
   private onConnected(up: Socket): void {
@@ -379,7 +384,10 @@ export class Session {
           this.listenServer(t);
           done();
         },
-        (e: Error) => fail(e.message),
+        (e: Error) => {
+          this.serverSwitching = false;
+          fail(e.message);
+        },
       );
       return;
     }
