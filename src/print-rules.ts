@@ -105,11 +105,11 @@ export function printRules(c: Config, backend: BackendName, rules: RuleOptions, 
   switch (backend) {
     case 'nftables': {
       const chain = nft.variantChain(rules);
-      const perPacket = nft.needsPerPacket(rules) ? { label: 127, present: false } : null;
+      const perPacket = nft.needsPerPacket(rules) ? { label: nft.RANGE_LABEL - 1, present: false } : null;
       out.push(
         '# At start, once (idempotent: running it again repairs the table without touching live elements).',
         '# Loaded as one transaction; `nft list table inet ftp-proxy` shows it.',
-        ...(perPacket ? ['# -vv/-q: the conntrack label is the highest one no other instance uses (127 here).'] : []),
+        ...(perPacket ? [`# -vv/-q: the conntrack label is the highest one no other instance uses (${nft.RANGE_LABEL - 1} here; ${nft.RANGE_LABEL} marks tls_client passthrough ranges).`] : []),
         nft.tableScript(rules, perPacket).trimEnd(),
         '',
       );

@@ -24,7 +24,9 @@
 //
 // A range pinhole (tls_client passthrough: C -> OS:LOW-HIGH => S, ports kept, from P) is the same
 // rules with `--dport LOW:HIGH`, without the `recent` match and without --datestop: it admits any
-// number of connections and lives exactly as long as its session's chains.
+// number of connections and lives exactly as long as its session's chains. Its SNAT and ACCEPT rules
+// do not ask for --ctstate DNAT: in forward mode S is OS and the port is kept, so the DNAT changes
+// nothing and the kernel does not mark the connection DNAT; they match the original tuple instead.
 import { execa } from 'execa';
 import {
   type BackendStatus,
@@ -154,9 +156,10 @@ export function pinholeRules(pins: Pinhole[], o: RuleOptions, owner: Owner, seq:
     const rdr = range ? p.rdrTo : hostPort(p.rdrTo, p.rdrPort, f);
     r.PRE.push(`${syn}${unused}${consume} ${comment} -j DNAT --to-destination ${rdr}`);
     // After DNAT: the tuple the server (or client) sees, and the destination the SYN was sent to.
-    const after = `-s ${host(p.from, f)} -d ${host(p.rdrTo, f)} -p tcp -m tcp --dport ${rdrPorts} -m conntrack --ctstate DNAT --ctorigdst ${p.to} --ctorigdstport ${toPorts}`;
+    const dnat = range ? '' : ' --ctstate DNAT';
+    const after = `-s ${host(p.from, f)} -d ${host(p.rdrTo, f)} -p tcp -m tcp --dport ${rdrPorts} -m conntrack${dnat} --ctorigdst ${p.to} --ctorigdstport ${toPorts}`;
     // Every packet of that connection, both directions: what conntrack remembers of it.
-    const conn = `-p tcp -m conntrack --ctstate DNAT --ctorigsrc ${p.from} --ctorigdst ${p.to} --ctorigdstport ${toPorts}`;
+    const conn = `-p tcp -m conntrack${dnat} --ctorigsrc ${p.from} --ctorigdst ${p.to} --ctorigdstport ${toPorts}`;
     if (p.kind === 'local') {
       // To the proxy's own listener: up the input path, no source NAT, nothing forwarded.
       if (o.tag === undefined) r.IN.push(`${after} ${comment} -j ACCEPT`);

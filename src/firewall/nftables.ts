@@ -16,12 +16,16 @@
 //
 //   range pinholes (tls_client passthrough: C -> OS:LOW-HIGH => S, ports kept, from P, for the whole
 //     session): interval maps with concatenated ranges (Linux 5.6, nft 0.9.4), keyed C . OS . LOW-HIGH.
-//     After the once-rules, a SYN found in @rangevN (instances with -v/-T/-q) goes to the instance's
-//     range chain `r<pinhole chain>`; else one found in @rdnatN is DNATed to S right in dstnat. No
-//     element is consumed and none times out: clear() at the session's end removes them. The range
-//     chains are apart from the pinhole chains because a consumed passive pinhole's dnat element may
-//     share a key with a range (C . OS . port): a range connection must never be sent where it points.
-//     srcnat: @rfromN, keyed C . S . LOW-HIGH . OS (the port is not translated).
+//     After the once-rules, a SYN found in @rangevN goes to the instance's range chain `r<pinhole
+//     chain>`, which sets conntrack label 127 (RANGE_LABEL), logs/marks as the flags say, and DNATs
+//     through @rdnatN. No element is consumed and none times out: clear() at the session's end removes
+//     them. The range chains are apart from the pinhole chains because a consumed passive pinhole's
+//     dnat element may share a key with a range (C . OS . port): a range connection must never be sent
+//     where that one points.
+//     Why the label: in forward mode S is OS and the port is kept, so the DNAT changes nothing and the
+//     kernel does not set `ct status dnat` (nf_nat_setup_info sets IPS_DST_NAT only for a changed
+//     tuple): the admin's forward chain accepts these connections by `ct label 127`, and srcnat finds
+//     them by it too, in @rfromN, keyed C . S . LOW-HIGH . OS.
 //
 // The admin's ruleset adds only the interception of port 21 and `ct status dnat accept` in forward
 // (or `ct mark <tag> accept` with -T), and in input for the data connections the proxy joins itself
@@ -79,8 +83,15 @@ export function variantChain(o: RuleOptions): string {
   return `pinhole-${h.slice(0, 8)}`;
 }
 
-/** The range chain of a pinhole chain (-v/-T/-q variants only: plain instances DNAT range pinholes in dstnat). */
+/** The range chain of a pinhole chain: `rpinhole`, or `rpinhole-<hash>` for a combination of -v/-T/-q. */
 export const rangeChain = (chain: string): string => `r${chain}`;
+
+/**
+ * The conntrack label of every connection through a range pinhole: what the admin's forward chain
+ * accepts (`ct label 127 accept`) where `ct status dnat` cannot see them (forward mode keeps address
+ * and port). The -vv/-q per-packet rules take their labels from 126 down.
+ */
+export const RANGE_LABEL = 127;
 
 /** Whether this variant needs a rule on every packet (-vv logs all, -q sets every packet's priority). */
 export const needsPerPacket = (o: RuleOptions): boolean => o.log === 2 || o.queue !== undefined;
@@ -129,16 +140,18 @@ export function tableScript(o: RuleOptions, perPacket: { label: number; present:
   }
   // After the once-rules, so a waiting passive pinhole inside a range still takes its own connection.
   if (ranges) {
-    for (const f of FAMILIES) {
-      const syn = `add rule ${T} dstnat tcp flags & (syn | ack) == syn`;
-      L.push(`${syn} ${tuple(f)} vmap @rangev${f}`);
-      L.push(`${syn} dnat ${ipKw(f)} to ${tuple(f)} map @rdnat${f}`);
-    }
+    for (const f of FAMILIES) L.push(`add rule ${T} dstnat tcp flags & (syn | ack) == syn ${tuple(f)} vmap @rangev${f}`);
   }
   for (const f of FAMILIES) {
     L.push(`add rule ${T} srcnat ct status dnat snat ${ipKw(f)} to ${natTuple(f)} map @from${f}`);
     L.push(`add rule ${T} srcnat ct status dnat snat ${ipKw(f)} to ${natTuple(f)} map @fromport${f}`);
-    if (ranges) L.push(`add rule ${T} srcnat ct status dnat snat ${ipKw(f)} to ${tuple(f)} . ct original ${ipKw(f)} daddr map @rfrom${f}`);
+    if (ranges) L.push(`add rule ${T} srcnat ct label ${RANGE_LABEL} snat ${ipKw(f)} to ${tuple(f)} . ct original ${ipKw(f)} daddr map @rfrom${f}`);
+  }
+  // Every instance writes the plain range chain (a plain instance's elements point to it).
+  if (ranges) {
+    L.push(`add chain ${T} ${rangeChain(PLAIN_CHAIN)}`, `flush chain ${T} ${rangeChain(PLAIN_CHAIN)}`);
+    L.push(`add rule ${T} ${rangeChain(PLAIN_CHAIN)} ct label set ${RANGE_LABEL}`);
+    for (const f of FAMILIES) L.push(`add rule ${T} ${rangeChain(PLAIN_CHAIN)} dnat ${ipKw(f)} to ${tuple(f)} map @rdnat${f}`);
   }
   const chain = variantChain(o);
   if (chain !== PLAIN_CHAIN) {
@@ -146,10 +159,14 @@ export function tableScript(o: RuleOptions, perPacket: { label: number; present:
     if (o.log === 1) first.push(`log prefix ${LOG_PREFIX}`);
     if (o.tag !== undefined) first.push(`ct mark set 0x${parseMark(o.tag)!.toString(16).padStart(8, '0')}`);
     if (perPacket) first.push(`ct label set ${perPacket.label}`);
-    for (const [c, map] of [[chain, 'dnat'], ...(ranges ? [[rangeChain(chain), 'rdnat']] : [])] as [string, string][]) {
-      L.push(`add chain ${T} ${c}`, `flush chain ${T} ${c}`);
-      if (first.length) L.push(`add rule ${T} ${c} ${first.join(' ')}`);
-      for (const f of FAMILIES) L.push(`add rule ${T} ${c} dnat ${ipKw(f)} to ${tuple(f)} map @${map}${f}`);
+    L.push(`add chain ${T} ${chain}`, `flush chain ${T} ${chain}`);
+    if (first.length) L.push(`add rule ${T} ${chain} ${first.join(' ')}`);
+    for (const f of FAMILIES) L.push(`add rule ${T} ${chain} dnat ${ipKw(f)} to ${tuple(f)} map @dnat${f}`);
+    if (ranges) {
+      const r = rangeChain(chain);
+      L.push(`add chain ${T} ${r}`, `flush chain ${T} ${r}`);
+      L.push(`add rule ${T} ${r} ${[`ct label set ${RANGE_LABEL}`, ...first].join(' ')}`);
+      for (const f of FAMILIES) L.push(`add rule ${T} ${r} dnat ${ipKw(f)} to ${tuple(f)} map @rdnat${f}`);
     }
   }
   if (perPacket) {
@@ -179,7 +196,7 @@ function elements(p: Pinhole, chain: string): Element[] {
   if (isRange(p)) {
     // Nothing consumed, nothing to time out; the port is kept, so the SNAT key needs it once.
     return [
-      ...(chain === PLAIN_CHAIN ? [] : [{ object: `rangev${f}`, key: key(p), value: `goto ${rangeChain(chain)}` }]),
+      { object: `rangev${f}`, key: key(p), value: `goto ${rangeChain(chain)}` },
       { object: `rdnat${f}`, key: key(p), value: p.rdrTo },
       { object: `rfrom${f}`, key: `${p.from} . ${p.rdrTo} . ${portRange(p)} . ${p.to}`, value: p.natFrom },
     ];
@@ -550,7 +567,7 @@ export class NftablesBackend implements FirewallBackend {
     const mine = used.get(this.chain);
     if (mine !== undefined) return { label: mine, present: true };
     const taken = new Set(used.values());
-    for (let b = 127; b >= 0; b--) if (!taken.has(b)) return { label: b, present: false };
+    for (let b = RANGE_LABEL - 1; b >= 0; b--) if (!taken.has(b)) return { label: b, present: false };
     throw new FirewallError('nftables: no free conntrack label for -vv/-q');
   }
 

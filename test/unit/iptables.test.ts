@@ -84,7 +84,7 @@ describe('iptables-restore input', () => {
         '-m comment --comment "ftp-proxy 4a3b2c1d.7" -j DNAT --to-destination 198.51.100.21',
     ]);
     expect(r.POST).toEqual([
-      '-s 192.168.1.10/32 -d 198.51.100.21/32 -p tcp -m tcp --dport 50000:50100 -m conntrack --ctstate DNAT --ctorigdst 198.51.100.21 --ctorigdstport 50000:50100 ' +
+      '-s 192.168.1.10/32 -d 198.51.100.21/32 -p tcp -m tcp --dport 50000:50100 -m conntrack --ctorigdst 198.51.100.21 --ctorigdstport 50000:50100 ' +
         '-m comment --comment "ftp-proxy 4a3b2c1d.7" -j SNAT --to-source 198.51.100.1',
     ]);
     expect(r.FWD).toEqual([r.POST[0]!.replace('-j SNAT --to-source 198.51.100.1', '-j ACCEPT')]);

@@ -31,7 +31,7 @@ describe('scripts', () => {
   it('static table, no flags', () => golden('table-plain.nft', tableScript(plain, null)));
   it('static table with -v -T 0x10', () => golden('table-v-tag.nft', tableScript({ log: 1, tag: '0x10', timeout: 30 }, null)));
   it('static table with -vv -q 1:10 (per-packet rule with a conntrack label)', () =>
-    golden('table-vv-queue.nft', tableScript({ log: 2, queue: '1:10', timeout: 30 }, { label: 127, present: false })));
+    golden('table-vv-queue.nft', tableScript({ log: 2, queue: '1:10', timeout: 30 }, { label: 126, present: false })));
   it('does not add the per-packet rule twice', () => {
     expect(tableScript({ log: 2, timeout: 30 }, { label: 126, present: true })).not.toMatch(/add rule inet ftp-proxy perpacket/);
     expect(tableScript({ log: 2, timeout: 30 }, { label: 126, present: false })).toMatch(
@@ -68,6 +68,7 @@ describe('scripts', () => {
   it('a range pinhole: interval elements keyed C . OS . LOW-HIGH, S without a port, no timeout, nothing single-use', () => {
     const plainAdd = addScript([passthroughPinhole(ends, 50000, 50100)], '1.2', 'pinhole', 30);
     expect(plainAdd).toEqual([
+      'create element inet ftp-proxy rangev4 { 192.168.1.10 . 198.51.100.21 . 50000-50100 comment "1.2" : goto rpinhole }',
       'create element inet ftp-proxy rdnat4 { 192.168.1.10 . 198.51.100.21 . 50000-50100 comment "1.2" : 198.51.100.21 }',
       'create element inet ftp-proxy rfrom4 { 192.168.1.10 . 198.51.100.21 . 50000-50100 . 198.51.100.21 comment "1.2" : 198.51.100.1 }',
     ]);
@@ -78,6 +79,15 @@ describe('scripts', () => {
   });
 
   it('the table: interval maps without timeout, range rules after the once-rules, range chains apart from the pinhole chains', () => {
+    const plainTable = tableScript(plain, null).split('\n');
+    // forward mode keeps address and port: no `ct status dnat` to see, so the range chain labels the
+    // connection, srcnat finds it by the label (and the admin's forward chain accepts it by it)
+    expect(plainTable.filter((l) => l.startsWith('add rule inet ftp-proxy rpinhole '))).toEqual([
+      'add rule inet ftp-proxy rpinhole ct label set 127',
+      'add rule inet ftp-proxy rpinhole dnat ip to ip saddr . ip daddr . tcp dport map @rdnat4',
+      'add rule inet ftp-proxy rpinhole dnat ip6 to ip6 saddr . ip6 daddr . tcp dport map @rdnat6',
+    ]);
+    expect(plainTable).toContain('add rule inet ftp-proxy srcnat ct label 127 snat ip to ip saddr . ip daddr . tcp dport . ct original ip daddr map @rfrom4');
     const t = tableScript({ log: 1, timeout: 30 }, null).split('\n');
     expect(t).toContain('add map inet ftp-proxy rdnat4 { type ipv4_addr . ipv4_addr . inet_service : ipv4_addr; flags interval; }');
     expect(t).toContain('add map inet ftp-proxy rfrom6 { type ipv6_addr . ipv6_addr . inet_service . ipv6_addr : ipv6_addr; flags interval; }');
@@ -86,7 +96,7 @@ describe('scripts', () => {
     const chain = variantChain({ log: 1, timeout: 30 });
     // the range chain DNATs through @rdnatN only, never @dnatN (a used passive pinhole's key may lie in a range)
     expect(t.filter((l) => l.startsWith(`add rule inet ftp-proxy r${chain} `))).toEqual([
-      `add rule inet ftp-proxy r${chain} log prefix "ftp-proxy: "`,
+      `add rule inet ftp-proxy r${chain} ct label set 127 log prefix "ftp-proxy: "`,
       `add rule inet ftp-proxy r${chain} dnat ip to ip saddr . ip daddr . tcp dport map @rdnat4`,
       `add rule inet ftp-proxy r${chain} dnat ip6 to ip6 saddr . ip6 daddr . tcp dport map @rdnat6`,
     ]);

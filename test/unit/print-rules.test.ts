@@ -39,7 +39,7 @@ describe('nftables', () => {
     const chain = nft.variantChain(o);
     const passive = passivePinhole(e, 40001, 50001);
     const active = activePinhole(e, 40002, 50002, c.port20 && !c.ipv6);
-    const perPacket = nft.needsPerPacket(o) ? { label: 127, present: false } : null;
+    const perPacket = nft.needsPerPacket(o) ? { label: nft.RANGE_LABEL - 1, present: false } : null;
     expect(statements(text)).toEqual([
       ...statements(nft.tableScript(o, perPacket)),
       ...nft.addScript([passive], '4a3b2c1d.1', chain, o.timeout),

@@ -118,13 +118,14 @@ describe('nftables fast path and range pinholes', () => {
     await b.replace({ instance: ID, session: 1 }, [r]);
     expect(k.sent.length).toBe(batches);
     expect(runner.scripts.slice(scripts)).toEqual([
-      'create element inet ftp-proxy rdnat4 { 192.0.2.10 . 198.51.100.20 . 50000-50100 comment "4a3b2c1d.1" : 198.51.100.20 }\n' +
+      'create element inet ftp-proxy rangev4 { 192.0.2.10 . 198.51.100.20 . 50000-50100 comment "4a3b2c1d.1" : goto rpinhole }\n' +
+        'create element inet ftp-proxy rdnat4 { 192.0.2.10 . 198.51.100.20 . 50000-50100 comment "4a3b2c1d.1" : 198.51.100.20 }\n' +
         'create element inet ftp-proxy rfrom4 { 192.0.2.10 . 198.51.100.20 . 50000-50100 . 198.51.100.20 comment "4a3b2c1d.1" : 203.0.113.1 }\n',
     ]);
     await b.replace({ instance: ID, session: 2 }, [passivePinhole(fwd, 40001, 50001)]);
     expect(k.sent.length).toBe(batches + 1);
     await b.clear({ instance: ID, session: 1 });
-    expect(runner.scripts.at(-1)).toMatch(/^add element inet ftp-proxy rdnat4 .*\ndelete element inet ftp-proxy rdnat4 /);
+    expect(runner.scripts.at(-1)).toMatch(/^add element inet ftp-proxy rangev4 .*\ndelete element inet ftp-proxy rangev4 /);
     expect(k.sent.length).toBe(batches + 1);
   });
 
