@@ -62,7 +62,8 @@ const mintPolicy = (): string[] => ['tls_client accept', 'tls_server forward', `
 let policies = 0;
 async function startProxy(policy: string[] | string, env: Record<string, string> = {}, wrap: string[] = []): Promise<ProxyProcess> {
   const file = typeof policy === 'string' ? policy : writePolicy(lab, `ftps-${++policies}`, policy);
-  return lab.proxy(['-D', '7', '-f', file], env, [], wrap);
+  // both families: the dual-stack ruleset sends IPv6 to [::1]:8021
+  return lab.proxy(['-D', '7', '-b', '127.0.0.1', '-b', '::1', '-f', file], env, [], wrap);
 }
 
 beforeAll(async () => {
@@ -136,10 +137,10 @@ describe('forward mode, minted certificates: vsftpd (require_ssl_reuse=YES)', ()
     expect(r.replies[1]).toMatch(/^ PROT$/m);
   });
 
-  it('CCC (curl --ftp-ssl-ccc, PROT C): the control channel back to plain text, the data through the kernel pinhole', async () => {
+  it.each(['active', 'passive'] as const)('CCC (curl --ftp-ssl-ccc, --ftp-ssl-ccc-mode %s, PROT C): the control channel back to plain text, the data through the kernel pinhole', async (ccc) => {
     await conntrackReset(lab);
     const from = proxy.lines.length;
-    const r = await fetchFile(lab, { client: 'curl', host: VS, mode: 'pasv', prot: 'C', file: 'test1M.bin', ca: pki.caCert, ccc: true });
+    const r = await fetchFile(lab, { client: 'curl', host: VS, mode: 'pasv', prot: 'C', file: 'test1M.bin', ca: pki.caCert, ccc });
     const log = logSince(proxy, from);
     expect(r.ok, `${r.output}\n--- proxy log ---\n${log}`).toBe(true);
     expect(r.sha256).toBe(sums['test1M.bin']);
@@ -221,7 +222,9 @@ describe('one-sided TLS', () => {
   });
 
   it('a TLS client and a plain server (tls_server none): the proxy answers PBSZ and PROT itself', async () => {
-    proxy = await startProxy(['tls_client accept', 'tls_server none', `tls_ca_certificate "${pki.caCert}"`, `tls_ca_key "${pki.caKey}"`]);
+    // a configured certificate: a minted one mirrors the server's, and a plain server has none
+    const plain = await pki.issue('plain', [PLAIN]);
+    proxy = await startProxy(['tls_client accept', 'tls_server none', `tls_certificate "${plain.cert}"`, `tls_key "${plain.key}"`]);
     for (const [client, mode, prot, version] of [
       ['curl', 'pasv', 'P', '1.3'],
       ['python', 'port', 'C', '1.2'],
@@ -275,7 +278,9 @@ describe('tls_client require', () => {
   it('a plain USER gets 530 naming AUTH TLS, and never reaches the server; FEAT and NOOP are answered', async () => {
     const r = await rawFtps(lab, { host: VS, steps: [{ line: 'FEAT' }, { line: 'NOOP' }, { line: 'USER notsent-4711' }, { line: 'PASS secret' }, { line: 'QUIT' }] });
     expect(r.replies[1]).toMatch(/^FEAT -> 211/);
-    expect(r.replies[2]).toMatch(/^NOOP -> 200/);
+    // NOOP goes on to the server (vsftpd wants a login first); the proxy's 530 is for the rest
+    expect(r.replies[2]).toMatch(/^NOOP -> \d{3} /);
+    expect(r.replies[2]).not.toMatch(/AUTH TLS/);
     expect(r.replies[3]).toMatch(/^USER notsent-4711 -> 530 .*AUTH TLS/);
     expect(r.replies[4]).toMatch(/^PASS secret -> 530/);
     expect(vsftpd.log()).not.toContain('notsent-4711');
@@ -340,8 +345,9 @@ describe('passthrough (policy-examples/ftps-passthrough.policy as shipped)', () 
   it('the range pinhole is in the table during the session (the range reaches the server) and gone after it', async () => {
     expect(await nftTable(lab)).not.toContain(rangeText());
     expect(await probe(passRange[0] + 7)).toBe('dropped');
-    // Python, end to end TLS with vsftpd (it verifies vsftpd's own certificate), held 4 s after login
-    const c = lab.spawn('cli', ['python3', PY_CLIENT, JSON.stringify({ host: PASS, cafile: pki.caCert, mode: 'pasv', prot: 'P', version: '1.3', files: ['test1M.bin'], hold: 4 })]);
+    // Python, end to end TLS with vsftpd (it verifies vsftpd's own certificate, and must offer its
+    // control session on the data connection itself: vsftpd sees the client's TLS), held 4 s after login
+    const c = lab.spawn('cli', ['python3', PY_CLIENT, JSON.stringify({ host: PASS, cafile: pki.caCert, mode: 'pasv', prot: 'P', version: '1.3', reuse: 'session', files: ['test1M.bin'], hold: 4 })]);
     held.push(c);
     let out = '';
     c.stdout!.on('data', (d: Buffer) => (out += d.toString()));

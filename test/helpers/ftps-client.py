@@ -61,7 +61,8 @@ try:
         out["replies"].append(f.auth())
         out["version"] = f.sock.version()
         out["cipher"] = f.sock.cipher()[0]
-    out["replies"].append(f.login(o.get("user", "anonymous"), o.get("password", "lab@")))
+    # secure=False: FTP_TLS.login() would otherwise send AUTH TLS by itself
+    out["replies"].append(f.login(o.get("user", "anonymous"), o.get("password", "lab@"), secure=o.get("tls", True)))
     if o.get("tls", True):
         out["replies"].append(f.prot_p() if o.get("prot", "P") == "P" else f.prot_c())
     if o.get("hold"):

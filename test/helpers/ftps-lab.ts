@@ -33,8 +33,9 @@ export interface Fetch {
   file: string;
   /** The CA the client verifies the proxy's certificate against. */
   ca: string;
-  /** curl only: --ftp-ssl-ccc after login (with PROT C: the control channel goes back to plain text). */
-  ccc?: boolean;
+  /** curl only: --ftp-ssl-ccc after login (with PROT C: the control channel goes back to plain text); the
+   * --ftp-ssl-ccc-mode: active (curl sends close_notify first) or passive (it waits for the other side's). */
+  ccc?: 'active' | 'passive';
   timeoutMs?: number;
   /** Python: offer the control session on data connections ("session"), or not, as ftplib ships ("stock"). */
   reuse?: 'stock' | 'session';
@@ -86,7 +87,7 @@ export async function fetchFile(lab: Lab, f: Fetch): Promise<Fetched> {
     const url = `${scheme}://${encodeURIComponent(user)}:${encodeURIComponent(password)}@${bracket(f.host)}:${port}/${f.file}`;
     r = await lab.exec(
       f.ns ?? 'cli',
-      ['curl', '-sS', '-v', '--cacert', f.ca, '--connect-timeout', '10', '--max-time', String(Math.round(timeout / 1000) - 5), ...tlsArgs, ...versionArgs, ...modeArgs, ...(f.ccc ? ['--ftp-ssl-ccc', '--ftp-ssl-ccc-mode', 'active'] : []), '-o', out, url],
+      ['curl', '-sS', '-v', '--cacert', f.ca, '--connect-timeout', '10', '--max-time', String(Math.round(timeout / 1000) - 5), ...tlsArgs, ...versionArgs, ...modeArgs, ...(f.ccc ? ['--ftp-ssl-ccc', '--ftp-ssl-ccc-mode', f.ccc] : []), '-o', out, url],
       { reject: false, timeout },
     );
   } else {
