@@ -37,6 +37,7 @@ export class SessionTls {
   private serverCert: X509Certificate | undefined;
   /** The name check of the server's certificate, made when the client's SNI is known. */
   private nameRefusal: string | undefined;
+  private plainChecked = false;
 
   constructor(private readonly o: SessionTlsOptions) {}
 
@@ -66,6 +67,17 @@ export class SessionTls {
     // RFC 6125 matching, as tls.checkServerIdentity does it (IP SANs for an address, wildcards for names).
     const ok = cert && (isIP(want) ? cert.checkIP(want) : cert.checkHost(want));
     this.nameRefusal = ok ? undefined : `the server's certificate does not name ${vis(want, 80)}`;
+  }
+
+  /**
+   * A client that sends commands in the clear while the server leg is TLS (tls_server require): the
+   * server's certificate must name the server's address, as no SNI will come. Once; the refusal or none.
+   */
+  checkForPlainClient(): string | undefined {
+    if (this.plainChecked || !this.serverLeg || this.clientLeg) return undefined;
+    this.plainChecked = true;
+    this.checkName(undefined);
+    return this.nameRefusal;
   }
 
   /** TLS with the client on the control connection, after the proxy's 234 (or at once on port 990). */

@@ -463,6 +463,11 @@ export class Session {
         void this.end('commands after AUTH before TLS');
         return;
       }
+      if (this.tls && ev.kind === 'line' && !this.control.legs.client && this.control.legs.server && !/^AUTH\b/i.test(ev.line.toString('latin1'))) {
+        // A plain client behind a TLS server leg: no SNI will come to check the server's name against.
+        const refusal = this.tls.checkForPlainClient();
+        if (refusal) return this.refuseTls(refusal);
+      }
       this.run(ev.kind === 'line' ? this.control.clientLine(ev.line) : this.control.lineError('client', ev.error));
     }
     this.flow();

@@ -10,15 +10,22 @@ import { type FtpsServer, makeLabPki, requireTlsLab, startVsftpd, type LabPki } 
 
 const SRV = '198.51.100.21';
 const PORT = 2121;
+/** The same server's files from a plain vsftpd (one-sided set-ups) and an implicit FTPS one. */
+const PLAIN_PORT = 2122;
+const IMPLICIT_PORT = 990;
+/** A vsftpd whose certificate names only ftp.lab, not its address. */
+const NAMED_PORT = 2123;
 
 let lab: Lab;
 let pki: LabPki;
 let vsftpd: FtpsServer;
+const others: FtpsServer[] = [];
+let proxyCert: { cert: string; key: string };
 let proxy: ProxyProcess | null = null;
 
 /** The shipped forward ruleset, intercepting the lab server's FTPS port too. */
 function ruleset(): string {
-  const text = readFileSync(`${EXAMPLES}forward-redirect.nft`, 'utf8').replace('tcp dport 21 dnat', `tcp dport { 21, ${PORT} } dnat`);
+  const text = readFileSync(`${EXAMPLES}forward-redirect.nft`, 'utf8').replace('tcp dport 21 dnat', `tcp dport { 21, ${PORT}, ${PLAIN_PORT}, ${IMPLICIT_PORT}, ${NAMED_PORT} } dnat`);
   const file = `${lab.runDir}/tls-forward.nft`;
   writeFileSync(file, text);
   return file;
@@ -35,9 +42,9 @@ async function startProxy(policy: string): Promise<ProxyProcess> {
 const forwardPolicy = (): string =>
   [`tls_client accept`, `tls_server forward`, `tls_ca_certificate "${pki.caCert}"`, `tls_ca_key "${pki.caKey}"`, `tls_server_ca "${pki.caCert}"`, ''].join('\n');
 
-async function curl(args: string[], file: string): Promise<{ code: number; sum: string; stderr: string }> {
+async function curl(args: string[], file: string, url = `ftp://anonymous:lab%40@${SRV}:${PORT}`): Promise<{ code: number; sum: string; stderr: string }> {
   const out = `${lab.runDir}/dl/${file}-${Date.now()}`;
-  const r = await lab.exec('cli', ['curl', '-sS', '--max-time', '60', '--cacert', pki.caCert, ...args, '-o', out, `ftp://anonymous:lab%40@${SRV}:${PORT}/${file}`], { reject: false, timeout: 90_000 });
+  const r = await lab.exec('cli', ['curl', '-sS', '--max-time', '60', '--cacert', pki.caCert, ...args, '-o', out, `${url}/${file}`], { reject: false, timeout: 90_000 });
   const sum = r.exitCode === 0 ? (await lab.exec('cli', ['sha256sum', out])).stdout.split(' ')[0]! : '';
   return { code: r.exitCode ?? -1, sum, stderr: r.stderr };
 }
@@ -48,7 +55,12 @@ beforeAll(async () => {
   lab = await Lab.up('forward');
   pki = await makeLabPki(`${lab.runDir}/pki`);
   const { cert, key } = await pki.issue('vsftpd', ['ftp.lab', SRV]);
+  proxyCert = await pki.issue('proxy', ['ftp.lab', SRV]);
   vsftpd = await startVsftpd({ ns: lab.srv, dir: lab.runDir, address: SRV, root: `${lab.runDir}/data`, cert, key, port: PORT, pasv: [52000, 52099], forceDataSsl: false });
+  others.push(await startVsftpd({ ns: lab.srv, dir: lab.runDir, address: SRV, root: `${lab.runDir}/data`, cert, key, port: PLAIN_PORT, pasv: [52100, 52199], ssl: false }));
+  others.push(await startVsftpd({ ns: lab.srv, dir: lab.runDir, address: SRV, root: `${lab.runDir}/data`, cert, key, port: IMPLICIT_PORT, pasv: [52200, 52299], implicit: true }));
+  const named = await pki.issue('named', ['ftp.lab']);
+  others.push(await startVsftpd({ ns: lab.srv, dir: lab.runDir, address: SRV, root: `${lab.runDir}/data`, cert: named.cert, key: named.key, port: NAMED_PORT, pasv: [52300, 52399] }));
   await lab.loadRuleset(ruleset());
   await lab.exec('cli', ['mkdir', '-p', `${lab.runDir}/dl`]);
 }, 120_000);
@@ -56,6 +68,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await proxy?.stop().catch(() => undefined);
   await vsftpd?.stop().catch(() => undefined);
+  for (const o of others) await o.stop().catch(() => undefined);
   await lab?.down();
 });
 
@@ -135,5 +148,53 @@ describe('policy: tls_client require, and a server certificate that fails verifi
     expect(r.code).not.toBe(0);
     expect(r.stderr, proxy!.log.split('\n').slice(-30).join('\n')).toMatch(/< 421 TLS with the server failed: .*UNABLE_TO_VERIFY_LEAF_SIGNATURE/);
     expect(proxy!.log).toMatch(/TLS .*server failed: .*(UNABLE_TO_VERIFY|SELF_SIGNED|unable to get)/i);
+  });
+});
+
+describe('one-sided set-ups, implicit FTPS and passthrough', () => {
+  it('TLS client, plain server (tls_server none, a configured certificate): PBSZ/PROT answered by the proxy, PROT P relayed with TLS on the client leg only', async () => {
+    await startProxy([`tls_client accept`, `tls_server none`, `tls_certificate "${proxyCert.cert}"`, `tls_key "${proxyCert.key}"`, ''].join('\n'));
+    const r = await curl(['--ssl-reqd'], 'test20M.bin', `ftp://anonymous:lab%40@${SRV}:${PLAIN_PORT}`);
+    expect(r.stderr, proxy!.log.split('\n').slice(-30).join('\n')).toBe('');
+    expect(r.sum).toBe(lab.sha256('test20M.bin'));
+    expect(proxy!.log).toMatch(/client TLS: TLSv1\.3/);
+    expect(proxy!.log).not.toMatch(/server TLS:/);
+    expect(proxy!.log).toMatch(/\(TLS relay\)/);
+  });
+
+  it('plain client, TLS server (tls_server require): the proxy logs in to the server over TLS, PROT P on the server leg', async () => {
+    await startProxy([`tls_server require`, `tls_server_ca "${pki.caCert}"`, ''].join('\n'));
+    const r = await curl([], 'test20M.bin');
+    expect(r.stderr, proxy!.log.split('\n').slice(-30).join('\n')).toBe('');
+    expect(r.sum).toBe(lab.sha256('test20M.bin'));
+    expect(proxy!.log).toMatch(/server TLS: TLSv1\.3/);
+    expect(proxy!.log).not.toMatch(/client TLS:/);
+    expect(proxy!.log).toMatch(/\(TLS relay\)/);
+  });
+
+  it('plain client, TLS server whose certificate does not name its address: 421 before any login goes out', async () => {
+    await startProxy([`tls_server require`, `tls_server_ca "${pki.caCert}"`, ''].join('\n'));
+    const r = await curl(['-v'], 'small.txt', `ftp://anonymous:lab%40@${SRV}:${NAMED_PORT}`);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr, proxy!.log.split('\n').slice(-30).join('\n')).toMatch(/< 421 The server's certificate failed verification: .*does not name 198\.51\.100\.21/);
+    expect(proxy!.log).not.toMatch(/server: 331/);
+  });
+
+  it('implicit FTPS on port 990 (curl ftps://): TLS on both legs from the first byte', async () => {
+    await startProxy(forwardPolicy());
+    const r = await curl([], 'test20M.bin', `ftps://anonymous:lab%40@${SRV}:${IMPLICIT_PORT}`);
+    expect(r.stderr, proxy!.log.split('\n').slice(-30).join('\n')).toBe('');
+    expect(r.sum).toBe(lab.sha256('test20M.bin'));
+    expect(proxy!.log).toMatch(/server TLS: TLSv1\.3/);
+    expect(proxy!.log).toMatch(/client TLS: TLSv1\.3/);
+  });
+
+  it('passthrough: the server\'s own TLS end to end, one range pinhole for the session, gone after it', async () => {
+    await startProxy(['tls_client passthrough', 'tls_passthrough_ports 52000-52099', ''].join('\n'));
+    const r = await curl(['--ssl-reqd'], 'test20M.bin');
+    expect(r.stderr, proxy!.log.split('\n').slice(-30).join('\n')).toBe('');
+    expect(r.sum).toBe(lab.sha256('test20M.bin'));
+    expect(proxy!.log).toMatch(/TLS passed through: data ports 52000-52099/);
+    expect(await lab.waitNoPinholeObjects('nftables')).toBe(0);
   });
 });
