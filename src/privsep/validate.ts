@@ -3,7 +3,8 @@
 // can do to the firewall is ask for this. Every request is checked here, whole, before anything is
 // applied: a well-formed owner of this instance, at most two pinholes of one family with canonical
 // addresses, data ports the proxy itself would choose, nothing below 1024 (but port 20 as the source of
-// an active connection with -r), the proxy's side of each pinhole one of this host's addresses, and no
+// an active connection with -r; a range of tls_client passthrough: 1024 and up, ports kept), the
+// proxy's side of each pinhole one of this host's addresses, and no
 // more sessions holding pinholes than -m. Pure: the caller supplies what it knows (ctx).
 import type { Owner, Pinhole } from '../firewall/backend.js';
 import { PROXY_PORT_MAX, PROXY_PORT_MIN } from '../firewall/backend.js';
@@ -38,7 +39,7 @@ export const MAX_PINHOLES = 2;
 /** Session ids count up from 1 in one process: far below this. */
 const MAX_SESSION = 2 ** 31 - 1;
 
-const PINHOLE_KEYS = new Set(['family', 'kind', 'side', 'from', 'to', 'toPort', 'rdrTo', 'rdrPort', 'natFrom', 'natPort']);
+const PINHOLE_KEYS = new Set(['family', 'kind', 'side', 'from', 'to', 'toPort', 'toPortHigh', 'rdrTo', 'rdrPort', 'natFrom', 'natPort']);
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 const isPort = (v: unknown, min: number, max: number): v is number => Number.isInteger(v) && (v as number) >= min && (v as number) <= max;
@@ -95,19 +96,28 @@ function pinhole(v: unknown, ctx: ValidationContext, i: number): Pinhole {
   if (extra !== undefined) fail(`${at}: unexpected field ${JSON.stringify(extra.slice(0, 40))}`);
   if (v.family !== 4 && v.family !== 6) fail(`${at}: family must be 4 or 6`);
   const family = v.family;
-  if (v.kind !== 'passive' && v.kind !== 'active' && v.kind !== 'local') fail(`${at}: unknown kind`);
+  if (v.kind !== 'passive' && v.kind !== 'active' && v.kind !== 'local' && v.kind !== 'range') fail(`${at}: unknown kind`);
   const kind = v.kind;
+  const range = kind === 'range';
   const p: Pinhole = {
     family,
     kind,
     from: address(v.from, family, `${at} from`),
     to: address(v.to, family, `${at} to`),
-    // The port the data connection is sent to: always one the proxy drew (49152-65534).
-    toPort: isPort(v.toPort, PROXY_PORT_MIN, PROXY_PORT_MAX) ? v.toPort : fail(`${at}: toPort outside ${PROXY_PORT_MIN}-${PROXY_PORT_MAX}`),
+    // The port the data connection is sent to: always one the proxy drew (49152-65534); for a range
+    // (tls_client passthrough) the server's passive range, never below 1024, the port kept.
+    toPort: range
+      ? isPort(v.toPort, 1024, 65535) ? v.toPort : fail(`${at}: a range below 1024 or not a port`)
+      : isPort(v.toPort, PROXY_PORT_MIN, PROXY_PORT_MAX) ? v.toPort : fail(`${at}: toPort outside ${PROXY_PORT_MIN}-${PROXY_PORT_MAX}`),
     rdrTo: address(v.rdrTo, family, `${at} rdrTo`),
     rdrPort: isPort(v.rdrPort, 1024, 65535) ? v.rdrPort : fail(`${at}: rdrPort below 1024 or not a port`),
     natFrom: address(v.natFrom, family, `${at} natFrom`),
   };
+  if (range) {
+    if (!isPort(v.toPortHigh, p.toPort, 65535)) fail(`${at}: toPortHigh must be a port, not below toPort`);
+    if (p.rdrPort !== p.toPort) fail(`${at}: a range keeps its ports (rdrPort must be toPort)`);
+    p.toPortHigh = v.toPortHigh;
+  } else if (v.toPortHigh !== undefined) fail(`${at}: toPortHigh is for range pinholes`);
   if (v.natPort !== undefined) {
     // OpenBSD's -r: the active data connection appears to come from port 20, and only that.
     if (!(ctx.port20 && kind === 'active' && v.natPort === 20)) fail(`${at}: natPort only 20, for an active connection, with -r`);
@@ -120,7 +130,7 @@ function pinhole(v: unknown, ctx: ValidationContext, i: number): Pinhole {
   } else if (v.side !== undefined) fail(`${at}: side is for local pinholes`);
   // The proxy's own end: where passive connections appear to come from, where active ones arrive,
   // where a local one is sent. A request naming another host's address there is not one of ours.
-  const own = kind === 'passive' ? p.natFrom : kind === 'active' ? p.to : p.rdrTo;
+  const own = kind === 'passive' || range ? p.natFrom : kind === 'active' ? p.to : p.rdrTo;
   if (!ctx.isLocal(own)) fail(`${at}: ${own} is not an address of this host`);
   return p;
 }

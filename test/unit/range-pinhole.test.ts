@@ -18,6 +18,7 @@ import { addOps, NftablesBackend, removeOps, touchesRanges } from '../../src/fir
 import { fixedInstance, ID } from '../helpers/instance.js';
 import { fakeKernel } from '../helpers/nfnl-kernel.js';
 import { parseAttrs, parseMessages } from '../../src/firewall/nfnl/netlink.js';
+import { checkRequest, RequestRefused, type ValidationContext } from '../../src/privsep/validate.js';
 
 const fwd: SessionEnds = { family: 4, client: '192.0.2.10', originalServer: '198.51.100.20', server: '198.51.100.20', proxy: '203.0.113.1' };
 const rev: SessionEnds = { family: 4, client: '192.0.2.50', originalServer: '203.0.113.5', server: '10.0.0.21', proxy: '10.0.0.1' };
@@ -133,5 +134,37 @@ describe('nftables fast path and range pinholes', () => {
     expect(touchesRanges(addOps([passthroughPinhole(fwd, 1, 2)], 'x', 'pinhole', 30))).toBe(true);
     expect(touchesRanges(removeOps([passthroughPinhole(fwd, 1, 2)], 'pinhole-0a1b2c3d'))).toBe(true);
     expect(touchesRanges(addOps([passivePinhole(fwd, 40001, 50001)], 'x', 'pinhole-0a1b2c3d', 30))).toBe(false);
+  });
+});
+
+describe('privilege separation: the privileged process checks a range pinhole', () => {
+  // C 192.168.1.10, OS/S 203.0.113.5, P 198.51.100.1 (this host)
+  const ctx: ValidationContext = { instance: '0a1b2c3d', port20: false, isLocal: (a) => a === '198.51.100.1', holders: new Set(), maxHolders: 10 };
+  const ends4: SessionEnds = { family: 4, client: '192.168.1.10', originalServer: '203.0.113.5', server: '203.0.113.5', proxy: '198.51.100.1' };
+  const req = (pin: unknown) => ({ op: 'replace', owner: { instance: '0a1b2c3d', session: 3 }, pinholes: [pin] });
+  const range = passthroughPinhole(ends4, 50000, 50100);
+
+  it('takes the pinhole passthroughPinhole makes, as it is', () => {
+    expect(checkRequest(req(range), ctx)).toEqual({ op: 'replace', owner: { instance: '0a1b2c3d', session: 3 }, pinholes: [range] });
+  });
+
+  it.each([
+    ['a range reaching below 1024', { ...range, toPort: 22, rdrPort: 22 }, /below 1024/],
+    ['HIGH below LOW', { ...range, toPortHigh: 49999 }, /toPortHigh/],
+    ['no HIGH', { ...range, toPortHigh: undefined }, /toPortHigh/],
+    ['another port behind it', { ...range, rdrPort: 22 }, /rdrPort/],
+    ['a port translated', { ...range, rdrPort: 50001 }, /keeps its ports/],
+    ['a source that is not this host', { ...range, natFrom: '192.0.2.99' }, /not an address of this host/],
+    ['toPortHigh on a passive pinhole', { ...passivePinhole(ends4, 40000, 50000), toPortHigh: 50100 }, /toPortHigh is for range/],
+    ['a range with source port 20', { ...range, natPort: 20 }, /natPort/],
+  ])('refuses %s', (_what, pin, why) => {
+    let err: unknown;
+    try {
+      checkRequest(req(pin), ctx);
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(RequestRefused);
+    expect((err as Error).message).toMatch(why);
   });
 });
