@@ -137,6 +137,8 @@ export interface VsftpdOptions {
   forceDataSsl?: boolean;
   /** false: no TLS at all (ssl_enable=NO), a plain server for one-sided tests. Default true. */
   ssl?: boolean;
+  /** The address its PASV replies name (pasv_address), for a server published through a NAT. */
+  pasvAddress?: string;
 }
 
 /**
@@ -176,6 +178,7 @@ export async function startVsftpd(o: VsftpdOptions): Promise<FtpsServer & { conf
       'pasv_enable=YES',
       `pasv_min_port=${o.pasv[0]}`,
       `pasv_max_port=${o.pasv[1]}`,
+      ...(o.pasvAddress ? [`pasv_address=${o.pasvAddress}`] : []),
       'port_enable=YES',
       'connect_from_port_20=NO',
       'max_per_ip=0',
