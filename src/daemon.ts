@@ -16,6 +16,7 @@ import { isLocalAddress } from './net/local-addresses.js';
 import { type Endpoint, originalDestination, setTransparent } from './net/original-dst.js';
 import { describePolicy, loadPolicy } from './policy/load.js';
 import { defaultPolicy, type Policy, PolicyError } from './policy/parse.js';
+import { serveSessions } from './status-sessions.js';
 import { loadTlsMaterial, type TlsMaterial } from './tls/certs-policy.js';
 import { Session } from './session.js';
 import { validateConfig } from './validate.js';
@@ -106,6 +107,8 @@ export class Daemon {
   /** --metrics: counted here, served by metricsServer. */
   private metrics: Metrics | null = null;
   private metricsServer: HttpServer | null = null;
+  /** Answers `ftp-proxy status` with the sessions' TLS legs and data paths (src/status-sessions.ts). */
+  private sessionsServer: Server | null = null;
   private fixedServer: Endpoint | undefined;
   private listenPort = 0;
   private stopping = false;
@@ -187,6 +190,12 @@ export class Daemon {
     }
     // The id in every firewall object of this daemon (`ftp-proxy status` names instances by it).
     log.log(LOG_INFO, `firewall: instance ${this.firewall.instance}`, { event: 'instance', instance: this.firewall.instance });
+    try {
+      this.sessionsServer = await serveSessions(this.firewall.instance, () => [...this.sessions].map((s) => s.snapshot()));
+    } catch (e) {
+      // Only `status` loses the TLS legs and data paths; the proxy itself is unaffected.
+      log.log(LOG_NOTICE, `status cannot ask this instance for its sessions: ${(e as Error).message}`, { event: 'sessions-socket' });
+    }
     // Running out of descriptors must become a spoken refusal, not connections closed unanswered.
     const budget = sessionCapacity();
     if (budget && budget.capacity < this.maxSessions) {
@@ -392,6 +401,7 @@ export class Daemon {
     this.stopping = true;
     for (const s of this.servers) s.close();
     this.metricsServer?.close();
+    this.sessionsServer?.close();
     await Promise.all([...this.sessions].map((s) => s.end('daemon exiting')));
     try {
       await this.firewall?.close();

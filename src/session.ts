@@ -16,6 +16,7 @@ import { canonical, type Family, familyOf } from './net/address.js';
 import { type Endpoint, rdomains } from './net/original-dst.js';
 import { defaultPolicy, type Policy } from './policy/parse.js';
 import { SessionTls } from './session-tls.js';
+import type { DataPath, SessionInfo } from './status-sessions.js';
 import { TlsCarrier } from './tls/carrier.js';
 import type { TlsMaterial } from './tls/certs-policy.js';
 
@@ -109,6 +110,8 @@ export class Session {
   private clientCarrier: TlsCarrier | null = null;
   /** tls_client passthrough after the server's 234: bytes relayed untouched. */
   private blind = false;
+  /** How the last data connection was set up (`ftp-proxy status`). */
+  private dataPath: DataPath = 'none';
 
   constructor(
     private readonly client: Socket,
@@ -195,6 +198,12 @@ export class Session {
 
   get ended(): boolean {
     return this.ending !== null;
+  }
+
+  /** What `ftp-proxy status` shows of this session beyond the kernel's pinholes. */
+  snapshot(): SessionInfo {
+    const legs = this.control?.legs ?? { client: false, server: false };
+    return { session: this.id, client: this.clientAddress, server: canonical(this.o.server.address), tls: { ...legs }, data: this.dataPath };
   }
 
   /** Whether the firewall holds pinholes of this session. */
@@ -574,6 +583,7 @@ export class Session {
       server: canonical(this.o.server.address),
       proxy: canonical(this.upstream?.localAddress ?? ''),
     };
+    this.dataPath = n.kind === 'passthrough' ? 'passthrough' : 'kernel';
     if (n.kind === 'passthrough') {
       const install = async (): Promise<NegotiationResult> => {
         try {
@@ -628,6 +638,7 @@ export class Session {
   private join(id: number, j: JoinRequest): void {
     // By the time a client negotiates again it has read the last transfer to its end and had its 226.
     this.joins.close('replaced by a new negotiation');
+    this.dataPath = j.tls ? 'relay' : 'join';
     this.settle(id, this.fw.then(() => this.joins.run(j)), 'join');
   }
 

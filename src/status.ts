@@ -10,6 +10,7 @@ import { createNftRunner, type NftRunner } from './firewall/nft-runner.js';
 import { isEnoent, NFT_TABLE, type NftJson, nftStatus } from './firewall/nftables.js';
 import { PF_ANCHOR } from './firewall/pf.js';
 import { hostPort } from './net/address.js';
+import { describeSession, readSessions, type SessionInfo } from './status-sessions.js';
 import { processTcpSockets, type TcpSocket } from './net/sockets.js';
 
 export type { BackendStatus, LiveInstance, LivePinhole, LiveSession } from './firewall/backend.js';
@@ -42,6 +43,7 @@ export function formatStatus(statuses: BackendStatus[]): string {
       if (i.running && i.sockets.length) line += `, ${conns.length} control-channel TCP connection${conns.length === 1 ? '' : 's'}`;
       out.push(line);
       for (const c of conns) out.push(`  tcp ${hostPort(c.remote, c.remotePort)} <-> ${hostPort(c.local, c.localPort)}`);
+      for (const s of i.sessions ?? []) out.push(`  ${describeSession(s as SessionInfo)}`);
     }
     if (!st.sessions.length) out.push('no pinholes');
     for (const s of st.sessions) {
@@ -73,6 +75,8 @@ export interface StatusReaders {
   pfctl?: () => Promise<string>;
   /** Is the instance with this id running? */
   alive?: (id: string) => Promise<boolean>;
+  /** The sessions a running instance reports (TLS legs, data path); null when it does not answer. */
+  sessions?: (id: string) => Promise<SessionInfo[] | null>;
   /** The pid of the process that holds an instance's name, null when not found. */
   pidOf?: (id: string) => number | null;
   sockets?: (pid: number) => TcpSocket[];
@@ -168,6 +172,8 @@ export async function readStatus(backend: BackendName | 'auto', r: StatusReaders
       if (!i.running) continue;
       i.pid = pidOf(i.id);
       if (i.pid !== null) i.sockets = sockets(i.pid);
+      const sessions = await (r.sessions ?? readSessions)(i.id);
+      if (sessions) i.sessions = sessions;
     }
   }
   return out;

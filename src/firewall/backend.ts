@@ -150,6 +150,8 @@ export interface LiveInstance {
   running: boolean;
   /** The process holding the instance's name (Linux, when running and visible from here). */
   pid: number | null;
+  /** Its sessions as it reports them (TLS legs, data path); absent when it does not answer. */
+  sessions?: { session: number; client: string; server: string; tls: { client: boolean; server: boolean }; data: string }[];
   /** TCP sockets of that process: listeners and control connections. */
   sockets: { local: string; localPort: number; remote: string; remotePort: number; state: 'listen' | 'established' | 'other' }[];
 }

@@ -5,7 +5,7 @@
 // garbage instead of a ClientHello. The wider matrix is in test/e2e/ftps*.test.ts.
 import { readFileSync, writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { EXAMPLES, Lab, type ProxyProcess, requireLab } from './lab.js';
+import { CLI, EXAMPLES, Lab, type ProxyProcess, requireLab } from './lab.js';
 import { type FtpsServer, makeLabPki, requireTlsLab, startVsftpd, type LabPki } from '../helpers/tls-lab.js';
 
 const SRV = '198.51.100.21';
@@ -104,6 +104,22 @@ describe('FTPS through the daemon: forward mode, minted certificate, vsftpd requ
     expect(log).toMatch(/server TLS: TLSv1\.[23] /);
     expect(log).toMatch(/client TLS: TLSv1\.[23] /);
     expect(log).toMatch(/\(TLS relay\)/);
+  });
+
+  it('ftp-proxy status during a PROT P transfer: both legs TLS, data through the TLS relay', async () => {
+    const out = `${lab.runDir}/dl/slow`;
+    const c = lab.spawn('cli', ['curl', '-sS', '--ssl-reqd', '--limit-rate', '4M', '--cacert', pki.caCert, '-o', out, `ftp://anonymous:lab%40@${SRV}:${PORT}/test20M.bin`]);
+    try {
+      const n = (proxy!.log.match(/\(TLS relay\)/g) ?? []).length;
+      for (let i = 0; i < 100 && (proxy!.log.match(/\(TLS relay\)/g) ?? []).length === n; i++) await new Promise((r) => setTimeout(r, 50));
+      const r = await lab.exec('fw', [process.execPath, CLI, 'status'], { reject: false, timeout: 20_000 });
+      expect(r.stdout).toMatch(/session \d+: 192\.168\.1\.10 -> 198\.51\.100\.21, TLS client and server legs, data through the TLS relay \(PROT P\)/);
+      const j = await lab.exec('fw', [process.execPath, CLI, 'status', '--json'], { reject: false, timeout: 20_000 });
+      const st = JSON.parse(j.stdout) as { instances: { sessions?: unknown[] }[] }[];
+      expect(st[0]!.instances.flatMap((i) => i.sessions ?? [])).toContainEqual(expect.objectContaining({ client: '192.168.1.10', tls: { client: true, server: true }, data: 'relay' }));
+    } finally {
+      c.kill('SIGKILL');
+    }
   });
 
   it('PROT C (curl --ftp-ssl-control): the data goes through the kernel pinhole, not the relay', async () => {
