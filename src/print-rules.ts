@@ -2,7 +2,18 @@
 // backend, as the exact text handed to nft, iptables-restore or pfctl. Pure: it changes nothing, and
 // the addresses are documentation examples (RFC 5737 / RFC 3849), named in the header.
 import type { Config } from './config.js';
-import { activePinhole, describePinhole, localPinhole, type Owner, ownerTag, passivePinhole, type Pinhole, type RuleOptions, type SessionEnds } from './firewall/backend.js';
+import {
+  activePinhole,
+  describePinhole,
+  localPinhole,
+  type Owner,
+  ownerTag,
+  passivePinhole,
+  passthroughPinhole,
+  type Pinhole,
+  type RuleOptions,
+  type SessionEnds,
+} from './firewall/backend.js';
 import type { BackendName } from './firewall/backend.js';
 import * as ipt from './firewall/iptables.js';
 import * as nft from './firewall/nftables.js';
@@ -12,6 +23,8 @@ import type { DataMode } from './policy/parse.js';
 
 /** An example owner: "<instance id>.<session id>" as every object carries it. */
 export const EXAMPLE_OWNER: Owner = { instance: '4a3b2c1d', session: 1 };
+/** The example pass-through session (tls_client passthrough), another session of the same instance. */
+export const PASSTHROUGH_OWNER: Owner = { instance: '4a3b2c1d', session: 2 };
 const SERVER_PORT = 40001;
 const CLIENT_PORT = 40002;
 const PASSIVE_PORT = 50001;
@@ -87,7 +100,18 @@ function negotiations(c: Config, e: SessionEnds, dataMode: DataMode): Case[] {
   return [passive, active];
 }
 
-export function printRules(c: Config, backend: BackendName, rules: RuleOptions, now = new Date(), dataMode: DataMode = 'keep'): string {
+/**
+ * `passthrough`: the policy's tls_client passthrough range for this server (tls_passthrough_ports), to
+ * show the session-lived range pinhole a pass-through session installs after the server's 234.
+ */
+export function printRules(
+  c: Config,
+  backend: BackendName,
+  rules: RuleOptions,
+  now = new Date(),
+  dataMode: DataMode = 'keep',
+  passthrough: { low: number; high: number } | null = null,
+): string {
   const e = exampleEnds(c);
   const owner = ownerTag(EXAMPLE_OWNER);
   const out: string[] = [];
@@ -102,6 +126,13 @@ export function printRules(c: Config, backend: BackendName, rules: RuleOptions, 
   const header = (k: Case): string[] => [`# ${k.name}: ${k.says}.`, ...k.pins.map((p) => `#   ${describePinhole(p)}${p.kind === 'local' ? ' (to the proxy itself, source kept)' : ''}`)];
   // The pinholes the session holds at its end: those of the last negotiation that installed any.
   const last = [...cases].reverse().find((k) => k.pins.length)?.pins ?? [];
+  const range = passthrough ? passthroughPinhole(e, passthrough.low, passthrough.high) : null;
+  const rangeOwner = ownerTag(PASSTHROUGH_OWNER);
+  const rangeHeader = (): string[] => [
+    `# Pass-through (tls_client passthrough), session ${rangeOwner}: the client sent AUTH TLS and the server replied 234; the proxy relays the TLS it cannot read`,
+    `# and opens the server's passive range ${passthrough!.low}-${passthrough!.high} to this client for the whole session (any number of connections, the ports kept):`,
+    `#   ${describePinhole(range!)}`,
+  ];
   switch (backend) {
     case 'nftables': {
       const chain = nft.variantChain(rules);
@@ -128,6 +159,17 @@ export function printRules(c: Config, backend: BackendName, rules: RuleOptions, 
       }
       out.push('# When the session ends or negotiates again, one transaction removes them (add+delete cannot fail on an element already gone):');
       out.push(...nft.removeScript(last, chain), '');
+      if (range) {
+        out.push(
+          ...rangeHeader(),
+          `# One transaction (no timeout, nothing consumed). The range chain gives the connections conntrack label ${nft.RANGE_LABEL}:`,
+          `# a forward chain that drops by default needs \`ct label ${nft.RANGE_LABEL} accept\` (in forward mode nothing is translated for ct status dnat to see).`,
+          ...nft.addScript([range], rangeOwner, chain, rules.timeout),
+          '# When the session ends:',
+          ...nft.removeScript([range], chain),
+          '',
+        );
+      }
       break;
     }
     case 'iptables': {
@@ -162,6 +204,16 @@ export function printRules(c: Config, backend: BackendName, rules: RuleOptions, 
       }
       const end = sets.at(-1);
       if (end) out.push('# When the session ends:', ipt.removeScript(EXAMPLE_OWNER, end.set, mangle, end.input).trimEnd(), '');
+      if (range) {
+        out.push(
+          ...rangeHeader(),
+          `# ${cmd}-restore --noflush (no single-use match, no --datestop: the chains go with the session):`,
+          ipt.addScript(PASSTHROUGH_OWNER, 'A', ipt.pinholeRules([range], rules, PASSTHROUGH_OWNER, seq++, now), mangle).trimEnd(),
+          '# When the session ends:',
+          ipt.removeScript(PASSTHROUGH_OWNER, 'A', mangle, false).trimEnd(),
+          '',
+        );
+      }
       break;
     }
     case 'pf': {
@@ -178,6 +230,15 @@ export function printRules(c: Config, backend: BackendName, rules: RuleOptions, 
         out.push('');
       }
       out.push(`# When the session ends: pfctl -a ${anchor} -f - with an empty ruleset (pf drops the empty anchor).`, '');
+      if (range) {
+        const rangeAnchor = `${PF_ANCHOR}/${rangeOwner}`;
+        out.push(
+          ...rangeHeader(),
+          `# pfctl -a ${rangeAnchor} -f - (for the session; the anchor is emptied when it ends):`,
+          ...pfRules(range, rules),
+          '',
+        );
+      }
       break;
     }
   }

@@ -6,8 +6,8 @@ import { ruleOptions } from '../../src/choose-backend.js';
 import * as ipt from '../../src/firewall/iptables.js';
 import * as nft from '../../src/firewall/nftables.js';
 import { pfLocalRule, pfRules } from '../../src/firewall/pf.js';
-import { EXAMPLE_OWNER, exampleEnds, printRules } from '../../src/print-rules.js';
-import { activePinhole, localPinhole, passivePinhole } from '../../src/firewall/backend.js';
+import { EXAMPLE_OWNER, exampleEnds, PASSTHROUGH_OWNER, printRules } from '../../src/print-rules.js';
+import { activePinhole, localPinhole, passivePinhole, passthroughPinhole } from '../../src/firewall/backend.js';
 import { checkPfRule } from '../helpers/pf-grammar.js';
 
 const config = (argv: string[]): Config => {
@@ -128,5 +128,50 @@ describe('with a policy data_mode', () => {
     const chain = nft.variantChain(o);
     const passive = passivePinhole(e, 40001, 50001);
     expect(statements(text).slice(statements(nft.tableScript(o, null)).length)).toEqual([...nft.addScript([passive], '4a3b2c1d.1', chain, o.timeout), ...nft.removeScript([passive], chain)]);
+  });
+});
+
+describe('with tls_client passthrough (the policy\'s tls_passthrough_ports)', () => {
+  const PT = { low: 50000, high: 50100 };
+
+  it.each([[[]], [['-v', '-T', '42']], [['-6']], [['-R', '10.0.0.21']]])('nftables %j: the range pinhole of a pass-through session after the negotiations', (argv) => {
+    const c = config(argv);
+    const o = ruleOptions(c);
+    const e = exampleEnds(c);
+    const chain = nft.variantChain(o);
+    const without = statements(printRules(c, 'nftables', o, NOW));
+    const text = printRules(c, 'nftables', o, NOW, 'keep', PT);
+    const range = passthroughPinhole(e, 50000, 50100);
+    expect(statements(text)).toEqual([...without, ...nft.addScript([range], '4a3b2c1d.2', chain, o.timeout), ...nft.removeScript([range], chain)]);
+    expect(text).toContain(`#   ${e.client} -> `);
+    expect(text).toMatch(/^# Pass-through \(tls_client passthrough\), session 4a3b2c1d\.2: /m);
+    expect(text).toContain('conntrack label 127');
+  });
+
+  it('iptables: its own chain set, --dport LOW:HIGH, then its removal', () => {
+    const c = config([]);
+    const o = ruleOptions(c);
+    const range = passthroughPinhole(exampleEnds(c), 50000, 50100);
+    const without = statements(printRules(c, 'iptables', o, NOW)).join('\n') + '\n';
+    const text = statements(printRules(c, 'iptables', o, NOW, 'keep', PT)).join('\n') + '\n';
+    expect(text).toBe(
+      without + ipt.addScript(PASSTHROUGH_OWNER, 'A', ipt.pinholeRules([range], o, PASSTHROUGH_OWNER, 3, NOW), false) + ipt.removeScript(PASSTHROUGH_OWNER, 'A', false),
+    );
+    expect(text).toContain('--dport 50000:50100');
+  });
+
+  it('pf: the two rules of its anchor, valid pf.conf', () => {
+    const c = config([]);
+    const o = ruleOptions(c);
+    const text = printRules(c, 'pf', o, NOW, 'keep', PT);
+    const range = passthroughPinhole(exampleEnds(c), 50000, 50100);
+    expect(statements(text).slice(-2)).toEqual(pfRules(range, o));
+    for (const r of statements(text)) expect(checkPfRule(r)).toEqual({ ok: true });
+    expect(text).toContain('# pfctl -a ftp-proxy/4a3b2c1d.2 -f -');
+  });
+
+  it('without a range nothing of it is printed', () => {
+    const c = config([]);
+    expect(printRules(c, 'nftables', ruleOptions(c), NOW)).not.toMatch(/Pass-through|element inet ftp-proxy rdnat4/);
   });
 });
