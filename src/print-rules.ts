@@ -208,7 +208,7 @@ export function printRules(
         out.push(
           ...rangeHeader(),
           `# ${cmd}-restore --noflush (no single-use match, no --datestop: the chains go with the session):`,
-          ipt.addScript(PASSTHROUGH_OWNER, 'A', ipt.pinholeRules([range], rules, PASSTHROUGH_OWNER, seq++, now), mangle).trimEnd(),
+          ipt.addScript(PASSTHROUGH_OWNER, 'A', ipt.pinholeRules([range], rules, PASSTHROUGH_OWNER, seq, now), mangle).trimEnd(),
           '# When the session ends:',
           ipt.removeScript(PASSTHROUGH_OWNER, 'A', mangle, false).trimEnd(),
           '',
