@@ -142,6 +142,7 @@ export class Session {
           server: { address: canonical(o.server.address), port: o.server.port },
           context: `session ${o.id}`,
           onInfo: (leg, i) => {
+            o.metrics?.tlsHandshakes.inc({ leg: leg.replace(' ', '_'), result: i.reused ? 'resumed' : 'full' });
             const level = leg.endsWith('data') ? LOG_DEBUG : LOG_INFO;
             this.ev(level, 'tls', `${leg} TLS: ${i.version} ${i.cipher}${i.servername ? ` sni ${vis(i.servername, 80)}` : ''}${i.reused ? ' (resumed)' : ''}`, {
               leg,
@@ -174,8 +175,9 @@ export class Session {
         return this.tls.dataWrap(tls);
       },
       joinEnded: (st) => {
-        o.metrics?.relayedBytes.inc({ kind: 'join', direction: 'to_client' }, st.toClient);
-        o.metrics?.relayedBytes.inc({ kind: 'join', direction: 'to_server' }, st.toServer);
+        const kind = this.dataPath === 'relay' ? 'tls_relay' : 'join';
+        o.metrics?.relayedBytes.inc({ kind, direction: 'to_client' }, st.toClient);
+        o.metrics?.relayedBytes.inc({ kind, direction: 'to_server' }, st.toServer);
         const how = st.error ? `, ${vis(st.error)}` : '';
         this.ev(LOG_INFO, 'join-end', `data connection joined by the proxy ended: ${st.toClient} bytes to the client, ${st.toServer} to the server${how}`, {
           toClient: st.toClient,
@@ -362,6 +364,7 @@ export class Session {
   private doTls(a: Extract<Action, { type: 'tls' }>): void {
     const tls = this.tls;
     const fail = (error: string): void => {
+      this.o.metrics?.tlsHandshakes.inc({ leg: a.leg, result: 'failed' });
       if (this.ended || !this.control) return;
       this.run(this.control.tlsDone(a.id, { ok: false, error }));
       this.flow();
@@ -421,6 +424,7 @@ export class Session {
           done();
         },
         (e: Error) => {
+          this.o.metrics?.tlsHandshakes.inc({ leg: 'client', result: 'failed' });
           this.ev(LOG_ERR, 'tls-failed', vis(e.message));
           void this.end('TLS handshake with the client failed');
         },
