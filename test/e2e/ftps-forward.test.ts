@@ -50,14 +50,17 @@ const PASSTHROUGH_POLICY = `${ROOT}policy-examples/ftps-passthrough.policy`;
 const FORWARD_POLICY = `${ROOT}policy-examples/ftps-forward.policy`;
 
 let lab: Lab;
+/** The servers' CA (and the configured certificates'). */
 let pki: LabPki;
+/** The CA the proxy mints from, which the clients trust. */
+let mint: LabPki;
 let sums: Record<string, string>;
 let passRange: [number, number];
 const servers: FtpsServer[] = [];
 let vsftpd: FtpsServer;
 
-/** The forward policy of these tests: minted certificates from the lab CA, servers checked against it. */
-const mintPolicy = (): string[] => ['tls_client accept', 'tls_server forward', `tls_ca_certificate "${pki.caCert}"`, `tls_ca_key "${pki.caKey}"`, `tls_server_ca "${pki.caCert}"`];
+/** The forward policy of these tests: certificates minted from the proxy's CA, servers checked against the lab CA. */
+const mintPolicy = (): string[] => ['tls_client accept', 'tls_server forward', `tls_ca_certificate "${mint.caCert}"`, `tls_ca_key "${mint.caKey}"`, `tls_server_ca "${pki.caCert}"`];
 
 let policies = 0;
 async function startProxy(policy: string[] | string, env: Record<string, string> = {}, wrap: string[] = []): Promise<ProxyProcess> {
@@ -80,7 +83,9 @@ beforeAll(async () => {
   await lab.loadRuleset(labRuleset(lab, `${EXAMPLES}forward-dualstack.nft`, { implicit: true, closed: true }));
   await conntrackReset(lab);
   pki = await makeLabPki(`${lab.runDir}/pki`);
-  const other = await makeLabPki(`${lab.runDir}/pki-other`);
+  // the proxy's own CA, not the servers': a client that accepts the proxy's certificate saw a minted one
+  mint = await makeLabPki(`${lab.runDir}/pki-mint`, 'ftp-proxy test proxy CA');
+  const other = await makeLabPki(`${lab.runDir}/pki-other`, 'ftp-proxy test other CA');
   const data = `${lab.runDir}/data`;
   const vs = await pki.issue('vsftpd', ['ftp.lab', VS, VS6]);
   const common = { ns: lab.srv, root: data, forceDataSsl: false };
@@ -108,7 +113,7 @@ afterAll(async () => {
 
 /** One matrix row against `host` (data ports `ports`) with all of matrixRow's checks. */
 const row = (proxy: ProxyProcess, r: Row, host: string, ports: [number, number], extra: { user?: string; password?: string } = {}) =>
-  matrixRow(lab, proxy, r, { host, server: host, ports, client: CLIENT, ca: pki.caCert, sums, ...extra });
+  matrixRow(lab, proxy, r, { host, server: host, ports, client: CLIENT, ca: mint.caCert, sums, ...extra });
 
 describe('forward mode, minted certificates: vsftpd (require_ssl_reuse=YES)', () => {
   let proxy: ProxyProcess;
@@ -127,7 +132,7 @@ describe('forward mode, minted certificates: vsftpd (require_ssl_reuse=YES)', ()
     ['curl', 'pasv', 'P', '1.3', 'test1M.bin'],
     ['lftp', 'epsv', 'C', '1.2', 'test1M.bin'],
   ] as Row[])('implicit FTPS (intercepted port 990): %s %s PROT %s TLS %s', async (...r) => {
-    await matrixRow(lab, proxy, r, { host: VS, implicit: true, server: VS, ports: [52100, 52199], client: CLIENT, ca: pki.caCert, sums });
+    await matrixRow(lab, proxy, r, { host: VS, implicit: true, server: VS, ports: [52100, 52199], client: CLIENT, ca: mint.caCert, sums });
   });
 
   it('FEAT through the proxy lists AUTH TLS, PBSZ and PROT', async () => {
@@ -137,10 +142,21 @@ describe('forward mode, minted certificates: vsftpd (require_ssl_reuse=YES)', ()
     expect(r.replies[1]).toMatch(/^ PROT$/m);
   });
 
+  it("the client sees a minted certificate: the proxy's CA, the server's subject, the server's address", async () => {
+    const r = await lab.exec('cli', ['bash', '-c', `openssl s_client -connect ${VS}:21 -starttls ftp -CAfile ${mint.caCert} -verify_return_error </dev/null 2>/dev/null | openssl x509 -noout -issuer -subject -ext subjectAltName`], { reject: false, timeout: 20_000 });
+    expect(r.stdout).toMatch(/^issuer=CN ?= ?ftp-proxy test proxy CA$/m);
+    expect(r.stdout).toMatch(/^subject=.*CN ?= ?ftp\.lab/m);
+    expect(r.stdout).toContain(`IP Address:${VS}`);
+    // and not the server's own, which only the lab CA signs
+    const direct = await lab.exec('cli', ['bash', '-c', `openssl s_client -connect ${VS}:21 -starttls ftp -CAfile ${pki.caCert} -verify_return_error </dev/null 2>&1 | grep -c 'Verify return code: 0'`], { reject: false, timeout: 20_000 });
+    expect(direct.stdout.trim()).toBe('0');
+    expect(await lab.waitNoPinholes()).toBe(0);
+  });
+
   it.each(['active', 'passive'] as const)('CCC (curl --ftp-ssl-ccc, --ftp-ssl-ccc-mode %s, PROT C): the control channel back to plain text, the data through the kernel pinhole', async (ccc) => {
     await conntrackReset(lab);
     const from = proxy.lines.length;
-    const r = await fetchFile(lab, { client: 'curl', host: VS, mode: 'pasv', prot: 'C', file: 'test1M.bin', ca: pki.caCert, ccc });
+    const r = await fetchFile(lab, { client: 'curl', host: VS, mode: 'pasv', prot: 'C', file: 'test1M.bin', ca: mint.caCert, ccc });
     const log = logSince(proxy, from);
     expect(r.ok, `${r.output}\n--- proxy log ---\n${log}`).toBe(true);
     expect(r.sha256).toBe(sums['test1M.bin']);
@@ -162,7 +178,7 @@ describe('forward mode, minted certificates: vsftpd (require_ssl_reuse=YES)', ()
     expect(implicit.closed, JSON.stringify(implicit)).toBe(true);
     expect(proxy.exitCode).toBeNull();
     expect(await lab.waitNoPinholes()).toBe(0);
-    const r = await fetchFile(lab, { client: 'curl', host: VS, mode: 'epsv', prot: 'P', file: 'test1M.bin', ca: pki.caCert });
+    const r = await fetchFile(lab, { client: 'curl', host: VS, mode: 'epsv', prot: 'P', file: 'test1M.bin', ca: mint.caCert });
     expect(r.ok, `${r.output}\n${logTail(proxy)}`).toBe(true);
     expect(r.sha256).toBe(sums['test1M.bin']);
     // one line per failed handshake, naming the client leg
@@ -176,7 +192,7 @@ describe('forward mode, minted certificates: vsftpd (require_ssl_reuse=YES)', ()
       ['lftp', 'eprt', 'C', '1.2'],
     ] as const) {
       const from = proxy.lines.length;
-      const r = await fetchFile(lab, { client, host: VS6, mode, prot, version, file: 'test1M.bin', ca: pki.caCert });
+      const r = await fetchFile(lab, { client, host: VS6, mode, prot, version, file: 'test1M.bin', ca: mint.caCert });
       const log = logSince(proxy, from);
       expect(r.ok, `${client} ${mode}: ${r.output}\n--- proxy log ---\n${log}`).toBe(true);
       expect(r.sha256).toBe(sums['test1M.bin']);
@@ -269,7 +285,7 @@ describe('one-sided TLS', () => {
 describe('tls_client require', () => {
   let proxy: ProxyProcess;
   beforeAll(async () => {
-    proxy = await startProxy(['tls_client require', 'tls_server forward', `tls_ca_certificate "${pki.caCert}"`, `tls_ca_key "${pki.caKey}"`, `tls_server_ca "${pki.caCert}"`]);
+    proxy = await startProxy(['tls_client require', 'tls_server forward', `tls_ca_certificate "${mint.caCert}"`, `tls_ca_key "${mint.caKey}"`, `tls_server_ca "${pki.caCert}"`]);
   });
   afterAll(async () => {
     await proxy?.stop();
@@ -291,7 +307,7 @@ describe('tls_client require', () => {
   });
 
   it('with AUTH TLS the same client gets its file', async () => {
-    const r = await fetchFile(lab, { client: 'python', host: VS, mode: 'pasv', prot: 'P', file: 'test1M.bin', ca: pki.caCert });
+    const r = await fetchFile(lab, { client: 'python', host: VS, mode: 'pasv', prot: 'P', file: 'test1M.bin', ca: mint.caCert });
     expect(r.ok, `${r.output}\n${logTail(proxy)}`).toBe(true);
     expect(r.sha256).toBe(sums['test1M.bin']);
   });
@@ -308,18 +324,18 @@ describe('a server whose certificate fails verification', () => {
 
   it('the client gets a 4xx/5xx naming the reason, the log says why, the daemon goes on', async () => {
     const from = proxy.lines.length;
-    const p = await lab.exec('cli', ['python3', PY_CLIENT, JSON.stringify({ host: BAD, cafile: pki.caCert, files: ['small.txt'] })], { reject: false });
+    const p = await lab.exec('cli', ['python3', PY_CLIENT, JSON.stringify({ host: BAD, cafile: mint.caCert, files: ['small.txt'] })], { reject: false });
     const out = JSON.parse(p.stdout.trim().split('\n').at(-1) ?? '{}') as { error?: string };
     // OpenSSL's code for a certificate from an unknown CA
     expect(out.error, p.stdout).toMatch(/[45]\d\d .*(UNABLE_TO_VERIFY_LEAF_SIGNATURE|unable to (get local issuer|verify)|certificate)/i);
-    const c = await fetchFile(lab, { client: 'curl', host: BAD, mode: 'pasv', prot: 'P', file: 'small.txt', ca: pki.caCert });
+    const c = await fetchFile(lab, { client: 'curl', host: BAD, mode: 'pasv', prot: 'P', file: 'small.txt', ca: mint.caCert });
     expect(c.ok).toBe(false);
     expect(c.output).toMatch(/^< [45]\d\d .*(UNABLE_TO_VERIFY|certificate|verify)/im);
     const log = logSince(proxy, from);
     expect(log).toMatch(/UNABLE_TO_VERIFY_LEAF_SIGNATURE|unable to (get local issuer|verify)/i);
     expect(proxy.exitCode).toBeNull();
     expect(await lab.waitNoPinholes()).toBe(0);
-    const ok = await fetchFile(lab, { client: 'curl', host: VS, mode: 'pasv', prot: 'P', file: 'small.txt', ca: pki.caCert });
+    const ok = await fetchFile(lab, { client: 'curl', host: VS, mode: 'pasv', prot: 'P', file: 'small.txt', ca: mint.caCert });
     expect(ok.ok, ok.output).toBe(true);
   });
 });
@@ -406,10 +422,10 @@ describe('shipped FTPS policies', () => {
   });
 
   it('ftps-forward.policy as shipped: the daemon mints from /etc/ftp-proxy/ca and checks servers against the system CAs (the lab CA added with NODE_EXTRA_CA_CERTS)', async () => {
-    const wrap = etcOverlay(lab, { 'ca/ca.crt': pki.caCert, 'ca/ca.key': pki.caKey });
+    const wrap = etcOverlay(lab, { 'ca/ca.crt': mint.caCert, 'ca/ca.key': mint.caKey });
     const proxy = await startProxy(FORWARD_POLICY, { NODE_EXTRA_CA_CERTS: pki.caCert }, wrap);
     try {
-      const r = await fetchFile(lab, { client: 'lftp', host: VS, mode: 'epsv', prot: 'P', version: '1.3', file: 'test1M.bin', ca: pki.caCert });
+      const r = await fetchFile(lab, { client: 'lftp', host: VS, mode: 'epsv', prot: 'P', version: '1.3', file: 'test1M.bin', ca: mint.caCert });
       expect(r.ok, `${r.output}\n${logTail(proxy)}`).toBe(true);
       expect(r.sha256).toBe(sums['test1M.bin']);
       expect(await lab.waitNoPinholes()).toBe(0);

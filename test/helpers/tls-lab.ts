@@ -51,13 +51,13 @@ export interface LabPki {
   issue(name: string, sans: string[]): Promise<{ cert: string; key: string; certPem: string; keyPem: string }>;
 }
 
-/** A lab CA (RSA 2048: every FTPS server here loads it) in dir. */
-export async function makeLabPki(dir: string): Promise<LabPki> {
+/** A lab CA (RSA 2048: every FTPS server here loads it) in dir, named `cn`. */
+export async function makeLabPki(dir: string, cn = 'ftp-proxy test lab CA'): Promise<LabPki> {
   mkdirSync(dir, { recursive: true, mode: 0o755 });
   const caKey = `${dir}/ca.key`;
   const caCert = `${dir}/ca.pem`;
   await execa('openssl', [
-    'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', caKey, '-out', caCert, '-days', '2', '-subj', '/CN=ftp-proxy test lab CA',
+    'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', caKey, '-out', caCert, '-days', '2', '-subj', `/CN=${cn}`,
     '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign',
   ]);
   return {
