@@ -148,6 +148,25 @@ describe.each(CASES)('range pinhole with $name', ({ backend, example, log }) => 
     await next.ok({ op: 'close' });
   }, 60_000);
 
+  // nftables only: an iptables repair restores the parent chains, never a session's own (as for every pinhole)
+  if (backend === 'nftables') {
+    it('after a ruleset reload removed the table, the repair at the next negotiation puts the live range back', async () => {
+      const d = driver();
+      const id = await d.ok({ op: 'init' });
+      await d.ok({ op: 'replace', owner: { instance: id, session: 1 }, pinholes: [RANGE] });
+      await lab.exec('fw', ['nft', 'delete', 'table', 'inet', 'ftp-proxy']);
+      expect(await dial(50010)).toBe('timeout'); // the range went with it
+      // another session negotiates: its change fails (ENOENT), the backend repairs
+      await d.ok({ op: 'replace', owner: { instance: id, session: 2 }, pinholes: [passivePinhole(ends, 40001, 61000)] });
+      expect(d.stderr).toMatch(/missing or damaged/);
+      expect(await dial(50010)).toBe('ok');
+      await d.ok({ op: 'clear', owner: { instance: id, session: 1 } });
+      await d.ok({ op: 'clear', owner: { instance: id, session: 2 } });
+      expect(await lab.pinholeObjects(backend)).toBe(0);
+      await d.ok({ op: 'close' });
+    }, 60_000);
+  }
+
   it('a used passive pinhole whose proxy port lies in a range does not take the range\'s connections', async () => {
     // Session 5 (plain FTP) got C -> OS:50050 => S:40001; session 6 (passthrough) the range 50000-50100.
     const d = driver();
