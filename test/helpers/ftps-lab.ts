@@ -6,7 +6,7 @@ import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node
 import { dirname } from 'node:path';
 import { execa } from 'execa';
 import { expect } from 'vitest';
-import { type Lab, type ProxyProcess, ROOT } from '../e2e/lab.js';
+import { type Backend, type Lab, type ProxyProcess, ROOT } from '../e2e/lab.js';
 
 export const PY_CLIENT = `${ROOT}test/helpers/ftps-client.py`;
 export const RAW_FTPS = `${ROOT}test/helpers/ftps-raw.mjs`;
@@ -291,6 +291,8 @@ export interface RowTarget {
   sums: Record<string, string>;
   user?: string;
   password?: string;
+  /** The firewall backend whose pinholes must be gone after the session (default nftables). */
+  backend?: Backend;
 }
 
 /**
@@ -304,7 +306,7 @@ export async function matrixRow(lab: Lab, proxy: ProxyProcess, [client, mode, pr
   const log = logSince(proxy, from);
   expect(r.ok, `${r.output}\n--- proxy log ---\n${log}`).toBe(true);
   expect(r.sha256, r.output).toBe(t.sums[file]);
-  expect(await lab.waitNoPinholes()).toBe(0);
+  expect(await lab.waitNoPinholeObjects(t.backend ?? 'nftables')).toBe(0);
   expect(log).toMatch(new RegExp(`client TLS: TLSv${version.replace('.', '\\.')} `));
   expect(log).toMatch(/server TLS: TLSv1\.[23] /);
   const path = await dataPath(lab, { client: t.client, server: t.server, ports: t.ports, active: mode === 'port' || mode === 'eprt', size: SIZES[file]! });
