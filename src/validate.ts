@@ -40,7 +40,8 @@ export async function validateConfig(c: Config, o: ValidateOptions = {}): Promis
 
   if (c.policyFile !== undefined) {
     try {
-      out.policy = loadPolicy(c.policyFile, read);
+      // The policy's own reader only when a test gives one: the TLS key files are read with their mode check.
+      out.policy = loadPolicy(c.policyFile, o.readFile);
     } catch (e) {
       problems.push(e instanceof PolicyError ? `${e.message}\n${c.policyFile}: ${e.issues.length} error(s), not started` : (e as Error).message);
     }

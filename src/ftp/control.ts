@@ -164,6 +164,9 @@ export class FtpControl {
     this.tls = opts.tls ?? { client: 'none', server: 'none', clientImplicit: false, serverImplicit: false };
     this.clientTls = this.clientSecured = this.tls.clientImplicit;
     this.serverTls = this.tls.serverImplicit;
+    // tls_server require: nothing of the client's reaches the server before its leg is TLS, not even a
+    // login pipelined ahead of the greeting.
+    this.tlsHold = this.tls.server === 'require' && !this.serverTls;
   }
 
   /** True while a line waits on the firewall; the session stops reading that side meanwhile. */
@@ -776,6 +779,9 @@ export class FtpControl {
     this.replyMode = { how: 'relay' };
     if (mode.how === 'swallow') {
       this.tlsReply(code, out);
+      // The set-up may be over (PROT's reply): the client's lines read meanwhile go on, in order.
+      this.flushLocal(out);
+      this.drainClient(out);
       return;
     }
     if (mode.how === 'hold' && this.held) {

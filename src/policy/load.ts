@@ -13,14 +13,16 @@ export class PolicyFileError extends Error {
 }
 
 /** Read and check `file`; throws PolicyFileError or PolicyError (every mistake, file:line: key: ...). */
-export function loadPolicy(file: string, read = (f: string): string => readFileSync(f, 'utf8')): Policy {
+export function loadPolicy(file: string, read?: (f: string) => string): Policy {
   let text: string;
   try {
-    text = read(file);
+    text = (read ?? ((f: string): string => readFileSync(f, 'utf8')))(file);
   } catch (e) {
     throw new PolicyFileError(`cannot read policy file ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
   }
-  // The certificate and key files the tls_* keys name are read with the same `read` (tests give theirs).
+  // The certificate and key files the tls_* keys name are read with the same `read` when a test gives
+  // one; otherwise by the TLS readers themselves, which refuse a key file every user may read, as
+  // start-up does (--check-config must fail wherever start would).
   const p = parsePolicy(text, file, tlsFileCheck(read));
   if (p instanceof PolicyError) throw p;
   return p;
