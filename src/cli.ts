@@ -297,8 +297,10 @@ async function printRulesAndExit(c: Config): Promise<never> {
     if (c.backend !== 'auto') name = c.backend;
     else name = await detectBackend(hostProbe()).then((d) => d.name, () => (process.platform === 'openbsd' ? 'pf' : 'nftables'));
     if (name !== 'pf') checkLinuxRuleOptions(c);
-    const dataMode = c.policyFile ? loadPolicy(c.policyFile).dataMode : 'keep';
-    process.stdout.write(printRules(c, name, ruleOptions(c), new Date(), dataMode));
+    const pol = c.policyFile ? loadPolicy(c.policyFile) : null;
+    // tls_client passthrough: the range pinhole of the -R server (or of any server) is printed too.
+    const range = pol?.tls.client === 'passthrough' ? ((c.fixedServer ? pol.tls.passthroughPortsByServer.get(c.fixedServer) : undefined) ?? pol.tls.passthroughPorts ?? null) : null;
+    process.stdout.write(printRules(c, name, ruleOptions(c), new Date(), pol?.dataMode ?? 'keep', range ? { low: range.low, high: range.high } : null));
     process.exit(0);
   } catch (e) {
     process.stderr.write(`ftp-proxy: ${e instanceof Error ? e.message : String(e)}\n`);

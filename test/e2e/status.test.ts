@@ -208,6 +208,21 @@ describe('ftp-proxy --print-rules changes nothing, and the kernel takes what it 
     },
   );
 
+  it('nftables -f with tls_client passthrough: the session\'s range pinhole is printed too, and loads', async () => {
+    const policy = `${ACTIVE_POLICY}.passthrough`;
+    writeFileSync(policy, 'tls_client passthrough\ntls_passthrough_ports 50000-50100\n');
+    try {
+      await inNs(['nft', 'flush', 'ruleset']);
+      const text = await print(['--backend', 'nftables', '-f', policy]);
+      expect(text).toMatch(/^create element inet ftp-proxy rangev4 \{ [^}]* 50000-50100 /m);
+      const load = await inNs(['bash', '-c', 'nft -f <(cat)'], statements(text));
+      expect(load.exitCode, load.stderr).toBe(0);
+    } finally {
+      rmSync(policy, { force: true });
+      await inNs(['nft', 'flush', 'ruleset']);
+    }
+  });
+
   it.each([[[]], [['-r', '-v']], [['-vv', '-T', '0x2a', '-q', '1:10']], [['-6']], [['-f', ACTIVE_POLICY]]])('iptables %j: iptables-restore takes every block as printed', async (flags) => {
     const v6 = flags.includes('-6');
     const cmd = v6 ? 'ip6tables' : 'iptables';
