@@ -142,6 +142,15 @@ describe('forward mode, minted certificates: vsftpd (require_ssl_reuse=YES)', ()
     expect(r.replies[1]).toMatch(/^ PROT$/m);
   });
 
+  it('under TLS, REIN gets 502 and a second AUTH 503, and the session goes on', async () => {
+    const p = await lab.exec('cli', ['python3', PY_CLIENT, JSON.stringify({ host: VS, cafile: mint.caCert, commands: ['REIN', 'AUTH TLS', 'NOOP'], files: ['test1M.bin'] })], { reject: false });
+    const out = JSON.parse(p.stdout.trim().split('\n').at(-1) ?? '{}') as { ok: boolean; commands: string[]; transfers: { sha256: string }[] };
+    expect(out.commands, p.stdout).toEqual([expect.stringMatching(/^REIN -> 502 /), expect.stringMatching(/^AUTH TLS -> 503 /), expect.stringMatching(/^NOOP -> 200 /)]);
+    expect(out.ok, p.stdout).toBe(true);
+    expect(out.transfers[0]!.sha256).toBe(sums['test1M.bin']);
+    expect(await lab.waitNoPinholes()).toBe(0);
+  });
+
   it("the client sees a minted certificate: the proxy's CA, the server's subject, the server's address", async () => {
     const r = await lab.exec('cli', ['bash', '-c', `openssl s_client -connect ${VS}:21 -starttls ftp -CAfile ${mint.caCert} -verify_return_error </dev/null 2>/dev/null | openssl x509 -noout -issuer -subject -ext subjectAltName`], { reject: false, timeout: 20_000 });
     expect(r.stdout).toMatch(/^issuer=CN ?= ?ftp-proxy test proxy CA$/m);
@@ -228,6 +237,27 @@ describe('forward mode, minted certificates: proftpd mod_tls (TLSRequired on) an
     ['python', 'pasv', 'P', '1.3', 'test20M.bin'],
   ] as Row[])('pure-ftpd: %s %s PROT %s TLS %s %s', async (...r) => {
     await row(proxy, r, PURE, [52300, 52399], lab1);
+  });
+});
+
+describe('without tls_* keys (tls_client none, the default)', () => {
+  let proxy: ProxyProcess;
+  beforeAll(async () => {
+    proxy = await startProxy(['# no tls_* key']);
+  });
+  afterAll(async () => {
+    await proxy?.stop();
+  });
+
+  it("AUTH gets 504, and FEAT drops vsftpd's AUTH TLS, PBSZ and PROT", async () => {
+    const r = await rawFtps(lab, { host: VS, steps: [{ line: 'FEAT' }, { line: 'AUTH TLS' }, { line: 'AUTH SSL' }, { line: 'QUIT' }] });
+    expect(r.replies[1]).toMatch(/^FEAT -> 211/);
+    expect(r.replies[1]).not.toMatch(/^ (AUTH|PBSZ|PROT)/m);
+    expect(r.replies[2]).toMatch(/^AUTH TLS -> 504 /);
+    expect(r.replies[3]).toMatch(/^AUTH SSL -> 504 /);
+    // vsftpd itself lists them (ssl_enable=YES): the proxy took them out
+    expect(vsftpd.log()).toMatch(/211-Features:[\s\S]*AUTH TLS/);
+    expect(await lab.waitNoPinholes()).toBe(0);
   });
 });
 

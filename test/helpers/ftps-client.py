@@ -2,6 +2,7 @@
 # usage: ftps-client.py '<json options>'
 #   host, port, cafile, version ("1.2" | "1.3" | "any"), user, password,
 #   mode ("pasv" | "epsv" | "port" | "eprt"), prot ("P" | "C"), reuse ("stock" | "session"),
+#   commands (sent after login and PROT, each reply kept in "commands"),
 #   files (downloaded in order), tls (false: plain FTP, no AUTH), hold (seconds to wait after login,
 #   with a {"ready": true} line first, for a test that looks at the firewall during the session)
 # ftplib picks PASV/PORT for IPv4 and EPSV/EPRT for IPv6 by itself; the subclass here asks for the one
@@ -65,6 +66,12 @@ try:
     out["replies"].append(f.login(o.get("user", "anonymous"), o.get("password", "lab@"), secure=o.get("tls", True)))
     if o.get("tls", True):
         out["replies"].append(f.prot_p() if o.get("prot", "P") == "P" else f.prot_c())
+    out["commands"] = []
+    for c in o.get("commands", []):
+        try:
+            out["commands"].append(c + " -> " + f.sendcmd(c))
+        except ftplib.all_errors as e:
+            out["commands"].append(c + " -> " + str(e))
     if o.get("hold"):
         print(json.dumps({"ready": True}), flush=True)
         time.sleep(float(o["hold"]))
