@@ -7,7 +7,7 @@ import { LOG_ERR } from '../levels.js';
 import type { Log } from '../log.js';
 import { localAddresses } from '../net/local-addresses.js';
 import type { ToChild } from './protocol.js';
-import { checkRequest, RequestRefused } from './validate.js';
+import { checkRequest, type PassthroughRanges, RequestRefused } from './validate.js';
 
 export interface ApplyOptions {
   /** -r */
@@ -15,6 +15,8 @@ export interface ApplyOptions {
   /** -m */
   maxHolders: number;
   isLocal: (address: string) => boolean;
+  /** The policy's pass-through ranges now (src/privsep/validate.ts). */
+  passthrough?: () => PassthroughRanges | null;
 }
 
 type Answer = Extract<ToChild, { id: number }>;
@@ -47,7 +49,7 @@ export class RequestHandler {
   handle(id: number, m: unknown): Promise<Answer> {
     let req;
     try {
-      req = checkRequest(m, { instance: this.backend.instance, port20: this.o.port20, isLocal: this.o.isLocal, holders: this.holders, maxHolders: this.o.maxHolders });
+      req = checkRequest(m, { instance: this.backend.instance, port20: this.o.port20, isLocal: this.o.isLocal, holders: this.holders, maxHolders: this.o.maxHolders, passthrough: this.o.passthrough?.() ?? null });
     } catch (e) {
       if (!(e instanceof RequestRefused)) throw e;
       this.log.log(LOG_ERR, `privsep: refused a request of the network process: ${e.message}`, { event: 'privsep-refused' });

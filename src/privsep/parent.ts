@@ -10,6 +10,8 @@ import { closeSync, openSync } from 'node:fs';
 import type { Server, Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import type { Config } from '../config.js';
+import { loadPolicy } from '../policy/load.js';
+import type { PassthroughRanges } from './validate.js';
 import { bindListener, hasNetAdmin } from '../daemon.js';
 import { StartupError } from '../errors.js';
 import type { FirewallBackend } from '../firewall/backend.js';
@@ -51,6 +53,8 @@ export class PrivilegedParent {
   private backend: FirewallBackend | null = null;
   /** Replace/clear requests, once the backend is initialized. */
   private handler: RequestHandler | null = null;
+  /** tls_client passthrough: the ranges the policy allows (null: none). */
+  private ranges: PassthroughRanges | null = null;
   private ready = false;
   private stopping = false;
   private readonly bound = new Set<string>();
@@ -145,7 +149,8 @@ export class PrivilegedParent {
       if (this.handler) return no('already initialized');
       try {
         await this.backend!.init();
-        this.handler = new RequestHandler(this.backend!, { port20: c.port20, maxHolders: c.maxSessions, isLocal: localCache() }, log);
+        this.readRanges();
+        this.handler = new RequestHandler(this.backend!, { port20: c.port20, maxHolders: c.maxSessions, isLocal: localCache(), passthrough: () => this.ranges }, log);
         this.reply({ id, ok: true, instance: this.backend!.instance });
       } catch (e) {
         no(e instanceof Error ? e.message : String(e));
@@ -171,9 +176,28 @@ export class PrivilegedParent {
     process.exit(1);
   }
 
-  /** SIGUSR1: the network process reads its policy file again. */
+  /** SIGUSR1: the network process reads its policy file again (and this one its pass-through ranges). */
   reloadPolicy(): void {
+    this.readRanges();
     this.reply({ op: 'reload' });
+  }
+
+  /**
+   * The policy's tls_passthrough_ports, the only ranges a range pinhole may open. A policy that does not
+   * load changes nothing here: the network process says why, and keeps its previous policy too.
+   */
+  private readRanges(): void {
+    const f = this.o.config.policyFile;
+    if (f === undefined) return;
+    try {
+      const t = loadPolicy(f).tls;
+      this.ranges =
+        t.client === 'passthrough'
+          ? { ...(t.passthroughPorts ? { any: { low: t.passthroughPorts.low, high: t.passthroughPorts.high } } : {}), byServer: new Map([...t.passthroughPortsByServer].map(([a, r]) => [a, { low: r.low, high: r.high }])) }
+          : null;
+    } catch {
+      // the network process reports the policy's mistakes
+    }
   }
 
   /** SIGUSR2: the network process logs its status line. */

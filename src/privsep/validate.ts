@@ -24,6 +24,18 @@ export interface ValidationContext {
   /** Sessions now holding pinholes, and how many may (-m). */
   holders: ReadonlySet<number>;
   maxHolders: number;
+  /**
+   * tls_client passthrough: the policy's tls_passthrough_ports as this process read them; a range
+   * pinhole must be exactly one of them (null or absent: none is allowed).
+   */
+  passthrough?: PassthroughRanges | null;
+}
+
+export interface PassthroughRanges {
+  /** For any server... */
+  any?: { low: number; high: number };
+  /** ...or for one server address (canonical). */
+  byServer: ReadonlyMap<string, { low: number; high: number }>;
 }
 
 /** A request refused: the text goes back to the network process (its 425 path) and into our log. */
@@ -116,6 +128,11 @@ function pinhole(v: unknown, ctx: ValidationContext, i: number): Pinhole {
   if (range) {
     if (!isPort(v.toPortHigh, p.toPort, 65535)) fail(`${at}: toPortHigh must be a port, not below toPort`);
     if (p.rdrPort !== p.toPort) fail(`${at}: a range keeps its ports (rdrPort must be toPort)`);
+    // A compromised network process must not open another range than the admin's, nor any at all
+    // without tls_client passthrough.
+    const allowed = ctx.passthrough ? (ctx.passthrough.byServer.get(p.rdrTo) ?? ctx.passthrough.any) : undefined;
+    if (!allowed) fail(`${at}: the policy has no tls_passthrough_ports for ${p.rdrTo}`);
+    if (allowed.low !== p.toPort || allowed.high !== v.toPortHigh) fail(`${at}: ${p.toPort}-${String(v.toPortHigh)} is not the policy's tls_passthrough_ports ${allowed.low}-${allowed.high} for ${p.rdrTo}`);
     p.toPortHigh = v.toPortHigh;
   } else if (v.toPortHigh !== undefined) fail(`${at}: toPortHigh is for range pinholes`);
   if (v.natPort !== undefined) {

@@ -139,13 +139,27 @@ describe('nftables fast path and range pinholes', () => {
 
 describe('privilege separation: the privileged process checks a range pinhole', () => {
   // C 192.168.1.10, OS/S 203.0.113.5, P 198.51.100.1 (this host)
-  const ctx: ValidationContext = { instance: '0a1b2c3d', port20: false, isLocal: (a) => a === '198.51.100.1', holders: new Set(), maxHolders: 10 };
+  const ctx: ValidationContext = {
+    instance: '0a1b2c3d',
+    port20: false,
+    isLocal: (a) => a === '198.51.100.1',
+    holders: new Set(),
+    maxHolders: 10,
+    // the policy's tls_passthrough_ports, as the privileged process read them
+    passthrough: { any: { low: 50000, high: 50100 }, byServer: new Map([['203.0.113.9', { low: 40000, high: 40010 }]]) },
+  };
   const ends4: SessionEnds = { family: 4, client: '192.168.1.10', originalServer: '203.0.113.5', server: '203.0.113.5', proxy: '198.51.100.1' };
   const req = (pin: unknown) => ({ op: 'replace', owner: { instance: '0a1b2c3d', session: 3 }, pinholes: [pin] });
   const range = passthroughPinhole(ends4, 50000, 50100);
 
   it('takes the pinhole passthroughPinhole makes, as it is', () => {
     expect(checkRequest(req(range), ctx)).toEqual({ op: 'replace', owner: { instance: '0a1b2c3d', session: 3 }, pinholes: [range] });
+  });
+
+  it('refuses every range when the policy has no tls_client passthrough (a compromised network process)', () => {
+    for (const passthrough of [null, undefined]) {
+      expect(() => checkRequest(req(range), { ...ctx, passthrough })).toThrow(/no tls_passthrough_ports for 203\.0\.113\.5/);
+    }
   });
 
   it.each([
@@ -157,6 +171,9 @@ describe('privilege separation: the privileged process checks a range pinhole', 
     ['a source that is not this host', { ...range, natFrom: '192.0.2.99' }, /not an address of this host/],
     ['toPortHigh on a passive pinhole', { ...passivePinhole(ends4, 40000, 50000), toPortHigh: 50100 }, /toPortHigh is for range/],
     ['a range with source port 20', { ...range, natPort: 20 }, /natPort/],
+    ['a wider range than the policy\'s', { ...range, toPortHigh: 50200 }, /not the policy's tls_passthrough_ports 50000-50100/],
+    ['another range than the policy\'s', { ...range, toPort: 60000, rdrPort: 60000, toPortHigh: 60100 }, /not the policy's tls_passthrough_ports/],
+    ['the any-server range for a server that has its own', passthroughPinhole({ ...ends4, originalServer: '203.0.113.9', server: '203.0.113.9' }, 50000, 50100), /40000-40010 for 203\.0\.113\.9/],
   ])('refuses %s', (_what, pin, why) => {
     let err: unknown;
     try {
