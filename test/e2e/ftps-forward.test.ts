@@ -370,6 +370,23 @@ describe('a server whose certificate fails verification', () => {
   });
 });
 
+describe('tls_server_verify no', () => {
+  let proxy: ProxyProcess;
+  beforeAll(async () => {
+    proxy = await startProxy(['tls_client accept', 'tls_server forward', `tls_ca_certificate "${mint.caCert}"`, `tls_ca_key "${mint.caKey}"`, 'tls_server_verify no']);
+  });
+  afterAll(async () => {
+    await proxy?.stop();
+  });
+
+  it('the server with the unknown CA serves the file, and the client still sees a minted certificate', async () => {
+    const r = await fetchFile(lab, { client: 'curl', host: BAD, mode: 'epsv', prot: 'P', version: '1.3', file: 'test1M.bin', ca: mint.caCert });
+    expect(r.ok, `${r.output}\n${logTail(proxy)}`).toBe(true);
+    expect(r.sha256).toBe(sums['test1M.bin']);
+    expect(await lab.waitNoPinholes()).toBe(0);
+  });
+});
+
 describe('passthrough (policy-examples/ftps-passthrough.policy as shipped)', () => {
   let proxy: ProxyProcess;
   const held: ChildProcess[] = [];
