@@ -291,6 +291,10 @@ export class Session {
     );
     this.serverIo = up;
     this.armIdle();
+    if (this.tlsConfig.client === 'passthrough' && this.o.original.port === IMPLICIT_FTPS_PORT) {
+      this.implicitPassthrough();
+      return;
+    }
     if (this.tlsConfig.serverImplicit || this.tlsConfig.clientImplicit) {
       void this.implicitTls(up);
       return;
@@ -319,6 +323,29 @@ export class Session {
       return;
     }
     if (!this.ended) this.attach();
+  }
+
+  /**
+   * tls_client passthrough on port 990: the control connection is TLS from its first byte, so nothing of
+   * it can be read. The range pinhole goes in at once and the bytes are relayed blind.
+   */
+  private implicitPassthrough(): void {
+    const range = this.tlsConfig.passthroughPorts;
+    if (!range) {
+      this.ev(LOG_ERR, 'passthrough-refused', `implicit FTPS passed through: no tls_passthrough_ports for ${this.o.server.address}, closing`);
+      void this.end('no passthrough range');
+      return;
+    }
+    this.negotiate(0, { kind: 'passthrough', low: range.low, high: range.high }, (r) => {
+      if (this.ended) return;
+      if (!r.ok) {
+        this.ev(LOG_CRIT, 'firewall-failed', `${this.o.firewall.name} operation failed: ${vis(r.error)}`);
+        void this.end('passthrough pinhole refused');
+        return;
+      }
+      this.ev(LOG_INFO, 'passthrough', `implicit FTPS passed through: data ports ${range.low}-${range.high} open to the server for this session`, { low: range.low, high: range.high });
+      this.goBlind();
+    });
   }
 
   /** Start reading both control streams (after implicit TLS, if any). */
@@ -452,6 +479,10 @@ export class Session {
   /** tls_client passthrough: the pinhole is in and the 234 is out; from now on bytes, not lines. */
   private goBlind(): void {
     this.blind = true;
+    // The greeting and the login happen under TLS, where the proxy cannot see them: -t still applies.
+    if (this.bannerTimer) clearTimeout(this.bannerTimer);
+    if (this.loginTimer) clearTimeout(this.loginTimer);
+    this.bannerTimer = this.loginTimer = null;
     const up = this.upstream!;
     this.client.removeListener('data', this.onClientChunk);
     up.removeListener('data', this.onServerChunk);
@@ -578,7 +609,8 @@ export class Session {
     }
   }
 
-  private negotiate(id: number, n: Negotiation): void {
+  /** `done`: who hears the result (the state machine when absent). */
+  private negotiate(id: number, n: Negotiation, done?: (r: NegotiationResult) => void): void {
     this.joins.close('replaced by a new negotiation');
     const ends: SessionEnds = {
       family: familyOf(this.o.original.address) ?? 4,
@@ -600,7 +632,7 @@ export class Session {
           return { ok: false, error: e instanceof Error ? e.message : String(e) };
         }
       };
-      this.settle(id, this.fw.then(install), 'passive');
+      this.settle(id, this.fw.then(install), 'passive', done);
       return;
     }
     const attempt = async (): Promise<NegotiationResult> => {
@@ -628,10 +660,11 @@ export class Session {
   }
 
   /** Firewall and join jobs run one at a time, in order; their result goes back to the state machine. */
-  private settle(id: number, job: Promise<NegotiationResult>, mode: NegotiationMode): void {
+  private settle(id: number, job: Promise<NegotiationResult>, mode: NegotiationMode, done?: (r: NegotiationResult) => void): void {
     this.fw = job.catch(() => undefined);
     void job.then((result) => {
       this.o.metrics?.negotiations.inc({ mode, result: result.ok ? 'ok' : 'failed' });
+      if (done) return done(result);
       if (this.ended || !this.control) return;
       this.run(this.control.negotiationDone(id, result));
       this.flow();

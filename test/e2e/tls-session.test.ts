@@ -207,12 +207,22 @@ describe('one-sided set-ups, implicit FTPS and passthrough', () => {
 
   it('passthrough, with privilege separation (--user nobody): the server\'s own TLS end to end, one range pinhole for the session, gone after it', async () => {
     // The privileged process applies the range only because its own reading of the policy names it.
-    await startProxy(['tls_client passthrough', 'tls_passthrough_ports 52000-52099', ''].join('\n'), ['--user', 'nobody']);
-    const r = await curl(['--ssl-reqd'], 'test20M.bin');
+    // --login-timeout 1: the login happens under TLS, out of the proxy's sight; it must not end the session.
+    await startProxy(['tls_client passthrough', 'tls_passthrough_ports 52000-52099', ''].join('\n'), ['--user', 'nobody', '--login-timeout', '1']);
+    const r = await curl(['--ssl-reqd', '--limit-rate', '8M'], 'test20M.bin');
     expect(r.stderr, proxy!.log.split('\n').slice(-30).join('\n')).toBe('');
     expect(r.sum).toBe(lab.sha256('test20M.bin'));
     expect(proxy!.log).toMatch(/network process \d+ runs with no capability/);
     expect(proxy!.log).toMatch(/TLS passed through: data ports 52000-52099/);
+    expect(await lab.waitNoPinholeObjects('nftables')).toBe(0);
+  });
+
+  it('passthrough of implicit FTPS (port 990): blind from the first byte, the range pinhole at once', async () => {
+    await startProxy(['tls_client passthrough', 'tls_passthrough_ports 52200-52299', ''].join('\n'));
+    const r = await curl([], 'test20M.bin', `ftps://anonymous:lab%40@${SRV}:${IMPLICIT_PORT}`);
+    expect(r.stderr, proxy!.log.split('\n').slice(-30).join('\n')).toBe('');
+    expect(r.sum).toBe(lab.sha256('test20M.bin'));
+    expect(proxy!.log).toMatch(/implicit FTPS passed through: data ports 52200-52299/);
     expect(await lab.waitNoPinholeObjects('nftables')).toBe(0);
   });
 });
