@@ -39,7 +39,9 @@ function readText(file: string, read: ReadFile): string {
   } catch (e) {
     if (e instanceof TlsFileError) throw e;
     const err = e as NodeJS.ErrnoException;
-    throw new TlsFileError(file, `cannot read it (${err.code ?? err.message})`);
+    // Under privilege separation the files are read by the daemon's own (unprivileged) user.
+    const who = err.code === 'EACCES' && process.getuid && process.getuid() !== 0 ? `; the daemon reads it as uid ${process.getuid()}: give that user's group read access (chmod 0640)` : '';
+    throw new TlsFileError(file, `cannot read it (${err.code ?? err.message}${who})`);
   }
 }
 
