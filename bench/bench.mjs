@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// npm run bench [-- --quick] [--runs N] [--out FILE] [--no-pin] [--parts LIST] [--render FILE]
+// npm run bench [-- --quick] [--runs N] [--set NAME=N] [--out FILE] [--no-pin] [--parts LIST] [--render FILE]
 //
 // Builds its own namespace lab (scripts/lab.sh, named fb<pid>), measures everything side by side in one
 // go, prints one table and writes bench/results.json. As root. Everything stays inside the lab's three
@@ -43,6 +43,13 @@ const P = QUICK
   ? { fileMiB: 64, runs: 1, perRun: 1, bgBefore: 450, bgAfter: 0, scaleRounds: { nftables: 1, iptables: 1 }, latN: 80, latSeconds: 1.5, pinholes: 300, pinholesMid: 100, tlsRounds: 1, idle: [1000], idleHold: 500, cyclesSec: 1, cyclesWindows: 1, conc: 100 }
   : { fileMiB: 400, runs: 9, perRun: 3, bgBefore: 600, bgAfter: 400, scaleRounds: { nftables: 5, iptables: 2 }, latN: 300, latSeconds: 30, pinholes: 10000, pinholesMid: 1000, tlsRounds: 3, idle: [1000, 5000, 10000], idleHold: 2000, cyclesSec: 4, cyclesWindows: 3, conc: 100 };
 P.runs = Number(opt('--runs', P.runs));
+// --set NAME=NUMBER (repeatable): one of the parameters above, e.g. --set cyclesSec=8 for a longer profile
+argv.forEach((a, i) => {
+  if (a !== '--set') return;
+  const [k, v] = String(argv[i + 1]).split('=');
+  if (!(k in P) || typeof P[k] !== 'number' || !Number.isFinite(Number(v))) throw new Error(`--set ${argv[i + 1]}: not a numeric parameter (${Object.keys(P).filter((x) => typeof P[x] === 'number').join(', ')})`);
+  P[k] = Number(v);
+});
 const OUT = opt('--out', `${ROOT}bench/results.json`);
 // --no-pin: leave the download's client and server wherever the scheduler puts them
 const PIN = !flag('--no-pin') && cpus().length >= 2;
@@ -392,7 +399,7 @@ function summarize(runs) {
     rawCpuPerGB: median(ok.map((r) => r.rawCpuPerGB)),
     proxyCpuPerGB: median(ok.map((r) => r.proxyCpuPerGB)),
     bgCpu: median(ok.map((r) => r.bgCpu)),
-    samples: ok.map((r) => ({ mbs: r.mbs.map((x) => Math.round(x)), cpuPerGB: +r.cpuPerGB.toFixed(3), rawCpuPerGB: +r.rawCpuPerGB.toFixed(3) })),
+    samples: ok.map((r) => ({ mbs: r.mbs.map((x) => Math.round(x)), cpuPerGB: +r.cpuPerGB.toFixed(3), rawCpuPerGB: +r.rawCpuPerGB.toFixed(3), ...(Number.isFinite(r.proxyCpuPerGB) ? { proxyCpuPerGB: +r.proxyCpuPerGB.toFixed(3) } : {}) })),
   };
 }
 
@@ -842,7 +849,7 @@ function verdicts(r) {
     const mp = t.rows.m.p;
     const x = cp.proxyCpuPerGB / mp.proxyCpuPerGB;
     tv('PROT P: ftp-proxy\'s TLS relay <= 1.2x the CPU-s/GB of mod_proxy', x <= 1.2, `${f2(x)}x (${f3(cp.proxyCpuPerGB)} against ${f3(mp.proxyCpuPerGB)} CPU-s/GB in the proxies' own processes)`,
-      `whole machine ${f3(cp.cpuPerGB)} against ${f3(mp.cpuPerGB)} CPU-s/GB (${f2(cp.cpuPerGB / mp.cpuPerGB)}x); ${f0(cp.mbs)} against ${f0(mp.mbs)} MB/s`);
+      `${cp.samples.every((y) => 'proxyCpuPerGB' in y) ? `runs: ${cp.samples.map((y) => f2(y.proxyCpuPerGB)).join(', ')} against ${mp.samples.map((y) => f2(y.proxyCpuPerGB)).join(', ')}; ` : ''}whole machine ${f3(cp.cpuPerGB)} against ${f3(mp.cpuPerGB)} CPU-s/GB; ${f0(cp.mbs)} against ${f0(mp.mbs)} MB/s`);
     const d = pctDiff(t.rows.c.c.cpuPerGB, t.rows.a.c.cpuPerGB);
     tv('PROT C after CCC: ftp-proxy (kernel pinhole) within 5% of (a) plain routing in CPU-s/GB', Math.abs(d) <= 5, sign(d),
       `against (f) masquerade: ${sign(pctDiff(t.rows.c.c.cpuPerGB, t.rows.f.c.cpuPerGB))}; proxy processes ${f3(t.rows.c.c.proxyCpuPerGB)} CPU-s/GB; runs of (a) spread ${spread(t.rows.a.c)}`);
@@ -875,6 +882,8 @@ function table(r) {
   const row = (cells, widths) => L.push(cells.map((c, i) => String(c).padEnd(widths[i])).join('  ').trimEnd());
   L.push(`ftp-proxy bench, ${r.date}${QUICK ? ' (--quick: smoke test, small file, no verdicts)' : ''}`);
   L.push(`${r.host.cpus} CPUs, kernel ${r.host.kernel}, node ${r.host.node}; lab ${r.lab ?? LAB}; ${P.fileMiB} MiB file in tmpfs, ${P.runs} run(s) x ${P.perRun} download(s) per path and mode`);
+  // notes added by hand to a results.json, e.g. that one part comes from another run (--render prints them)
+  for (const n of r.notes ?? []) L.push(`(${n})`);
   L.push('');
   if (r.dataPath) {
     const w = [36, 10, 10, 14, 14, 8];

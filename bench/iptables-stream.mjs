@@ -1,9 +1,9 @@
 #!/usr/bin/env node
-// npm run build && node bench/iptables-stream.mjs [N]: what one iptables negotiation's add would cost if the
+// npm run build && node bench/iptables-stream.mjs [N [LIVE,LIVE...]]: what one iptables negotiation's add would cost if the
 // daemon kept one `iptables-restore --noflush` running and fed it a block per negotiation (issue 13 item 3
 // asks to choose by measurement), against a process per negotiation as now. In a scratch network
 // namespace, with the daemon's own add script (one passive pinhole: nat and filter, the -C checks), 0 and
-// 1,000 live pinholes. The time is until the kernel has the rules: `nft monitor` prints each committed
+// 1,000 live pinholes (or the counts given). The time is until the kernel has the rules: `nft monitor` prints each committed
 // rule (iptables-nft keeps its rules in nf_tables), so only the nft variant is timed. Whether a kept
 // iptables-restore commits at each COMMIT while its input stays open is checked for both variants
 // (iptables-save after each block). As root.
@@ -12,6 +12,7 @@ import { passivePinhole } from '../dist/firewall/backend.js';
 import { addScript, parentRepairScript, pinholeRules } from '../dist/firewall/iptables.js';
 
 const N = Number(process.argv[2] ?? 40);
+const LEVELS = (process.argv[3] ?? '0,1000').split(',').map(Number);
 const NS = `fbips${process.pid}`;
 const inNs = (cmd) => ['netns', 'exec', NS, ...cmd];
 const run = (cmd, input) => execFileSync('ip', inNs(cmd), { input, maxBuffer: 1 << 28, encoding: 'utf8' });
@@ -70,11 +71,13 @@ try {
   const kept = spawn('ip', inNs(['iptables-nft-restore', '--noflush', '--wait']), { stdio: ['pipe', 'ignore', 'inherit'] });
   procs.push(kept);
   let seq = 1000;
-  for (const live of [0, 1000]) {
-    if (live) {
+  let have = 0;
+  for (const live of LEVELS) {
+    if (live > have) {
       const batch = [];
-      for (let i = 0; i < live; i++) batch.push(addScript(owner(i), 'A', pinholeRules([passivePinhole(ends, 40000, 50000 + (i % 15000))], o, owner(i), i, new Date()), false));
-      for (let i = 0; i < batch.length; i += 200) run(['iptables-nft-restore', '--noflush'], batch.slice(i, i + 200).join(''));
+      for (let i = have; i < live; i++) batch.push(addScript(owner(i), 'A', pinholeRules([passivePinhole(ends, 40000, 50000 + (i % 15000))], o, owner(i), i, new Date()), false));
+      for (let i = 0; i < batch.length; i += 500) run(['iptables-nft-restore', '--noflush'], batch.slice(i, i + 500).join(''));
+      have = live;
       await new Promise((res) => setTimeout(res, 500));
       buf = '';
     }
