@@ -304,7 +304,9 @@ export async function matrixRow(lab: Lab, proxy: ProxyProcess, [client, mode, pr
   const from = proxy.lines.length;
   const r = await fetchFile(lab, { client, host: t.host, mode, prot, version, file, ca: t.ca, ...(t.port ? { port: t.port } : {}), ...(t.implicit ? { implicit: true } : {}), ...(t.user ? { user: t.user, password: t.password ?? '' } : {}) });
   const log = logSince(proxy, from);
-  expect(r.ok, `${r.output}\n--- proxy log ---\n${log}`).toBe(true);
+  // on failure, what the kernel saw of the data connection too (a pinhole that did not admit it)
+  const seen = r.ok ? '' : `\n--- conntrack ---\n${(await lab.exec('fw', ['conntrack', '-L', '-p', 'tcp'], { reject: false })).stdout}\n--- nft ---\n${await nftTable(lab)}`;
+  expect(r.ok, `${r.output}\n--- proxy log ---\n${log}${seen}`).toBe(true);
   expect(r.sha256, r.output).toBe(t.sums[file]);
   expect(await lab.waitNoPinholeObjects(t.backend ?? 'nftables')).toBe(0);
   expect(log).toMatch(new RegExp(`client TLS: TLSv${version.replace('.', '\\.')} `));
