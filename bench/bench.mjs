@@ -23,7 +23,7 @@ import { passivePinhole } from '../dist/firewall/backend.js';
 import { addScript as iptAddScript, pinholeRules } from '../dist/firewall/iptables.js';
 import { addScript as nftAddScript } from '../dist/firewall/nftables.js';
 import { withHelperPathIpt, withHelperPathNft, withSecondProxyNft } from './rulesets/combine.mjs';
-import { MOD_PROXY_SO, MOD_TLS_SO, tlsPart } from './tls-part.mjs';
+import { MOD_PROXY_SO, MOD_TLS_SO, nsCpu, tlsPart } from './tls-part.mjs';
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
 const LAB_SH = `${ROOT}scripts/lab.sh`;
@@ -322,10 +322,36 @@ async function background(ms) {
   return (cpuBusy() - b0) / (Number(process.hrtime.bigint() - t) / 1e9);
 }
 
+/** Softirq jiffies of the whole machine, and the CPU jiffies of the ksoftirqd threads (the kernel's packet work). */
+const KSOFTIRQD = readdirSync('/proc').filter((d) => /^\d+$/.test(d) && (() => {
+  try {
+    return readFileSync(`/proc/${d}/comm`, 'utf8').startsWith('ksoftirqd/');
+  } catch {
+    return false;
+  }
+})());
+function kernelNetJiffies() {
+  const softirq = Number(readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/)[7]);
+  let k = 0;
+  for (const pid of KSOFTIRQD) {
+    try {
+      const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+      k += Number(f[11]) + Number(f[12]);
+    } catch {
+      // gone
+    }
+  }
+  return softirq + k;
+}
+
 /**
  * One run: `perRun` downloads of the big file in one curl (one login), passive or active. The 0.6 s
  * before it (proftpd's parent pauses about 0.4 s between sessions) and 0.4 s after it measure the
  * machine's background load, which is subtracted: other people's work on this machine is not ours.
+ * Beside that, the lab's own CPU: the client (curl), every process in the server's and the firewall's
+ * namespaces (with the session processes they reaped), and the kernel's softirq work (the forwarding
+ * and the receivers' TCP): on a machine that others keep busy, the whole machine minus its background
+ * resolves nothing, this still does (only the softirq part is shared with other people's traffic).
  */
 async function downloadRun(host, port, mode, perRun = P.perRun, { curl = [], procCpu = null } = {}) {
   const bgBefore = await background(P.bgBefore);
@@ -333,16 +359,24 @@ async function downloadRun(host, port, mode, perRun = P.perRun, { curl = [], pro
   for (let k = 0; k < perRun; k++) urls.push('-o', '/dev/null', `ftp://lab:lab@${host}:${port}/${BIG}`);
   const modeOpts = mode === 'pasv' ? ['--disable-epsv'] : ['-P', '-', '--disable-eprt'];
   const p0 = procCpu?.();
+  const lab0 = nsCpu(NS.srv) + nsCpu(NS.fw);
+  const k0 = kernelNetJiffies();
   const c0 = cpuBusy();
   const w0 = process.hrtime.bigint();
-  const r = await ns('cli', [...(PIN ? ['taskset', '1'] : []), 'curl', '-sS', '--max-time', '120', ...modeOpts, ...curl, '-w', '%{size_download} %{time_pretransfer} %{time_total}\\n', ...urls], { reject: false });
+  // curl under a shell that then prints its reaped child's CPU (cutime, cstime: /proc/$$/stat)
+  const sh = 'curl "$@"; rc=$?; read -r s </proc/$$/stat; echo "cpu ${s##*) }"; exit $rc';
+  const r = await ns('cli', [...(PIN ? ['taskset', '1'] : []), 'bash', '-c', sh, 'bash', '-sS', '--max-time', '120', ...modeOpts, ...curl, '-w', '%{size_download} %{time_pretransfer} %{time_total}\\n', ...urls], { reject: false });
   const wall = Number(process.hrtime.bigint() - w0) / 1e9;
   const busy = cpuBusy() - c0;
   const bgRate = P.bgAfter ? (bgBefore * P.bgBefore + (await background(P.bgAfter)) * P.bgAfter) / (P.bgBefore + P.bgAfter) : bgBefore;
-  // The proxy's own processes (procCpu: CPU seconds so far), after its session processes were reaped
-  if (procCpu && !P.bgAfter) await sleep(300);
+  // The proxy's and the servers' processes (CPU seconds so far), after their session processes were reaped
+  if (!P.bgAfter) await sleep(300);
   const proxyCpu = procCpu ? procCpu() - p0 : NaN;
-  const lines = r.stdout.trim().split('\n').filter(Boolean);
+  const cpuLine = r.stdout.split('\n').find((l) => l.startsWith('cpu '));
+  const cf = cpuLine ? cpuLine.slice(4).split(' ') : [];
+  const clientCpu = cpuLine ? (Number(cf[13]) + Number(cf[14])) / HZ : NaN;
+  const labCpu = clientCpu + nsCpu(NS.srv) + nsCpu(NS.fw) - lab0 + (kernelNetJiffies() - k0) / HZ;
+  const lines = r.stdout.trim().split('\n').filter((l) => l && !l.startsWith('cpu '));
   let bytes = 0;
   const mbs = [];
   for (const l of lines) {
@@ -359,6 +393,7 @@ async function downloadRun(host, port, mode, perRun = P.perRun, { curl = [], pro
     cpuPerGB: (busy - bgRate * wall) / HZ / gb,
     rawCpuPerGB: busy / HZ / gb,
     proxyCpuPerGB: proxyCpu / gb,
+    labCpuPerGB: labCpu / gb,
     bgCpu: bgRate / HZ, // CPUs busy with other work
   };
 }
@@ -398,8 +433,9 @@ function summarize(runs) {
     cpuPerGB: median(ok.map((r) => r.cpuPerGB)),
     rawCpuPerGB: median(ok.map((r) => r.rawCpuPerGB)),
     proxyCpuPerGB: median(ok.map((r) => r.proxyCpuPerGB)),
+    labCpuPerGB: median(ok.map((r) => r.labCpuPerGB)),
     bgCpu: median(ok.map((r) => r.bgCpu)),
-    samples: ok.map((r) => ({ mbs: r.mbs.map((x) => Math.round(x)), cpuPerGB: +r.cpuPerGB.toFixed(3), rawCpuPerGB: +r.rawCpuPerGB.toFixed(3), ...(Number.isFinite(r.proxyCpuPerGB) ? { proxyCpuPerGB: +r.proxyCpuPerGB.toFixed(3) } : {}) })),
+    samples: ok.map((r) => ({ mbs: r.mbs.map((x) => Math.round(x)), cpuPerGB: +r.cpuPerGB.toFixed(3), rawCpuPerGB: +r.rawCpuPerGB.toFixed(3), ...(Number.isFinite(r.proxyCpuPerGB) ? { proxyCpuPerGB: +r.proxyCpuPerGB.toFixed(3) } : {}), ...(Number.isFinite(r.labCpuPerGB) ? { labCpuPerGB: +r.labCpuPerGB.toFixed(3) } : {}) })),
   };
 }
 
@@ -768,14 +804,16 @@ async function sessions(results, stub) {
 
 // ---- the table ----
 
+/** CPU-s/GB of a summary or a run: the lab's own CPU where measured, else the whole machine minus its background (older results). */
+const cpu = (d) => (Number.isFinite(d?.labCpuPerGB) ? d.labCpuPerGB : d?.cpuPerGB);
 const f0 = (x) => (Number.isFinite(x) ? x.toFixed(0) : 'n/a');
 const f2 = (x) => (Number.isFinite(x) ? x.toFixed(2) : 'n/a');
 const f3 = (x) => (Number.isFinite(x) ? x.toFixed(3) : 'n/a');
 const pctDiff = (a, b) => ((a - b) / b) * 100;
 /** How far a path's runs lie from their median: +-half their range, in percent. */
 const spread = (d) => {
-  const xs = d.samples.map((x) => x.cpuPerGB);
-  return xs.length > 1 ? `+-${(((Math.max(...xs) - Math.min(...xs)) / 2 / d.cpuPerGB) * 100).toFixed(0)}%` : 'n/a';
+  const xs = d.samples.map((x) => cpu(x));
+  return xs.length > 1 ? `+-${(((Math.max(...xs) - Math.min(...xs)) / 2 / cpu(d)) * 100).toFixed(0)}%` : 'n/a';
 };
 const sign = (x) => (Number.isFinite(x) ? `${x >= 0 ? '+' : ''}${x.toFixed(1)}%` : 'n/a');
 
@@ -785,15 +823,15 @@ function verdicts(r) {
   const dp = r.dataPath;
   if (dp) {
     for (const m of ['pasv', 'port']) {
-      const d = pctDiff(dp.c[m].cpuPerGB, dp.a[m].cpuPerGB);
+      const d = pctDiff(cpu(dp.c[m]), cpu(dp.a[m]));
       // What the figures can tell apart: the spread of (a)'s own runs, and (b) and (d) against (a) alike.
       // and against (f), routing with masquerade: what a NAT router costs anyway
-      const vsF = dp.f ? `; against (f) masquerade: (c) ${sign(pctDiff(dp.c[m].cpuPerGB, dp.f[m].cpuPerGB))}, (d) ${sign(pctDiff(dp.d[m].cpuPerGB, dp.f[m].cpuPerGB))}` : '';
-      const note = `runs of (a) spread ${spread(dp.a[m])}; (b) ${sign(pctDiff(dp.b[m].cpuPerGB, dp.a[m].cpuPerGB))}, (d) ${sign(pctDiff(dp.d[m].cpuPerGB, dp.a[m].cpuPerGB))} against (a)${vsF}`;
+      const vsF = dp.f ? `; against (f) masquerade: (c) ${sign(pctDiff(cpu(dp.c[m]), cpu(dp.f[m])))}, (d) ${sign(pctDiff(cpu(dp.d[m]), cpu(dp.f[m])))}` : '';
+      const note = `runs of (a) spread ${spread(dp.a[m])}; (b) ${sign(pctDiff(cpu(dp.b[m]), cpu(dp.a[m])))}, (d) ${sign(pctDiff(cpu(dp.d[m]), cpu(dp.a[m])))} against (a)${vsF}`;
       v.push({ part: 1, target: `(c) nftables within 5% of (a) plain routing in CPU-s/GB, ${m === 'pasv' ? 'passive' : 'active'}`, value: sign(d), note, met: Math.abs(d) <= 5, verdict: judge(Math.abs(d) <= 5) });
     }
     for (const m of ['pasv', 'port']) {
-      const x = dp.e[m].cpuPerGB / dp.c[m].cpuPerGB;
+      const x = cpu(dp.e[m]) / cpu(dp.c[m]);
       v.push({ part: 1, target: `(e) relay >= 1.5x the CPU-s/GB of (c), ${m === 'pasv' ? 'passive' : 'active'}`, value: `${f2(x)}x`, met: x >= 1.5, verdict: judge(x >= 1.5) });
     }
   }
@@ -813,7 +851,7 @@ function verdicts(r) {
       v.push({ part: 2, target: `nftables added ${label} p50 <= 0.3 ms, p99 <= 1.5 ms`, value: `${f3(a.p50)} / ${f3(a.p99)} ms`, note: notes.join('; ') || undefined, met: ok, verdict: judge(ok) });
     }
     for (const m of ['pasv', 'port']) {
-      const d = pctDiff(sn.full.dataPath[m].cpuPerGB, sn.empty.dataPath[m].cpuPerGB);
+      const d = pctDiff(cpu(sn.full.dataPath[m]), cpu(sn.empty.dataPath[m]));
       v.push({ part: 4, target: `nftables, ${sn.pinholes} pinholes: CPU-s/GB within 5% of empty, ${m === 'pasv' ? 'passive' : 'active'}`, value: sign(d), met: Math.abs(d) <= 5, verdict: judge(Math.abs(d) <= 5) });
     }
     for (const [m, label] of [['pasv', 'PASV->227'], ['port', 'PORT->200']]) {
@@ -835,8 +873,8 @@ function verdicts(r) {
       v.push({ part: 4, target: `iptables added ${label} p50 <= 10 ms with ${si.pinholes} pinholes`, value: `${f3(aF.p50)} ms`, note: `p99 ${f3(aF.p99)} ms`, met: aF.p50 <= 10, verdict: judge(aF.p50 <= 10) });
     }
     for (const m of ['pasv', 'port']) {
-      const d = pctDiff(si.full.dataPath[m].cpuPerGB, si.empty.dataPath[m].cpuPerGB);
-      const mid = si.mid ? `${si.mid.pinholes} pinholes: ${sign(pctDiff(si.mid.dataPath[m].cpuPerGB, si.empty.dataPath[m].cpuPerGB))}; ` : '';
+      const d = pctDiff(cpu(si.full.dataPath[m]), cpu(si.empty.dataPath[m]));
+      const mid = si.mid ? `${si.mid.pinholes} pinholes: ${sign(pctDiff(cpu(si.mid.dataPath[m]), cpu(si.empty.dataPath[m])))}; ` : '';
       v.push({ part: 4, target: `iptables, ${si.pinholes} pinholes: CPU-s/GB within 10% of empty, ${m === 'pasv' ? 'passive' : 'active'}`, value: sign(d), note: `${mid}MB/s ${f0(si.full.dataPath[m].mbs)} against ${f0(si.empty.dataPath[m].mbs)}`, met: Math.abs(d) <= 10, verdict: judge(Math.abs(d) <= 10) });
     }
   }
@@ -849,10 +887,10 @@ function verdicts(r) {
     const mp = t.rows.m.p;
     const x = cp.proxyCpuPerGB / mp.proxyCpuPerGB;
     tv('PROT P: ftp-proxy\'s TLS relay <= 1.2x the CPU-s/GB of mod_proxy', x <= 1.2, `${f2(x)}x (${f3(cp.proxyCpuPerGB)} against ${f3(mp.proxyCpuPerGB)} CPU-s/GB in the proxies' own processes)`,
-      `${cp.samples.every((y) => 'proxyCpuPerGB' in y) ? `runs: ${cp.samples.map((y) => f2(y.proxyCpuPerGB)).join(', ')} against ${mp.samples.map((y) => f2(y.proxyCpuPerGB)).join(', ')}; ` : ''}whole machine ${f3(cp.cpuPerGB)} against ${f3(mp.cpuPerGB)} CPU-s/GB; ${f0(cp.mbs)} against ${f0(mp.mbs)} MB/s`);
-    const d = pctDiff(t.rows.c.c.cpuPerGB, t.rows.a.c.cpuPerGB);
+      `${cp.samples.every((y) => 'proxyCpuPerGB' in y) ? `runs: ${cp.samples.map((y) => f2(y.proxyCpuPerGB)).join(', ')} against ${mp.samples.map((y) => f2(y.proxyCpuPerGB)).join(', ')}; ` : ''}lab ${f3(cpu(cp))} against ${f3(cpu(mp))} CPU-s/GB; ${f0(cp.mbs)} against ${f0(mp.mbs)} MB/s`);
+    const d = pctDiff(cpu(t.rows.c.c), cpu(t.rows.a.c));
     tv('PROT C after CCC: ftp-proxy (kernel pinhole) within 5% of (a) plain routing in CPU-s/GB', Math.abs(d) <= 5, sign(d),
-      `against (f) masquerade: ${sign(pctDiff(t.rows.c.c.cpuPerGB, t.rows.f.c.cpuPerGB))}; proxy processes ${f3(t.rows.c.c.proxyCpuPerGB)} CPU-s/GB; runs of (a) spread ${spread(t.rows.a.c)}`);
+      `against (f) masquerade: ${sign(pctDiff(cpu(t.rows.c.c), cpu(t.rows.f.c)))}; proxy processes ${f3(t.rows.c.c.proxyCpuPerGB)} CPU-s/GB; runs of (a) spread ${spread(t.rows.a.c)}`);
     const a = t.latency.addedProxy;
     tv('added PASV->227 under TLS (ftp-proxy minus straight to the server) p50 <= 1 ms', a.p50 <= 1, `${f3(a.p50)} ms (p99 ${f3(a.p99)} ms)`,
       `mod_proxy, same rounds: ${f3(t.latency.addedModProxy.p50)} / ${f3(t.latency.addedModProxy.p99)} ms`);
@@ -888,13 +926,15 @@ function table(r) {
   if (r.dataPath) {
     const w = [36, 10, 10, 14, 14, 8];
     L.push('1. Data path: download cli <- srv. MB/s = 10^6 B/s, median of the downloads (login excluded);');
-    L.push('   CPU-s/GB = whole machine busy time (/proc/stat) per 10^9 B, median of the runs, other load subtracted');
+    L.push(Number.isFinite(r.dataPath.a.pasv.labCpuPerGB)
+      ? '   CPU-s/GB = the lab\'s CPU (client, server and firewall namespaces\' processes, the kernel\'s softirq work) per 10^9 B, median of the runs'
+      : '   CPU-s/GB = whole machine busy time (/proc/stat) per 10^9 B, median of the runs, other load subtracted');
     row(['path', 'PASV MB/s', 'PORT MB/s', 'PASV CPU-s/GB', 'PORT CPU-s/GB', 'sha256'], w);
     // (f) was added after (e): it follows (a) in the rounds and in the table; older results.json lack it
     for (const k of ['a', 'f', 'b', 'c', 'd', 'e'].filter((x) => r.dataPath[x])) {
       const d = r.dataPath[k];
       const bad = d.pasv.failed + d.port.failed;
-      row([`(${k}) ${d.name}`, f0(d.pasv.mbs), f0(d.port.mbs), f3(d.pasv.cpuPerGB), f3(d.port.cpuPerGB), `${d.sha256.pasv && d.sha256.port ? 'ok' : 'BAD'}${bad ? ` ${bad} failed` : ''}`], w);
+      row([`(${k}) ${d.name}`, f0(d.pasv.mbs), f0(d.port.mbs), f3(cpu(d.pasv)), f3(cpu(d.port)), `${d.sha256.pasv && d.sha256.port ? 'ok' : 'BAD'}${bad ? ` ${bad} failed` : ''}`], w);
     }
     L.push(`   (background load of other work during the runs: median ${f2(median(Object.values(r.dataPath).flatMap((d) => [d.pasv.bgCpu, d.port.bgCpu])))} CPUs)`);
     L.push('');
@@ -940,7 +980,7 @@ function table(r) {
     for (const st of sts) {
       const d = s[st].dataPath;
       const inOut = st === 'full' ? `${f2(median(s.secondsToAdd))} / ${f2(median(s.secondsToRemove))}` : st === 'mid' ? `${f2(median(s.mid.secondsToAdd))} / ${f2(median(s.mid.secondsToRemove))}` : '';
-      row([`  ${stLabel(st)}`, `${f0(d.pasv.mbs)}, ${f3(d.pasv.cpuPerGB)}`, `${f0(d.port.mbs)}, ${f3(d.port.cpuPerGB)}`, inOut, ''], w2);
+      row([`  ${stLabel(st)}`, `${f0(d.pasv.mbs)}, ${f3(cpu(d.pasv))}`, `${f0(d.port.mbs)}, ${f3(cpu(d.port))}`, inOut, ''], w2);
     }
     L.push('');
   }
@@ -954,7 +994,7 @@ function table(r) {
   const t = r.tls;
   if (t) {
     L.push(`5. FTPS: curl, PASV, PROT P (--ssl-reqd) and PROT C after CCC (--ftp-ssl-control --ftp-ssl-ccc), to ${t.server}`);
-    L.push('   CPU-s/GB: the whole machine as in 1. / the proxy\'s own processes (every process in the firewall namespace)');
+    L.push('   CPU-s/GB: as in 1. / the proxy\'s own processes (every process in the firewall namespace)');
     const w = [36, 12, 24, 12, 16, 10];
     row(['path', 'PROT P MB/s', 'PROT P CPU-s/GB (proxy)', 'PROT C MB/s', 'PROT C CPU-s/GB', 'sha256'], w);
     for (const k of ['a', 'f', 'c', 'm']) {
@@ -964,7 +1004,7 @@ function table(r) {
       const c = x.c;
       const na = k === 'c' && !t.ftpProxy.measured ? 'not measured' : '-';
       const okSha = [p, c].filter(Boolean).every((y) => y.sha256 !== false);
-      row([`(${k}) ${x.name}`, p && p.runs - p.failed ? f0(p.mbs) : na, p && p.runs - p.failed ? `${f3(p.cpuPerGB)} (${f3(p.proxyCpuPerGB)})` : na, c && c.runs - c.failed ? f0(c.mbs) : na, c && c.runs - c.failed ? f3(c.cpuPerGB) : na, k === 'c' && !t.ftpProxy.measured ? '' : okSha ? 'ok' : 'BAD'], w);
+      row([`(${k}) ${x.name}`, p && p.runs - p.failed ? f0(p.mbs) : na, p && p.runs - p.failed ? `${f3(cpu(p))} (${f3(p.proxyCpuPerGB)})` : na, c && c.runs - c.failed ? f0(c.mbs) : na, c && c.runs - c.failed ? f3(cpu(c)) : na, k === 'c' && !t.ftpProxy.measured ? '' : okSha ? 'ok' : 'BAD'], w);
     }
     if (!t.ftpProxy.measured) L.push(`   (c) not measured: ${t.ftpProxy.reason}`);
     else if (t.tlsLines.length) L.push(`   ftp-proxy's legs: ${t.tlsLines.slice(0, 2).map((l) => l.replace(/^.*?#\d+ /, '')).join('; ')}`);
