@@ -33,6 +33,7 @@ import {
   nftTable,
   PY_CLIENT,
   rawFtps,
+  requireFtpsTools,
   type Row,
   serverAddress,
   writePolicy,
@@ -71,9 +72,8 @@ async function startProxy(policy: string[] | string, env: Record<string, string>
 
 beforeAll(async () => {
   await requireLab();
+  await requireFtpsTools();
   await requireTlsLab(['vsftpd', 'pure-ftpd', 'proftpd-tls', 'openssl', 'python3', 'curl']);
-  const ct = await execa('sh', ['-c', 'command -v conntrack'], { reject: false });
-  if (ct.exitCode !== 0) throw new Error('FTPS e2e needs conntrack: apt-get install conntrack');
   lab = await Lab.up('forward');
   sums = { 'test1M.bin': addMiB(lab), 'test20M.bin': lab.sha256('test20M.bin'), 'small.txt': lab.sha256('small.txt') };
   // the lab's plain proftpd on .21 only, so that the FTPS servers can have port 21 on their addresses

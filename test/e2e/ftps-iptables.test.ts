@@ -9,7 +9,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Lab, type ProxyProcess, requireLab, ROOT } from './lab.js';
 import { type FtpsServer, type LabPki, makeLabPki, requireTlsLab, startVsftpd } from '../helpers/tls-lab.js';
-import { addMiB, conntrackReset, labRuleset, logTail, matrixRow, PY_CLIENT, type Row, serverAddress, writePolicy } from '../helpers/ftps-lab.js';
+import { addMiB, conntrackReset, labRuleset, logTail, matrixRow, PY_CLIENT, requireFtpsTools, type Row, serverAddress, writePolicy } from '../helpers/ftps-lab.js';
 
 const CLIENT = '192.168.1.10';
 const VS = '198.51.100.22';
@@ -20,6 +20,7 @@ const VARIANTS = ['iptables-nft', ...(existsSync('/usr/sbin/iptables-legacy') ? 
 
 beforeAll(async () => {
   await requireLab();
+  await requireFtpsTools();
   await requireTlsLab(['vsftpd', 'openssl', 'python3', 'curl']);
 });
 

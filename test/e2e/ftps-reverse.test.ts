@@ -27,6 +27,7 @@ import {
   nftTable,
   PY_CLIENT,
   rawFtps,
+  requireFtpsTools,
   type Row,
   serverAddress,
   writePolicy,
@@ -55,6 +56,7 @@ async function shippedProxy(args: string[]): Promise<ProxyProcess> {
 
 beforeAll(async () => {
   await requireLab();
+  await requireFtpsTools();
   await requireTlsLab(['vsftpd', 'openssl', 'python3', 'curl']);
   lab = await Lab.up('reverse');
   sums = { 'test1M.bin': addMiB(lab), 'test20M.bin': lab.sha256('test20M.bin'), 'small.txt': lab.sha256('small.txt') };

@@ -54,6 +54,21 @@ export interface Fetched {
 
 const bracket = (h: string): string => (h.includes(':') ? `[${h}]` : h);
 
+/** Fail (never skip) with what to install when a tool of these tests is missing. */
+export async function requireFtpsTools(): Promise<void> {
+  const missing: string[] = [];
+  for (const [tool, pkg] of [
+    ['conntrack', 'conntrack'],
+    ['unshare', 'util-linux'],
+    ['python3', 'python3'],
+    ['lftp', 'lftp'],
+    ['curl', 'curl'],
+  ]) {
+    if ((await execa('sh', ['-c', `command -v ${tool}`], { reject: false })).exitCode !== 0) missing.push(pkg!);
+  }
+  if (missing.length) throw new Error(`FTPS e2e tests cannot run: apt-get install ${missing.join(' ')} (scripts/deps.sh)`);
+}
+
 /** Download `f.file` with a real client in the lab's client namespace. */
 export async function fetchFile(lab: Lab, f: Fetch): Promise<Fetched> {
   const dl = `${lab.runDir}/dl`;
