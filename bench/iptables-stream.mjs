@@ -25,6 +25,14 @@ const line = (label, xs) => `${label}: p50 ${pct(xs, 0.5).toFixed(2)} ms, p99 ${
 
 execFileSync('ip', ['netns', 'add', NS]);
 const procs = [];
+// A timeout or Ctrl-C: the kept processes and the scratch namespace go too.
+for (const sig of ['SIGTERM', 'SIGINT']) {
+  process.on(sig, () => {
+    for (const p of procs) if (p.exitCode === null) p.kill();
+    execFileSync('ip', ['netns', 'del', NS]);
+    process.exit(130);
+  });
+}
 try {
   // Does a kept iptables-restore commit at each COMMIT (input still open)? Both variants.
   for (const v of ['iptables-nft', 'iptables-legacy']) {
