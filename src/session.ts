@@ -1,8 +1,6 @@
 // One FTP session: the client's control connection, the proxy's connection to the server, the timers,
 // and the firewall calls. The protocol decisions are FtpControl's; this file carries out its actions.
 import { connect, type Socket } from 'node:net';
-import type { Duplex } from 'node:stream';
-import type { TLSSocket } from 'node:tls';
 import { SessionJoins } from './data/joins.js';
 import { withFreeProxyPort } from './data/port-retry.js';
 import { type Action, FtpControl, type JoinRequest, type Negotiation, type NegotiationResult, type TlsConfig } from './ftp/control.js';
@@ -15,9 +13,9 @@ import type { Metrics, NegotiationMode } from './metrics.js';
 import { canonical, type Family, familyOf } from './net/address.js';
 import { type Endpoint, rdomains } from './net/original-dst.js';
 import { defaultPolicy, type Policy } from './policy/parse.js';
+import { ControlLegs } from './control-legs.js';
 import { SessionTls } from './session-tls.js';
 import type { DataPath, SessionInfo } from './status-sessions.js';
-import { TlsCarrier } from './tls/carrier.js';
 import type { TlsMaterial } from './tls/certs-policy.js';
 
 /** The port of implicit FTPS (RFC 4217 does not define it; every client and server knows it). */
@@ -94,22 +92,10 @@ export class Session {
   private readonly policy: Policy;
   /** The data connections the proxy joins itself (data_mode, PROT P). */
   private readonly joins: SessionJoins;
-  /**
-   * What each control connection is read from and written to: the socket, or the TLS stream on it
-   * after AUTH (and the socket again after CCC). The transport seam: the state machine says when.
-   */
-  private clientIo: Duplex;
-  private serverIo: Duplex | null = null;
-  private readonly onClientChunk = (chunk: Buffer): void => this.onClientData(chunk);
-  private readonly onServerChunk = (chunk: Buffer): void => this.onServerData(chunk);
-  /** A leg is changing hands (TLS starts on it): lines read before the change must not run after it. */
-  private clientSwitching = false;
-  private serverSwitching = false;
+  /** The control connections as the session reads and writes them (socket, TLS, or a blind pipe). */
+  private readonly legs: ControlLegs;
   private readonly tlsConfig: TlsConfig;
   private tls: SessionTls | null = null;
-  private clientCarrier: TlsCarrier | null = null;
-  /** tls_client passthrough after the server's 234: bytes relayed untouched. */
-  private blind = false;
   /** How the last data connection was set up (`ftp-proxy status`). */
   private dataPath: DataPath = 'none';
 
@@ -122,7 +108,23 @@ export class Session {
     this.clientAddress = canonical(client.remoteAddress ?? '');
     this.rdomains = process.platform === 'openbsd' ? rdomains(client) : null;
     this.policy = o.policy ?? defaultPolicy();
-    this.clientIo = client;
+    this.legs = new ControlLegs(client, {
+      clientData: (chunk) => this.onClientData(chunk),
+      serverData: (chunk) => this.onServerData(chunk),
+      clientError: (e) => this.onClientError(e),
+      serverError: (e) => this.onServerError(e),
+      clientEnd: () => {
+        if (this.ended) return;
+        this.ev(LOG_INFO, 'client-close', 'client close');
+        void this.end('client close');
+      },
+      serverEnd: () => {
+        if (this.ended) return;
+        this.ev(LOG_INFO, 'server-close', 'server close');
+        void this.end('server close');
+      },
+      drain: () => this.flow(),
+    });
     const t = this.policy.tls;
     const terminate = t.client === 'accept' || t.client === 'require';
     const clientImplicit = terminate && o.original.port === IMPLICIT_FTPS_PORT;
@@ -245,15 +247,15 @@ export class Session {
     up.once('connect', () => this.onConnected(up));
     // While TLS starts on it, the socket is the handshake's: its failure is reported there, with a reply.
     up.on('error', (e) => {
-      if (!this.serverSwitching) this.onServerError(e);
+      if (!this.legs.serverSwitching) this.onServerError(e);
     });
     up.on('end', () => {
-      if (this.ended || this.serverSwitching) return;
+      if (this.ended || this.legs.serverSwitching) return;
       this.ev(LOG_INFO, 'server-close', 'server close');
       void this.end('server close');
     });
     up.on('close', () => {
-      if (!this.serverSwitching) void this.end('server gone');
+      if (!this.legs.serverSwitching) void this.end('server gone');
     });
   }
 
@@ -289,7 +291,6 @@ export class Session {
       },
       { anonymousOnly: this.o.anonymousOnly, debug: this.o.log.enabled(LOG_DEBUG), firewallName: this.o.firewall.name, policy: this.policy, tls: this.tlsConfig },
     );
-    this.serverIo = up;
     this.armIdle();
     if (this.tlsConfig.client === 'passthrough' && this.o.original.port === IMPLICIT_FTPS_PORT) {
       this.implicitPassthrough();
@@ -299,19 +300,17 @@ export class Session {
       void this.implicitTls(up);
       return;
     }
-    this.attach();
+    this.attach(up);
   }
 
   /** Port 990: TLS on the server leg first (a minted certificate mirrors the server's), then the client's. */
   private async implicitTls(up: Socket): Promise<void> {
     try {
       if (!this.tls) throw new Error('implicit FTPS (port 990) without TLS in the policy');
-      if (this.tlsConfig.serverImplicit) this.serverIo = await this.tls.startServer(up);
+      if (this.tlsConfig.serverImplicit) await this.legs.startServer(this.tls, up, false);
       if (this.ended) return;
       if (this.tlsConfig.clientImplicit) {
-        this.clientCarrier = new TlsCarrier(this.client);
-        const r = await this.tls.startClient(this.clientCarrier);
-        this.clientIo = r.socket;
+        const r = await this.legs.startClient(this.tls, false);
         if (r.refusal) {
           this.refuseTls(r.refusal);
           return;
@@ -322,7 +321,7 @@ export class Session {
       void this.end('TLS handshake failed');
       return;
     }
-    if (!this.ended) this.attach();
+    if (!this.ended) this.attach(up);
   }
 
   /**
@@ -349,36 +348,9 @@ export class Session {
   }
 
   /** Start reading both control streams (after implicit TLS, if any). */
-  private attach(): void {
-    this.listenClient(this.clientIo);
-    if (this.serverIo) this.listenServer(this.serverIo);
+  private attach(up: Socket): void {
+    this.legs.attach(up);
     this.flow();
-  }
-
-  /** The session's readers on a client control stream (the socket, or TLS on it). */
-  private listenClient(io: Duplex): void {
-    io.on('data', this.onClientChunk);
-    // A full stream's drain lets its reader go on.
-    io.on('drain', () => this.flow());
-    if (io === this.client) return;
-    io.on('error', (e: Error) => this.onClientError(e));
-    io.on('end', () => {
-      if (this.ended || io !== this.clientIo) return;
-      this.ev(LOG_INFO, 'client-close', 'client close');
-      void this.end('client close');
-    });
-  }
-
-  private listenServer(io: Duplex): void {
-    io.on('data', this.onServerChunk);
-    io.on('drain', () => this.flow());
-    if (io === this.upstream) return;
-    io.on('error', (e: Error) => this.onServerError(e));
-    io.on('end', () => {
-      if (this.ended) return;
-      this.ev(LOG_INFO, 'server-close', 'server close');
-      void this.end('server close');
-    });
   }
 
   /** The server's certificate does not name what the client asked for: say so to the client, under TLS. */
@@ -407,47 +379,33 @@ export class Session {
     }
     if (a.leg === 'server') {
       const up = this.upstream!;
-      this.serverSwitching = true;
-      up.removeListener('data', this.onServerChunk);
-      up.pause();
+      this.legs.hold('server', up);
       if (this.serverLines.takeRest().length) {
         this.ev(LOG_NOTICE, 'tls-injection', 'server sent bytes after 234 before the TLS handshake: refused');
         fail('the server sent bytes after its 234');
         return;
       }
-      tls.startServer(up).then(
-        (t) => {
-          this.serverSwitching = false;
-          this.serverIo = t;
-          if (this.ended) return t.destroy();
-          this.listenServer(t);
+      this.legs.startServer(tls, up).then(
+        () => {
+          if (this.ended) return this.legs.serverIo?.destroy();
           done();
         },
-        (e: Error) => {
-          this.serverSwitching = false;
-          fail(e.message);
-        },
+        (e: Error) => fail(e.message),
       );
       return;
     }
     if (a.op === 'start') {
-      this.clientSwitching = true;
-      this.client.removeListener('data', this.onClientChunk);
-      this.client.pause();
+      this.legs.hold('client', null);
       if (this.clientLines.takeRest().length) {
         // Bytes sent before our 234 could not be a ClientHello: a command smuggled into the TLS session.
         this.ev(LOG_NOTICE, 'tls-injection', 'client sent bytes after AUTH before the TLS handshake: refused');
         void this.end('bytes after AUTH before TLS');
         return;
       }
-      this.clientCarrier = new TlsCarrier(this.client);
-      tls.startClient(this.clientCarrier).then(
+      this.legs.startClient(tls).then(
         (r) => {
-          this.clientSwitching = false;
-          this.clientIo = r.socket;
           if (this.ended) return r.socket.destroy();
           if (r.refusal) return this.refuseTls(r.refusal);
-          this.listenClient(r.socket);
           done();
         },
         (e: Error) => {
@@ -458,50 +416,33 @@ export class Session {
       );
       return;
     }
-    // CCC: close_notify after the 200 (written just before), then plain text on the same socket.
-    const t = this.clientIo as TLSSocket;
-    const carrier = this.clientCarrier!;
-    t.removeListener('data', this.onClientChunk);
+    // CCC: the 200 went out under TLS just before; then plain text on the same socket.
     this.clientLines.takeRest();
-    t.on('data', () => undefined); // keep reading, so that the client's close_notify is seen
-    t.once('end', () => carrier.cleared());
-    carrier.clear((rest) => {
-      this.clientIo = this.client;
-      this.clientCarrier = null;
-      this.client.on('data', this.onClientChunk);
+    this.legs.clearClient((rest) => {
       done();
       if (rest.length) this.onClientData(rest);
       this.flow();
     });
-    t.end();
   }
 
   /** tls_client passthrough: the pinhole is in and the 234 is out; from now on bytes, not lines. */
   private goBlind(): void {
-    this.blind = true;
     // The greeting and the login happen under TLS, where the proxy cannot see them: -t still applies.
     if (this.bannerTimer) clearTimeout(this.bannerTimer);
     if (this.loginTimer) clearTimeout(this.loginTimer);
     this.bannerTimer = this.loginTimer = null;
-    const up = this.upstream!;
-    this.client.removeListener('data', this.onClientChunk);
-    up.removeListener('data', this.onServerChunk);
-    const fromClient = this.clientLines.takeRest();
-    const fromServer = this.serverLines.takeRest();
-    if (fromClient.length) up.write(fromClient);
-    if (fromServer.length) this.client.write(fromServer);
     // Reads still count for -t: a long transfer keeps the control connection quiet, as in plain FTP.
-    this.client.on('data', () => (this.lastClientRead = Date.now()));
-    up.on('data', () => (this.lastServerRead = Date.now()));
-    this.client.pipe(up, { end: true });
-    up.pipe(this.client, { end: true });
+    this.legs.goBlind(this.upstream!, this.clientLines.takeRest(), this.serverLines.takeRest(), (side) => {
+      if (side === 'client') this.lastClientRead = Date.now();
+      else this.lastServerRead = Date.now();
+    });
   }
 
   private onClientData(chunk: Buffer): void {
     this.lastClientRead = Date.now();
     for (const ev of this.clientLines.push(chunk)) {
       if (!this.control || this.ended) return;
-      if (this.clientSwitching || this.blind) {
+      if (this.legs.clientSwitching || this.legs.blind) {
         // Lines read in the clear behind an AUTH must not run under TLS (STARTTLS command injection).
         this.ev(LOG_NOTICE, 'tls-injection', 'client sent commands after AUTH before the TLS handshake: refused');
         void this.end('commands after AUTH before TLS');
@@ -524,18 +465,10 @@ export class Session {
    */
   private flow(): void {
     const c = this.control;
-    if (!c || this.ended || this.blind) return;
-    const up = this.serverIo;
-    const readClient = !c.clientBlocked && c.pendingCommands < PIPELINE_PAUSE && !(up?.writableNeedDrain ?? false);
-    const readServer = !c.serverBlocked && !this.clientIo.writableNeedDrain;
-    if (!this.clientSwitching) {
-      if (readClient) this.clientIo.resume();
-      else this.clientIo.pause();
-    }
-    if (up && !this.serverSwitching) {
-      if (readServer) up.resume();
-      else up.pause();
-    }
+    if (!c || this.ended) return;
+    const readClient = !c.clientBlocked && c.pendingCommands < PIPELINE_PAUSE && !(this.legs.serverIo?.writableNeedDrain ?? false);
+    const readServer = !c.serverBlocked && !this.legs.clientIo.writableNeedDrain;
+    this.legs.flow(readClient, readServer);
   }
 
   private onServerData(chunk: Buffer): void {
@@ -548,7 +481,7 @@ export class Session {
     const wasTransferring = this.control?.transferring ?? false;
     for (const ev of this.serverLines.push(chunk)) {
       if (!this.control || this.ended) return;
-      if (this.serverSwitching || this.blind) {
+      if (this.legs.serverSwitching || this.legs.blind) {
         this.ev(LOG_NOTICE, 'tls-injection', 'server sent replies after 234 before the TLS handshake: refused');
         void this.end('replies after 234 before TLS');
         return;
@@ -569,10 +502,10 @@ export class Session {
       switch (a.type) {
         case 'toServer':
           // A full socket is seen by flow() (writableNeedDrain) after this batch of actions.
-          this.serverIo?.write(a.data);
+          this.legs.serverIo?.write(a.data);
           break;
         case 'toClient':
-          this.clientIo.write(a.data);
+          this.legs.clientIo.write(a.data);
           break;
         case 'tls':
           this.doTls(a);
@@ -735,7 +668,7 @@ export class Session {
   /** Tell the client why, then end (OpenBSD just closes; a reply is kinder and costs nothing). */
   refuse(reply: string, reason: EndReason): void {
     if (this.ended) return;
-    this.clientIo.write(reply);
+    this.legs.clientIo.write(reply);
     void this.end(reason);
   }
 
@@ -753,18 +686,7 @@ export class Session {
     if (this.idleTimer) clearTimeout(this.idleTimer);
     this.joins.finish(JOIN_GRACE * 1000);
     this.tls?.close();
-    const streams = new Set<Duplex>([this.clientIo, this.client]);
-    if (this.serverIo) streams.add(this.serverIo);
-    if (this.upstream) streams.add(this.upstream);
-    for (const s of streams) {
-      s.removeAllListeners('data');
-      s.on('error', () => undefined);
-      // end() sends what is still queued (a final 221, a refusal; under TLS its close_notify) before the
-      // FIN; destroy after a while in case the peer never reads it. A socket under TLS is the TLS
-      // stream's to end.
-      if (s === this.clientIo || s === this.serverIo || this.blind) s.end();
-      setTimeout(() => s.destroy(), 2000).unref();
-    }
+    this.legs.close(this.upstream, 2000);
     try {
       await this.fw; // a negotiation still in flight must land before it can be removed
       if (this.hasPinholes) await this.o.firewall.clear(this.owner);

@@ -138,6 +138,30 @@ describe('FTPS through the daemon: forward mode, minted certificate, vsftpd requ
     expect(proxy!.log).toMatch(/clears the control channel \(CCC\)/);
   });
 
+  it('CCC with the client\'s close_notify arriving on its own (Python unwrap, then a pause): the session goes on in plain text', async () => {
+    const py = [
+      'import socket, ssl, sys, time',
+      `ctx = ssl.create_default_context(cafile=${JSON.stringify(pki.caCert)})`,
+      `raw = socket.create_connection((${JSON.stringify(SRV)}, ${PORT}), timeout=20)`,
+      'f = raw.makefile("rb")',
+      'def reply(r):',
+      '    line = r.readline().decode()',
+      '    while line[3:4] == "-": line = r.readline().decode()',
+      '    return line.strip()',
+      'reply(f); raw.sendall(b"AUTH TLS\\r\\n"); print(reply(f))',
+      `s = ctx.wrap_socket(raw, server_hostname=${JSON.stringify(SRV)})`,
+      'g = s.makefile("rb")',
+      'for c in (b"USER anonymous", b"PASS lab@", b"CCC"):',
+      '    s.sendall(c + b"\\r\\n"); print(reply(g))',
+      'plain = s.unwrap()',
+      'time.sleep(0.5)  # the close_notify reaches the proxy alone, before any plain byte',
+      'plain.sendall(b"PWD\\r\\n"); h = plain.makefile("rb"); print(reply(h))',
+      'plain.sendall(b"QUIT\\r\\n"); print(reply(h))',
+    ].join('\n');
+    const r = await lab.exec('cli', ['python3', '-c', py], { reject: false, timeout: 60_000 });
+    expect(r.stdout.split('\n').map((l) => l.slice(0, 3)), `${r.stdout}${r.stderr}\n${proxy!.log.split('\n').slice(-20).join('\n')}`).toEqual(['234', '331', '230', '200', '257', '221']);
+  });
+
   it('garbage instead of a ClientHello ends that session, and the daemon serves the next one', async () => {
     await proxy!.waitFor(/./);
     const r = await lab.exec('cli', ['bash', '-c', `exec 3<>/dev/tcp/${SRV}/${PORT}; head -c 200 <&3 >/dev/null & printf 'AUTH TLS\\r\\n' >&3; sleep 0.5; printf 'GET / HTTP/1.0\\r\\n\\r\\n' >&3; sleep 1; exit 0`], { reject: false, timeout: 20_000 });
