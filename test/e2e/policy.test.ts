@@ -400,7 +400,10 @@ describe('policy with nftables (forward lab)', () => {
     });
 
     it('--check-config: the shipped examples pass; a mistake is named by file, line and key (exit 1); the daemon refuses to start with it', async () => {
-      for (const f of readdirSync(POLICIES).filter((n) => n.endsWith('.policy'))) {
+      // The FTPS examples name certificate files an admin creates first (ftp-proxy ca create ...): the
+      // ftps-*.test.ts files check them as shipped, with those files in place.
+      const needFiles = (f: string): boolean => /^tls_(certificate|key|ca_certificate|ca_key|server_ca)\s/m.test(readFileSync(`${POLICIES}${f}`, 'utf8'));
+      for (const f of readdirSync(POLICIES).filter((n) => n.endsWith('.policy') && !needFiles(n))) {
         const r = await execa(process.execPath, [CLI, '--check-config', '-f', `${POLICIES}${f}`], { reject: false });
         expect(r.exitCode, r.stderr).toBe(0);
         expect(r.stdout).toMatch(new RegExp(`${f}: OK \\(profile `));
