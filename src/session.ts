@@ -6,7 +6,17 @@ import { withFreeProxyPort } from './data/port-retry.js';
 import { type Action, FtpControl, type JoinRequest, type Negotiation, type NegotiationResult, type TlsConfig } from './ftp/control.js';
 import { LineSplitter } from './ftp/lines.js';
 import { vis } from './ftp/vis.js';
-import { activePinhole, describePinhole, type FirewallBackend, type Owner, passivePinhole, passthroughPinhole, type SessionEnds } from './firewall/backend.js';
+import {
+  activePinhole,
+  describePinhole,
+  type FirewallBackend,
+  isNoopRedirect,
+  type Owner,
+  passivePinhole,
+  passthroughPinhole,
+  PinholeConflict,
+  type SessionEnds,
+} from './firewall/backend.js';
 import { type Level, LOG_CRIT, LOG_DEBUG, LOG_ERR, LOG_INFO, LOG_NOTICE } from './levels.js';
 import type { Fields, Log } from './log.js';
 import type { Metrics, NegotiationMode } from './metrics.js';
@@ -575,6 +585,7 @@ export class Session {
             n.kind === 'passive'
               ? passivePinhole(ends, n.serverPort, pp)
               : activePinhole(ends, n.clientPort, pp, this.o.port20 && n.command === 'PORT');
+          if (isNoopRedirect(pinhole)) throw new PinholeConflict(`proxy port ${pp} is the server's own port`);
           if (this.rdomains) pinhole.rdomains = this.rdomains;
           await this.o.firewall.replace(this.owner, [pinhole]);
           this.pinholesInstalled(describePinhole(pinhole));

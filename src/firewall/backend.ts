@@ -256,6 +256,13 @@ export function passthroughPinhole(s: SessionEnds, low: number, high: number): P
 }
 
 /**
+ * A single-connection pinhole whose redirect changes nothing (forward mode, the proxy port drawn equal
+ * to the server's own port): conntrack marks a connection DNATed only when its destination changed, so
+ * the admin's `ct status dnat accept` (iptables: --ctstate DNAT) would drop it. Draw another port.
+ */
+export const isNoopRedirect = (p: Pinhole): boolean => p.kind !== 'range' && p.to === p.rdrTo && p.toPort === p.rdrPort;
+
+/**
  * The pinhole for PORT/EPRT: the server connects to P:pp, the kernel sends it to C:p from OS (so the
  * client sees the server it dialled). With -r and PORT the source port becomes 20.
  */

@@ -4,6 +4,7 @@
 import { describe, expect, it } from 'vitest';
 import {
   describePinhole,
+  isNoopRedirect,
   passivePinhole,
   passthroughPinhole,
   type Pinhole,
@@ -183,5 +184,18 @@ describe('privilege separation: the privileged process checks a range pinhole', 
     }
     expect(err).toBeInstanceOf(RequestRefused);
     expect((err as Error).message).toMatch(why);
+  });
+});
+
+describe('isNoopRedirect: a drawn proxy port equal to the server port in forward mode is drawn again', () => {
+  const fwd: SessionEnds = { family: 4, client: '192.168.1.10', originalServer: '198.51.100.21', server: '198.51.100.21', proxy: '198.51.100.1' };
+  const rev: SessionEnds = { ...fwd, originalServer: '203.0.113.5', server: '10.0.0.21' };
+  it.each([
+    ['forward, pp = the server port', passivePinhole(fwd, 52004, 52004), true],
+    ['forward, another pp', passivePinhole(fwd, 52004, 52005), false],
+    ['reverse, pp = the server port (the address changes)', passivePinhole(rev, 52004, 52004), false],
+    ['a pass-through range (same ports by design, never single-use)', passthroughPinhole(fwd, 52000, 52099), false],
+  ])('%s', (_what, p, want) => {
+    expect(isNoopRedirect(p)).toBe(want);
   });
 });
