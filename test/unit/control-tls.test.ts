@@ -7,6 +7,7 @@ import { LOG_ERR } from '../../src/levels.js';
 import { defaultPolicy, type Policy } from '../../src/policy/parse.js';
 import type { TlsClientMode, TlsServerMode } from '../../src/policy/tls.js';
 import { V4 } from '../helpers/control.js';
+import { policy } from '../helpers/policy-text.js';
 
 /** A session's state machine with the tls_* modes in both its policy (the gate) and its TLS config. */
 function machine(client: TlsClientMode, server: TlsServerMode, o: Partial<TlsConfig> & { policy?: Policy } = {}): FtpControl {
@@ -56,7 +57,7 @@ class Drive {
   negId = -1;
   last: Action[] = [];
   constructor(readonly m: FtpControl) {}
-  private take(out: Action[]): Short[] {
+  take(out: Action[]): Short[] {
     this.last = out;
     for (const a of out) {
       if (a.type === 'tls') this.tlsId = a.id;
@@ -293,11 +294,8 @@ describe('(c) tls_server require with a plain client: the proxy protects the ser
     expect(d.negotiated(55000)).toEqual([CLIENT_227]);
   });
 
-  // BUG (reported by helper F): a line the client sent while the proxy's own AUTH/PBSZ/PROT were in flight
-  // is queued (clientBlocked), but the end of PROT's reply (finishReply -> tlsReply -> internalReply, which
-  // clears tlsHold) never drains the queue: the USER is stranded, and the client's next line is processed
-  // before it (out of order). Input: greeting; client "USER lab"; 234; tlsDone ok; "200 PBSZ=0";
-  // "200 PROT now Private." Expected: [S: USER lab]. Got: [] (and a later "PASS lab" goes out before it).
+  // Fixed in 2a69c68: a line read while the proxy's own AUTH/PBSZ/PROT were in flight was stranded in
+  // the queue when PROT's reply ended, and the client's next line overtook it.
   it('a USER read while the set-up runs goes to the server when PROT\'s reply ends', () => {
     const d = new Drive(machine('none', 'require'));
     d.server('220 ready');
@@ -361,11 +359,8 @@ describe('(c) tls_server require with a plain client: the proxy protects the ser
     expect(d.client('PBSZ 0')).toEqual(['S: PBSZ 0\r\n']);
   });
 
-  // BUG (reported by helper F): with tls_server require, a client that pipelines its login before the
-  // greeting has USER and PASS sent to the server in the clear, ahead of the proxy's AUTH TLS (the server
-  // leg is to be protected from the first command; servers such as vsftpd also refuse AUTH after USER,
-  // ending the session). Input: client "USER lab", "PASS secret" before the server's 220. Expected: both
-  // held until PROT P's reply. Got: [S: USER lab], [S: PASS secret] at once.
+  // Fixed in 2a69c68: a login pipelined ahead of the greeting went to the server in the clear, before
+  // the proxy's AUTH TLS.
   it('USER and PASS sent before the greeting wait for the server leg\'s TLS too', () => {
     const d = new Drive(machine('none', 'require'));
     expect(d.client('USER lab')).toEqual([]);
@@ -634,5 +629,67 @@ describe('(i) FEAT', () => {
     const d = new Drive(machine('require', 'none')).greet();
     expect(d.client('FEAT')).toEqual(['S: FEAT\r\n']);
     expect(d.server('211 no features')).toEqual(['C: 211-no features\r\n AUTH TLS\r\n PBSZ\r\n PROT\r\n CCC\r\n211 End\r\n']);
+  });
+});
+
+describe('data_mode joins carry the legs\' PROT P', () => {
+  const withDataMode = (mode: 'passive' | 'active'): Policy => policy(`data_mode ${mode}\n`);
+
+  it('data_mode passive, PROT P, client PORT: the server is asked PASV and the join-connect has TLS on both legs', () => {
+    const d = new Drive(machine('accept', 'forward', { policy: withDataMode('passive') })).greet();
+    d.client('AUTH TLS');
+    d.server('234 go');
+    d.tlsOk();
+    d.tlsOk();
+    d.client('PROT P');
+    d.server('200 ok');
+    expect(d.client('PORT 192,168,1,10,156,187')).toEqual(['S: PASV\r\n']);
+    expect(d.server(PASV_227)).toEqual([{ join: { kind: 'join-connect', command: 'PORT', clientPort: 40123, serverPort: 50000, tls: { client: true, server: true } } }]);
+    expect(d.negotiated(0)).toEqual(['C: 200 PORT command successful\r\n']);
+  });
+
+  it('data_mode active, PROT P on the client leg only, client PASV: the join-listen has TLS on the client leg', () => {
+    const d = new Drive(machine('accept', 'none', { policy: withDataMode('active') })).greet();
+    d.client('AUTH TLS');
+    d.tlsOk();
+    d.client('PROT P');
+    expect(d.client('PASV')).toEqual([{ join: { kind: 'join-listen', command: 'PASV', tls: { client: true, server: false } } }]);
+    expect(d.take(d.m.negotiationDone(d.negId, { ok: true, proxyPort: 50001, clientPort: 50002 }))).toEqual(['S: PORT 203,0,113,5,195,81\r\n']);
+    expect(d.server('200 PORT command successful')).toEqual(['C: 227 Entering Passive Mode (198,51,100,21,195,82)\r\n']);
+  });
+
+  it('data_mode passive, PROT C: the join-connect carries no TLS', () => {
+    const d = new Drive(machine('accept', 'none', { policy: withDataMode('passive') })).greet();
+    d.client('AUTH TLS');
+    d.tlsOk();
+    d.client('PROT C');
+    d.client('PORT 192,168,1,10,156,187');
+    expect(d.server(PASV_227)).toEqual([{ join: { kind: 'join-connect', command: 'PORT', clientPort: 40123, serverPort: 50000 } }]);
+  });
+});
+
+describe('implicit FTPS to the server (port 990)', () => {
+  it('tls_client accept, tls_server forward: the server leg is TLS from the start, AUTH is the proxy\'s, PBSZ/PROT go on', () => {
+    const d = new Drive(machine('accept', 'forward', { serverImplicit: true })).greet();
+    expect(d.m.legs).toEqual({ client: false, server: true });
+    expect(d.client('AUTH TLS')).toEqual([PROXY_234, CLIENT_START]);
+    d.tlsOk();
+    expect(d.client('PBSZ 0')).toEqual(['S: PBSZ 0\r\n']);
+  });
+
+  it('tls_server require: no AUTH TLS after the greeting (the leg is TLS already)', () => {
+    const d = new Drive(machine('none', 'require', { serverImplicit: true }));
+    expect(d.server('220 ready')[1]).not.toBe('S: AUTH TLS\r\n');
+  });
+
+  // Helper F's finding: with tls_server require and implicit FTPS to the server, a plain client's data is
+  // never protected on the server's side: the proxy sends neither AUTH (right) nor PBSZ 0 and PROT P
+  // (which tls_server require promises for a plain client; servers with forced data TLS, such as vsftpd's
+  // force_local_data_ssl, then refuse every transfer with 522). Input: machine('none', 'require',
+  // {serverImplicit: true}), server "220 ready". Expected: [C: 220 ready, S: PBSZ 0]. Got: [C: 220 ready].
+  it.fails('tls_server require, implicit: PBSZ 0 and PROT P after the greeting, for a plain client', () => {
+    const d = new Drive(machine('none', 'require', { serverImplicit: true }));
+    expect(d.server('220 ready')).toEqual(['C: 220 ready\r\n', 'S: PBSZ 0\r\n']);
+    expect(d.server('200 PBSZ=0')).toEqual(['S: PROT P\r\n']);
   });
 });

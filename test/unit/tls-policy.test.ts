@@ -268,10 +268,8 @@ describe('certificate and key files: --check-config names the file and the reaso
     if (want) expect(r.out).toContain(want);
   });
 
-  // BUG (reported by helper F): --check-config reads the key with the policy's plain reader, so a key
-  // file every user may read passes it, while start-up (loadTlsMaterial's readKeyFile) refuses it:
-  // --check-config must exit 1 wherever start would fail. (Note: validateConfig hands loadPolicy its own
-  // reader, `o.readFile ?? readFileSync`, so loadPolicy's `read?` alone does not reach this path.)
+  // Fixed in 2a69c68: --check-config read key files without the mode check start-up makes, so it passed
+  // a key every user may read that start-up then refused (--check-config must fail wherever start would).
   it('--check-config refuses a key file open to every user, as start-up does', async () => {
     writeFileSync(join(dir, 'open.crt'), files['/a.crt']!);
     writeFileSync(join(dir, 'open.key'), files['/a.key']!, { mode: 0o644 });
