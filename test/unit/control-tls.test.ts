@@ -693,3 +693,30 @@ describe('implicit FTPS to the server (port 990)', () => {
     expect(d.server('200 PBSZ=0')).toEqual(['S: PROT P\r\n']);
   });
 });
+
+describe('tls_client none, tls_server require: the server leg\'s TLS is the proxy\'s, not the client\'s', () => {
+  function afterSetUp(): Drive {
+    const d = new Drive(machine('none', 'require'));
+    d.server('220 ready');
+    d.server('234 go');
+    d.tlsOk();
+    d.server('200 PBSZ=0');
+    d.server('200 PROT now Private.');
+    return d.login();
+  }
+
+  it('AUTH from the plain client: the gate\'s 504 (tls_client none)', () => {
+    expect(afterSetUp().client('AUTH TLS')).toEqual(['C: 504 AUTH not supported through ftp-proxy, use plain FTP\r\n']);
+  });
+
+  // Helper F's finding (low severity: the client only breaks its own session): with tls_client none,
+  // tlsCommand passes PBSZ/PROT/CCC on to the server even when the server leg is TLS because the proxy
+  // made it so. "PROT C" then makes the server expect clear data while the machine keeps serverProt P (the
+  // relay speaks TLS to it), and "CCC" makes the server drop TLS under the proxy's feet. Expected: answered
+  // locally (as tls_client accept answers them before AUTH: 503 ... needs AUTH TLS first / 533), nothing to
+  // the server. Got: [S: PROT C] / [S: CCC].
+  it.fails.each(['PROT C', 'PBSZ 0', 'CCC'])('%s from the plain client is not sent to the server', (line) => {
+    const out = afterSetUp().client(line);
+    expect(out.filter((a) => typeof a === 'string' && a.startsWith('S:'))).toEqual([]);
+  });
+});
