@@ -321,7 +321,7 @@ describe('certificate and key files: --check-config names the file and the reaso
   });
 
   /** A daemon on loopback (-R to a scripted server) with the policy in `file`. */
-  async function daemonWith(file: string): Promise<{ daemon: Daemon; port: number; lines: string[]; close: () => Promise<void> }> {
+  async function daemonWith(file: string): Promise<{ daemon: Daemon; port: number; lines: string[]; received: string[]; close: () => Promise<void> }> {
     const server = await scriptedServer({}, '127.0.0.3');
     const port = await freePort('127.0.0.2');
     const out = parseCommandLine(['-d', '-D', '7', '-b', '127.0.0.2', '-p', String(port), '-R', '127.0.0.3', '-P', String(server.port), '-f', file]);
@@ -332,6 +332,7 @@ describe('certificate and key files: --check-config names the file and the reaso
       daemon,
       port,
       lines,
+      received: server.received,
       close: async () => {
         await daemon.stop();
         await server.close();
@@ -380,6 +381,30 @@ describe('certificate and key files: --check-config names the file and the reaso
       await d.daemon.start(); // refused before the modes ran ("not implemented yet in this version")
       expect(d.lines.join('\n')).toContain('tls_client accept, tls_server none');
       expect(await authTls(d.port)).toEqual({ reply: '234 AUTH TLS successful, start the TLS handshake\r\n', cn: 'ftp.example.org' });
+    } finally {
+      await d.close();
+    }
+  });
+
+  it('a session: "AUTH TLS" and "USER x" in one write end the session, and the server never sees USER', async () => {
+    writeFileSync(join(dir, 'a.crt'), files['/a.crt']!);
+    writeFileSync(join(dir, 'a.key'), files['/a.key']!, { mode: 0o600 });
+    const file = join(dir, 'inject.policy');
+    writeFileSync(file, `tls_client accept\ntls_certificate "${dir}/a.crt"\ntls_key "${dir}/a.key"\n`);
+    const d = await daemonWith(file);
+    try {
+      await d.daemon.start();
+      const s = connect({ port: d.port, host: '127.0.0.2', localAddress: '127.0.0.4' });
+      s.on('error', () => undefined);
+      let got = '';
+      s.on('data', (b: Buffer) => (got += b.toString('latin1')));
+      await once(s, 'connect');
+      for (let i = 0; i < 200 && !got.includes('\n'); i++) await new Promise((r) => setTimeout(r, 10));
+      expect(got).toMatch(/^220 /);
+      s.write('AUTH TLS\r\nUSER x\r\n');
+      await Promise.race([once(s, 'close'), new Promise((_, no) => setTimeout(() => no(new Error(`still open; got ${JSON.stringify(got)}`)), 5000))]);
+      expect(d.received.some((l) => /^USER/i.test(l))).toBe(false);
+      expect(d.lines.join('\n')).toMatch(/after AUTH before the TLS handshake: refused/);
     } finally {
       await d.close();
     }
