@@ -3,12 +3,13 @@
 // (chunks cut anywhere), then real TLS 1.2 and 1.3 over loopback: Node's TLSSocket as the proxy on the
 // carrier, a Node client on a carrier of its own so that it can send plain text after its close_notify.
 import { EventEmitter, once } from 'node:events';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { connect as netConnect, createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { createSecureContext, type SecureVersion, connect as tlsConnect, TLSSocket } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TlsCarrier } from '../../src/tls/carrier.js';
+import { daemonRig } from '../helpers/daemon-rig.js';
 import { makeLabPki } from '../helpers/tls-lab.js';
 
 /** A socket as far as the carrier uses one: 'data'/'end' in, write/pause/resume/destroy out. */
@@ -281,7 +282,7 @@ function proxyCcc(p: Pair): Promise<Buffer> {
  * The client's side: its close_notify (with `append` glued on in the same socket write), then its own
  * carrier cleared, so that the proxy's plain replies are read as such. Resolves with what clear got.
  */
-async function clientCcc(p: Pair, append: string | null): Promise<Buffer> {
+async function clientCcc(p: Pick<Pair, 'cc' | 'ct'>, append: string | null): Promise<Buffer> {
   if (append !== null) p.cc.append = Buffer.from(append);
   const wrote = once(p.cc, 'wrote');
   p.ct.end();
@@ -406,5 +407,61 @@ describe.each<SecureVersion>(['TLSv1.2', 'TLSv1.3'])('real TLS on the carrier, %
     } finally {
       closePair(p);
     }
+  });
+});
+
+// ---- the same through the daemon (unit rig: loopback, in-memory firewall, scripted plain server) ----
+
+describe('CCC through the daemon: tls_client accept, tls_server none', () => {
+  /** A client that logs in over TLS, says CCC, and ends its TLS (with `append` in the same write). */
+  async function cccSession(append: string | null): Promise<{ plain: string; received: string[]; log: string }> {
+    writeFileSync(`${dir}/proxy.pem`, cert);
+    writeFileSync(`${dir}/proxy.key`, key, { mode: 0o600 });
+    const rig = await daemonRig([], { policy: `tls_client accept\ntls_certificate "${dir}/proxy.pem"\ntls_key "${dir}/proxy.key"\n` });
+    try {
+      const rawC = netConnect({ port: rig.port, host: '127.0.0.2', localAddress: '127.0.0.4' });
+      rawC.setNoDelay(true);
+      rawC.on('error', () => undefined);
+      await once(rawC, 'connect');
+      const plain0 = new Reader(rawC);
+      await plain0.until('220 ');
+      rawC.write('AUTH TLS\r\n');
+      await plain0.until('234 ');
+      rawC.removeAllListeners('data');
+      const cc = new TapCarrier(rawC);
+      const ct = tlsConnect({ socket: cc as unknown as Socket, ca, servername: 'ftp.lab' });
+      ct.on('error', () => undefined);
+      await once(ct, 'secureConnect');
+      const under = new Reader(ct);
+      ct.write('USER lab\r\nPASS lab\r\n');
+      await under.until('230 ');
+      ct.write('CCC\r\n');
+      await under.until('200 CCC');
+      const rest = await clientCcc({ cc, ct }, append);
+      const after = plainAfter(rawC, rest);
+      if (append === null) {
+        // the close_notify alone first: the proxy sees its TLS stream end before any plain byte (the
+        // case 066f8aa fixed: it took that end for the client leaving)
+        await new Promise((r) => setTimeout(r, 150));
+        rawC.write('PASV\r\n');
+      }
+      await after.until('227 ');
+      rawC.write('QUIT\r\n');
+      await after.until('221 ');
+      rawC.destroy();
+      return { plain: after.buf, received: [...rig.server.received], log: rig.lines.join('\n') };
+    } finally {
+      await rig.close();
+    }
+  }
+
+  it.each<[string, string | null]>([
+    ['PASV in the same write as the close_notify', 'PASV\r\n'],
+    ['PASV after the close_notify', null],
+  ])('%s: the client gets 227 and 221 in plain text, the server got PASV and QUIT', async (_, append) => {
+    const r = await cccSession(append);
+    expect(r.plain).toMatch(/^227 Entering Passive Mode \(127,0,0,2,\d+,\d+\)\r\n221 /);
+    expect(r.received.map((l) => l.trim())).toEqual(['USER lab', 'PASS lab', 'PASV', 'QUIT']);
+    expect(r.log).toMatch(/client clears the control channel \(CCC\)/);
   });
 });
