@@ -166,12 +166,22 @@ export class FtpControl {
     this.serverTls = this.tls.serverImplicit;
     // tls_server require: nothing of the client's reaches the server before its leg is TLS, not even a
     // login pipelined ahead of the greeting.
-    this.tlsHold = this.tls.server === 'require' && !this.serverTls;
+    this.tlsHold = this.serverSetup !== null;
   }
 
   /** True while a line waits on the firewall; the session stops reading that side meanwhile. */
   get clientBlocked(): boolean {
     return this.clientInflight !== null || this.clientHold || this.tlsHold;
+  }
+
+  /**
+   * The proxy's own set-up of the server leg after the greeting, for a client that is not TLS: AUTH TLS
+   * then PBSZ/PROT P (tls_server require), or PBSZ/PROT P alone on an implicit FTPS server.
+   */
+  private get serverSetup(): 'auth' | 'pbsz' | null {
+    if (this.tls.clientImplicit) return null;
+    if (this.tls.server === 'require' && !this.tls.serverImplicit) return 'auth';
+    return this.tls.serverImplicit ? 'pbsz' : null;
   }
 
   /** Whether each leg's control connection is TLS now (status, logs). */
@@ -801,7 +811,7 @@ export class FtpControl {
       const p = this.popServer();
       if (p?.auth) this.tlsHold = false; // the server refused the client's AUTH: the client has its reply
       if (p?.prot && code.startsWith('2')) this.clientProt = this.serverProt = p.prot;
-      if (p?.verb === '' && code === '220' && this.tls.server === 'require' && !this.serverTls) this.internal('auth', 'AUTH TLS', out);
+      if (p?.verb === '' && code === '220' && this.serverSetup) this.internal(this.serverSetup, this.serverSetup === 'auth' ? 'AUTH TLS' : 'PBSZ 0', out);
     }
     this.flushLocal(out);
     this.drainClient(out);

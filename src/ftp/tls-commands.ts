@@ -53,6 +53,11 @@ export function tlsCommand(verb: string, arg: string, s: TlsLegState): TlsVerdic
     // REIN would have to tear down TLS on both legs in step with the server; refused (RFC 4217 allows it).
     return { act: 'reply', text: '502 REIN not allowed under TLS through ftp-proxy\r\n' };
   }
+  if (!s.clientSecured && s.serverTls && (verb === 'PBSZ' || verb === 'PROT' || verb === 'CCC')) {
+    // The server leg's TLS is the proxy's (tls_server require): a plain client must not turn its data
+    // protection or its TLS off under the relay's feet.
+    return { act: 'reply', text: verb === 'CCC' ? '533 Control channel is not protected\r\n' : `503 ${verb} needs AUTH TLS first\r\n` };
+  }
   if (s.client === 'none') return { act: 'pass' };
   if (s.client === 'passthrough') {
     if (verb !== 'AUTH') return { act: 'pass' };

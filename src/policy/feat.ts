@@ -25,7 +25,8 @@ function matches(rule: string, feature: string): boolean {
  */
 export function keepFeature(p: Policy, feature: string, serverTls = false): boolean {
   const upper = feature.toUpperCase();
-  if (!serverTls && [...TLS_FEATURES, 'CCC'].some((t) => matches(t, upper))) return false;
+  // tls_client decides these, never a feat rule: the proxy's own (or none), or the server's (passthrough).
+  if ([...TLS_FEATURES, 'CCC'].some((t) => matches(t, upper))) return serverTls;
   // The most specific rule wins: "AUTH TLS" before "AUTH".
   let best: { len: number; action: string } | null = null;
   for (const [name, rule] of p.feat) {
