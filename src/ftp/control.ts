@@ -175,13 +175,15 @@ export class FtpControl {
   }
 
   /**
-   * The proxy's own set-up of the server leg after the greeting, for a client that is not TLS: AUTH TLS
-   * then PBSZ/PROT P (tls_server require), or PBSZ/PROT P alone on an implicit FTPS server.
+   * The proxy's own set-up of the server leg after the greeting: AUTH TLS then PBSZ/PROT P (tls_server
+   * require; forward behind an implicit FTPS client), or PBSZ/PROT P alone on an implicit FTPS server for
+   * a client that is not TLS.
    */
   private get serverSetup(): 'auth' | 'pbsz' | null {
-    if (this.tls.clientImplicit) return null;
-    if (this.tls.server === 'require' && !this.tls.serverImplicit) return 'auth';
-    return this.tls.serverImplicit ? 'pbsz' : null;
+    if (this.tls.serverImplicit) return this.tls.clientImplicit ? null : 'pbsz';
+    // An implicit FTPS client never sends AUTH: with forward its leg's TLS calls for the server's too.
+    if (this.tls.server === 'require' || (this.tls.server === 'forward' && this.tls.clientImplicit)) return 'auth';
+    return null;
   }
 
   /** Whether each leg's control connection is TLS now (status, logs). */

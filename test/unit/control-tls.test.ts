@@ -669,10 +669,13 @@ describe('data_mode joins carry the legs\' PROT P', () => {
 });
 
 describe('implicit FTPS to the server (port 990)', () => {
-  it('tls_client accept, tls_server forward: the server leg is TLS from the start, AUTH is the proxy\'s, PBSZ/PROT go on', () => {
-    const d = new Drive(machine('accept', 'forward', { serverImplicit: true })).greet();
+  it('tls_client accept, tls_server forward: the server leg is TLS from the start, the proxy protects its data, AUTH is the proxy\'s, PBSZ/PROT go on', () => {
+    const d = new Drive(machine('accept', 'forward', { serverImplicit: true }));
     expect(d.m.legs).toEqual({ client: false, server: true });
-    expect(d.client('AUTH TLS')).toEqual([PROXY_234, CLIENT_START]);
+    expect(d.server('220 ready')).toEqual(['C: 220 ready\r\n', 'S: PBSZ 0\r\n']);
+    expect(d.client('AUTH TLS')).toEqual([]); // waits for the proxy's own PBSZ/PROT
+    expect(d.server('200 PBSZ=0')).toEqual(['S: PROT P\r\n']);
+    expect(d.server('200 PROT now Private.')).toEqual([PROXY_234, CLIENT_START]);
     d.tlsOk();
     expect(d.client('PBSZ 0')).toEqual(['S: PBSZ 0\r\n']);
   });
@@ -682,12 +685,10 @@ describe('implicit FTPS to the server (port 990)', () => {
     expect(d.server('220 ready')[1]).not.toBe('S: AUTH TLS\r\n');
   });
 
-  // Helper F's finding: with tls_server require and implicit FTPS to the server, a plain client's data is
-  // never protected on the server's side: the proxy sends neither AUTH (right) nor PBSZ 0 and PROT P
-  // (which tls_server require promises for a plain client; servers with forced data TLS, such as vsftpd's
-  // force_local_data_ssl, then refuse every transfer with 522). Input: machine('none', 'require',
-  // {serverImplicit: true}), server "220 ready". Expected: [C: 220 ready, S: PBSZ 0]. Got: [C: 220 ready].
-  it.fails('tls_server require, implicit: PBSZ 0 and PROT P after the greeting, for a plain client', () => {
+  // Helper F's finding (fixed): with implicit FTPS to the server the proxy sent neither AUTH (right) nor
+  // PBSZ 0 and PROT P, so a plain client's data to the server stayed clear (servers forcing data TLS, such
+  // as vsftpd's force_local_data_ssl, refuse every transfer with 522).
+  it('tls_server require, implicit: PBSZ 0 and PROT P after the greeting, for a plain client', () => {
     const d = new Drive(machine('none', 'require', { serverImplicit: true }));
     expect(d.server('220 ready')).toEqual(['C: 220 ready\r\n', 'S: PBSZ 0\r\n']);
     expect(d.server('200 PBSZ=0')).toEqual(['S: PROT P\r\n']);
@@ -709,14 +710,32 @@ describe('tls_client none, tls_server require: the server leg\'s TLS is the prox
     expect(afterSetUp().client('AUTH TLS')).toEqual(['C: 504 AUTH not supported through ftp-proxy, use plain FTP\r\n']);
   });
 
-  // Helper F's finding (low severity: the client only breaks its own session): with tls_client none,
-  // tlsCommand passes PBSZ/PROT/CCC on to the server even when the server leg is TLS because the proxy
-  // made it so. "PROT C" then makes the server expect clear data while the machine keeps serverProt P (the
-  // relay speaks TLS to it), and "CCC" makes the server drop TLS under the proxy's feet. Expected: answered
-  // locally (as tls_client accept answers them before AUTH: 503 ... needs AUTH TLS first / 533), nothing to
-  // the server. Got: [S: PROT C] / [S: CCC].
-  it.fails.each(['PROT C', 'PBSZ 0', 'CCC'])('%s from the plain client is not sent to the server', (line) => {
+  // Helper F's finding (fixed): with tls_client none, PBSZ/PROT/CCC went on to the server even when its
+  // leg was TLS because the proxy made it so: "PROT C" left the server expecting clear data while the
+  // relay spoke TLS to it, "CCC" dropped the server's TLS under the proxy. Now answered locally.
+  it.each(['PROT C', 'PBSZ 0', 'CCC'])('%s from the plain client is not sent to the server', (line) => {
     const out = afterSetUp().client(line);
     expect(out.filter((a) => typeof a === 'string' && a.startsWith('S:'))).toEqual([]);
+  });
+});
+
+describe('implicit FTPS from the client (port 990) to a server on an explicit port (-p 990 -R server -P 21)', () => {
+  // Helper F's finding: the client leg is TLS from its first byte and never sends AUTH, so the proxy is
+  // the one to make the server leg TLS (tls_server require, and forward: "TLS to the server exactly when
+  // the client leg is TLS"). Input: machine(accept, require|forward, {clientImplicit: true}), server
+  // "220 ready". Expected: [C: 220 ready, S: AUTH TLS]. Got: [C: 220 ready] (the server leg stays plain).
+  it.each<TlsServerMode>(['require', 'forward'])('tls_server %s: AUTH TLS to the server after the greeting', (server) => {
+    const d = new Drive(machine('accept', server, { clientImplicit: true }));
+    expect(d.m.legs).toEqual({ client: true, server: false });
+    expect(d.server('220 ready')).toEqual(['C: 220 ready\r\n', 'S: AUTH TLS\r\n']);
+    expect(d.server('234 go')).toEqual([SERVER_START]);
+    d.tlsOk();
+    expect(d.m.legs).toEqual({ client: true, server: true });
+  });
+
+  it('tls_server none: the server leg stays plain (one-sided)', () => {
+    const d = new Drive(machine('accept', 'none', { clientImplicit: true }));
+    expect(d.server('220 ready')).toEqual(['C: 220 ready\r\n']);
+    expect(d.client('PBSZ 0')).toEqual(['C: 200 PBSZ=0\r\n']);
   });
 });
