@@ -56,11 +56,14 @@ describe('keepFeature(policy, feature, serverTls)', () => {
     expect(keepFeature(defaultPolicy(), 'AUTH TLS')).toBe(false);
   });
 
-  it('with the server answering AUTH, the policy\'s own rules still apply to the TLS lines', () => {
-    const p = policy('feat "AUTH SSL" drop\nfeat MDTM drop\n');
-    expect(keepFeature(p, 'AUTH SSL', true)).toBe(false);
+  it('tls_client decides the TLS lines, not a feat rule; the other rules still apply', () => {
+    const p = policy('feat "AUTH SSL" drop\nfeat MDTM drop\nfeat * drop\n');
+    expect(keepFeature(p, 'AUTH SSL', true)).toBe(true);
     expect(keepFeature(p, 'AUTH TLS', true)).toBe(true);
+    expect(keepFeature(p, 'PBSZ', true)).toBe(true);
     expect(keepFeature(p, 'MDTM', true)).toBe(false);
+    expect(keepFeature(p, 'SIZE', true)).toBe(false);
+    expect(keepFeature(p, 'AUTH TLS', false)).toBe(false);
   });
 });
 
@@ -103,11 +106,9 @@ describe('FeatRewriter: a whole FEAT reply per tls_client', () => {
     expect(f.oneLine(b('211 x\r\n'))).toBeNull();
   });
 
-  // Helper F's question for the lead (not a test of settled behaviour): with passthrough, "feat * drop"
-  // (the features no rule names) also drops the server's AUTH TLS/PBSZ/PROT, so clients never try TLS
-  // and pass-through silently never happens, although the parser says these "follow tls_client (... the
-  // server's with passthrough)". Expected: kept. Got: [211-Features:, 211 End].
-  it.fails('server (passthrough) with "feat * drop": the server\'s AUTH/PBSZ/PROT stay, as tls_client decides them', () => {
+  // Helper F's finding: with passthrough, "feat * drop" also dropped the server's AUTH TLS/PBSZ/PROT, so
+  // clients never tried TLS and pass-through silently never happened.
+  it('server (passthrough) with "feat * drop": the server\'s AUTH/PBSZ/PROT stay, as tls_client decides them', () => {
     expect(rewrite(policy('feat * drop\n'), 'server', ['211-Features:\r\n', ' AUTH TLS\r\n', ' PBSZ\r\n', ' PROT\r\n', ' MDTM\r\n', '211 End\r\n'])).toEqual([
       '211-Features:\r\n',
       ' AUTH TLS\r\n',

@@ -201,7 +201,7 @@ describe('tls_client passthrough: AUTH goes to the server when a range is known;
   });
 });
 
-describe('tls_client none: nothing is a TLS matter for the state machine', () => {
+describe('tls_client none: nothing is a TLS matter for the state machine, unless the server leg is the proxy\'s TLS', () => {
   it.each<[TlsServerMode, Legs, string, string]>([
     ['none', 'plain', 'AUTH', 'TLS'],
     ['none', 'plain', 'PBSZ', '0'],
@@ -209,10 +209,24 @@ describe('tls_client none: nothing is a TLS matter for the state machine', () =>
     ['none', 'plain', 'CCC', ''],
     ['none', 'plain', 'USER', 'x'],
     ['require', 'server', 'AUTH', 'TLS'],
-    ['require', 'server', 'PROT', 'P'],
+    ['require', 'server', 'USER', 'x'],
     ['forward', 'plain', 'AUTH', 'TLS'],
   ])('tls_server %s, legs %s: %s %j passes', (server, legs, verb, arg) => {
     expect(tlsCommand(verb, arg, state('none', server, legs))).toEqual(PASS);
+  });
+
+  // The server leg is TLS because the proxy made it so (tls_server require, or implicit FTPS to the
+  // server): a plain client must not change its data protection or clear it under the relay (helper F's
+  // finding; passed on to the server before).
+  it.each<[TlsClientMode, TlsServerMode, string, string, TlsVerdict]>([
+    ['none', 'require', 'PBSZ', '0', reply('503 PBSZ needs AUTH TLS first')],
+    ['none', 'require', 'PROT', 'C', reply('503 PROT needs AUTH TLS first')],
+    ['none', 'require', 'PROT', 'P', reply('503 PROT needs AUTH TLS first')],
+    ['none', 'require', 'CCC', '', reply('533 Control channel is not protected')],
+    ['none', 'forward', 'PROT', 'C', reply('503 PROT needs AUTH TLS first')], // forward on an implicit (990) server
+    ['accept', 'require', 'PROT', 'C', reply('503 PROT needs AUTH TLS first')],
+  ])('tls_client %s, tls_server %s, the server leg alone TLS: %s %j -> %j', (client, server, verb, arg, want) => {
+    expect(tlsCommand(verb, arg, state(client, server, 'server'))).toEqual(want);
   });
 
   // The command gate refuses AUTH with tls_client none before the TLS verdicts are asked.
