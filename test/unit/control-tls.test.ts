@@ -720,10 +720,9 @@ describe('tls_client none, tls_server require: the server leg\'s TLS is the prox
 });
 
 describe('implicit FTPS from the client (port 990) to a server on an explicit port (-p 990 -R server -P 21)', () => {
-  // Helper F's finding: the client leg is TLS from its first byte and never sends AUTH, so the proxy is
-  // the one to make the server leg TLS (tls_server require, and forward: "TLS to the server exactly when
-  // the client leg is TLS"). Input: machine(accept, require|forward, {clientImplicit: true}), server
-  // "220 ready". Expected: [C: 220 ready, S: AUTH TLS]. Got: [C: 220 ready] (the server leg stays plain).
+  // Helper F's finding (fixed): the client leg is TLS from its first byte and never sends AUTH, so the
+  // proxy is the one to make the server leg TLS (tls_server require, and forward: "TLS to the server
+  // exactly when the client leg is TLS"); the server leg stayed plain.
   it.each<TlsServerMode>(['require', 'forward'])('tls_server %s: AUTH TLS to the server after the greeting', (server) => {
     const d = new Drive(machine('accept', server, { clientImplicit: true }));
     expect(d.m.legs).toEqual({ client: true, server: false });
