@@ -12,30 +12,33 @@
 //   .25 vsftpd with a certificate of another CA (fails verification)
 //   .26 vsftpd with the passive range of policy-examples/ftps-passthrough.policy
 //   2001:db8:2::22 vsftpd over IPv6
-import { type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CLI, EXAMPLES, Lab, type ProxyProcess, requireLab, ROOT } from './lab.js';
-import { type FtpsServer, type LabPki, makeLabPki, requireTlsLab, startProftpdTls, startPureFtpd, startVsftpd } from '../helpers/tls-lab.js';
+import { CLI, EXAMPLES, type Lab, type ProxyProcess, ROOT } from './lab.js';
+import { type FtpsServer, type LabPki, makeLabPki, startProftpdTls, startPureFtpd } from '../helpers/tls-lab.js';
 import {
-  addMiB,
   conntrackReset,
   dataPath,
   etcOverlay,
   fetchFile,
-  labRuleset,
+  type FtpsLab,
+  ftpsLabUp,
+  heldPassthrough,
   logSince,
   logTail,
   MATRIX,
   matrixRow,
   MiB,
+  mintPolicy as labMintPolicy,
   nftTable,
-  PY_CLIENT,
+  PASSTHROUGH_POLICY,
+  passthroughRange,
+  probe,
+  pyClient,
   rawFtps,
-  requireFtpsTools,
+  requireFtpsLab,
   type Row,
-  serverAddress,
   writePolicy,
 } from '../helpers/ftps-lab.js';
 
@@ -47,21 +50,20 @@ const PURE = '198.51.100.24';
 const BAD = '198.51.100.25';
 const PASS = '198.51.100.26';
 const VS6 = '2001:db8:2::22';
-const PASSTHROUGH_POLICY = `${ROOT}policy-examples/ftps-passthrough.policy`;
 const FORWARD_POLICY = `${ROOT}policy-examples/ftps-forward.policy`;
 
+let f: FtpsLab;
 let lab: Lab;
 /** The servers' CA (and the configured certificates'). */
 let pki: LabPki;
 /** The CA the proxy mints from, which the clients trust. */
 let mint: LabPki;
 let sums: Record<string, string>;
-let passRange: [number, number];
-const servers: FtpsServer[] = [];
+const passRange = passthroughRange();
 let vsftpd: FtpsServer;
 
 /** The forward policy of these tests: certificates minted from the proxy's CA, servers checked against the lab CA. */
-const mintPolicy = (): string[] => ['tls_client accept', 'tls_server forward', `tls_ca_certificate "${mint.caCert}"`, `tls_ca_key "${mint.caKey}"`, `tls_server_ca "${pki.caCert}"`];
+const mintPolicy = (client?: 'accept' | 'require'): string[] => labMintPolicy(f, client);
 
 let policies = 0;
 async function startProxy(policy: string[] | string, env: Record<string, string> = {}, wrap: string[] = []): Promise<ProxyProcess> {
@@ -71,44 +73,33 @@ async function startProxy(policy: string[] | string, env: Record<string, string>
 }
 
 beforeAll(async () => {
-  await requireLab();
-  await requireFtpsTools();
-  await requireTlsLab(['vsftpd', 'pure-ftpd', 'proftpd-tls', 'openssl', 'python3', 'curl']);
-  lab = await Lab.up('forward');
-  sums = { 'test1M.bin': addMiB(lab), 'test20M.bin': lab.sha256('test20M.bin'), 'small.txt': lab.sha256('small.txt') };
+  await requireFtpsLab(['vsftpd', 'pure-ftpd', 'proftpd-tls', 'openssl', 'python3', 'curl']);
   // the lab's plain proftpd on .21 only, so that the FTPS servers can have port 21 on their addresses
   // (and its command log, to show what a plain server receives in the one-sided case)
-  await lab.sh('ftpd-restart', 'SocketBindTight on', 'LogFormat cmds "%m %J"', `ExtendedLog ${lab.runDir}/plain-commands.log ALL cmds`);
-  for (const a of [VS, PRO, PURE, BAD, PASS, VS6]) await serverAddress(lab, a);
-  await lab.loadRuleset(labRuleset(lab, `${EXAMPLES}forward-dualstack.nft`, { implicit: true, closed: true }));
-  await conntrackReset(lab);
-  pki = await makeLabPki(`${lab.runDir}/pki`);
-  // the proxy's own CA, not the servers': a client that accepts the proxy's certificate saw a minted one
-  mint = await makeLabPki(`${lab.runDir}/pki-mint`, 'ftp-proxy test proxy CA');
+  f = await ftpsLabUp('forward', {
+    ruleset: `${EXAMPLES}forward-dualstack.nft`,
+    implicit: true,
+    addresses: [VS, PRO, PURE, BAD, PASS, VS6],
+    ftpd: (l) => ['LogFormat cmds "%m %J"', `ExtendedLog ${l.runDir}/plain-commands.log ALL cmds`],
+  });
+  ({ lab, pki, mint, sums } = f);
   const other = await makeLabPki(`${lab.runDir}/pki-other`, 'ftp-proxy test other CA');
   const data = `${lab.runDir}/data`;
   const vs = await pki.issue('vsftpd', ['ftp.lab', VS, VS6]);
-  const common = { ns: lab.srv, root: data, forceDataSsl: false };
-  vsftpd = await startVsftpd({ ...common, dir: `${lab.runDir}/vs`, address: VS, port: 21, ...vs, pasv: [52000, 52099] });
-  servers.push(vsftpd);
-  servers.push(await startVsftpd({ ...common, dir: `${lab.runDir}/vs-implicit`, address: VS, port: 990, implicit: true, ...vs, pasv: [52100, 52199] }));
-  servers.push(await startVsftpd({ ...common, dir: `${lab.runDir}/vs6`, address: VS6, port: 21, ...vs, pasv: [52500, 52599] }));
+  vsftpd = await f.vsftpd({ dir: 'vs', address: VS, ...vs, pasv: [52000, 52099] });
+  await f.vsftpd({ dir: 'vs-implicit', address: VS, port: 990, implicit: true, ...vs, pasv: [52100, 52199] });
+  await f.vsftpd({ dir: 'vs6', address: VS6, ...vs, pasv: [52500, 52599] });
   const pro = await pki.issue('proftpd', [PRO]);
-  servers.push(await startProftpdTls({ ns: lab.srv, dir: lab.runDir, address: PRO, port: 21, bindTight: true, passwd: `${lab.runDir}/ftpd.passwd`, ...pro, pasv: [52200, 52299] }));
+  f.servers.push(await startProftpdTls({ ns: lab.srv, dir: lab.runDir, address: PRO, port: 21, bindTight: true, passwd: `${lab.runDir}/ftpd.passwd`, ...pro, pasv: [52200, 52299] }));
   const pure = await pki.issue('pure', [PURE]);
-  servers.push(await startPureFtpd({ ns: lab.srv, dir: lab.runDir, address: PURE, port: 21, root: data, ...pure, pasv: [52300, 52399] }));
+  f.servers.push(await startPureFtpd({ ns: lab.srv, dir: lab.runDir, address: PURE, port: 21, root: data, ...pure, pasv: [52300, 52399] }));
   const bad = await other.issue('bad', [BAD]);
-  servers.push(await startVsftpd({ ...common, dir: `${lab.runDir}/vs-bad`, address: BAD, port: 21, ...bad, pasv: [52400, 52499] }));
-  const m = /^tls_passthrough_ports (\d+)-(\d+)$/m.exec(readFileSync(PASSTHROUGH_POLICY, 'utf8'));
-  if (!m) throw new Error(`${PASSTHROUGH_POLICY}: no tls_passthrough_ports LOW-HIGH line`);
-  passRange = [Number(m[1]), Number(m[2])];
-  const pass = await pki.issue('pass', [PASS]);
-  servers.push(await startVsftpd({ ...common, dir: `${lab.runDir}/vs-pass`, address: PASS, port: 21, ...pass, pasv: passRange }));
+  await f.vsftpd({ dir: 'vs-bad', address: BAD, ...bad, pasv: [52400, 52499] });
+  await f.vsftpd({ dir: 'vs-pass', address: PASS, ...(await pki.issue('pass', [PASS])), pasv: passRange });
 });
 
 afterAll(async () => {
-  for (const s of servers) await s.stop().catch(() => undefined);
-  await lab?.down();
+  await f?.down();
 });
 
 /** One matrix row against `host` (data ports `ports`) with all of matrixRow's checks. */
@@ -143,10 +134,9 @@ describe('forward mode, minted certificates: vsftpd (require_ssl_reuse=YES)', ()
   });
 
   it('under TLS, REIN gets 502 and a second AUTH 503, and the session goes on', async () => {
-    const p = await lab.exec('cli', ['python3', PY_CLIENT, JSON.stringify({ host: VS, cafile: mint.caCert, commands: ['REIN', 'AUTH TLS', 'NOOP'], files: ['test1M.bin'] })], { reject: false });
-    const out = JSON.parse(p.stdout.trim().split('\n').at(-1) ?? '{}') as { ok: boolean; commands: string[]; transfers: { sha256: string }[] };
-    expect(out.commands, p.stdout).toEqual([expect.stringMatching(/^REIN -> 502 /), expect.stringMatching(/^AUTH TLS -> 503 /), expect.stringMatching(/^NOOP -> 200 /)]);
-    expect(out.ok, p.stdout).toBe(true);
+    const { out, stdout } = await pyClient(lab, { host: VS, cafile: mint.caCert, commands: ['REIN', 'AUTH TLS', 'NOOP'], files: ['test1M.bin'] });
+    expect(out.commands, stdout).toEqual([expect.stringMatching(/^REIN -> 502 /), expect.stringMatching(/^AUTH TLS -> 503 /), expect.stringMatching(/^NOOP -> 200 /)]);
+    expect(out.ok, stdout).toBe(true);
     expect(out.transfers[0]!.sha256).toBe(sums['test1M.bin']);
     expect(await lab.waitNoPinholes()).toBe(0);
   });
@@ -315,7 +305,7 @@ describe('one-sided TLS', () => {
 describe('tls_client require', () => {
   let proxy: ProxyProcess;
   beforeAll(async () => {
-    proxy = await startProxy(['tls_client require', 'tls_server forward', `tls_ca_certificate "${mint.caCert}"`, `tls_ca_key "${mint.caKey}"`, `tls_server_ca "${pki.caCert}"`]);
+    proxy = await startProxy(mintPolicy('require'));
   });
   afterAll(async () => {
     await proxy?.stop();
@@ -331,8 +321,8 @@ describe('tls_client require', () => {
     expect(r.replies[4]).toMatch(/^PASS secret -> 530/);
     expect(vsftpd.log()).not.toContain('notsent-4711');
     // Python's ftplib, plain: its login fails with the 530
-    const p = await lab.exec('cli', ['python3', PY_CLIENT, JSON.stringify({ host: VS, tls: false, files: ['small.txt'] })], { reject: false });
-    expect(p.stdout).toMatch(/530/);
+    const { stdout } = await pyClient(lab, { host: VS, tls: false, files: ['small.txt'] });
+    expect(stdout).toMatch(/530/);
     expect(await lab.waitNoPinholes()).toBe(0);
   });
 
@@ -354,10 +344,9 @@ describe('a server whose certificate fails verification', () => {
 
   it('the client gets a 4xx/5xx naming the reason, the log says why, the daemon goes on', async () => {
     const from = proxy.lines.length;
-    const p = await lab.exec('cli', ['python3', PY_CLIENT, JSON.stringify({ host: BAD, cafile: mint.caCert, files: ['small.txt'] })], { reject: false });
-    const out = JSON.parse(p.stdout.trim().split('\n').at(-1) ?? '{}') as { error?: string };
+    const { out, stdout } = await pyClient(lab, { host: BAD, cafile: mint.caCert, files: ['small.txt'] });
     // OpenSSL's code for a certificate from an unknown CA
-    expect(out.error, p.stdout).toMatch(/[45]\d\d .*(UNABLE_TO_VERIFY_LEAF_SIGNATURE|unable to (get local issuer|verify)|certificate)/i);
+    expect(out.error, stdout).toMatch(/[45]\d\d .*(UNABLE_TO_VERIFY_LEAF_SIGNATURE|unable to (get local issuer|verify)|certificate)/i);
     const c = await fetchFile(lab, { client: 'curl', host: BAD, mode: 'pasv', prot: 'P', file: 'small.txt', ca: mint.caCert });
     expect(c.ok).toBe(false);
     expect(c.output).toMatch(/^< [45]\d\d .*(UNABLE_TO_VERIFY|certificate|verify)/im);
@@ -389,45 +378,28 @@ describe('tls_server_verify no', () => {
 
 describe('passthrough (policy-examples/ftps-passthrough.policy as shipped)', () => {
   let proxy: ProxyProcess;
-  const held: ChildProcess[] = [];
   beforeAll(async () => {
     proxy = await startProxy(PASSTHROUGH_POLICY);
   });
   afterAll(async () => {
-    for (const c of held) if (c.exitCode === null) c.kill('SIGKILL');
     await proxy?.stop();
   });
 
   const rangeText = (): string => `${passRange[0]}-${passRange[1]}`;
-  /** A TCP connection from the client to PASS:port: "open" (reached vsftpd, refused there) or "dropped". */
-  const probe = async (port: number): Promise<string> => {
-    const r = await lab.exec('cli', ['bash', '-c', `timeout 2 bash -c 'exec 3<>/dev/tcp/${PASS}/${port}' 2>&1; echo rc=$?`], { reject: false });
-    return /Connection refused/.test(r.stdout) ? 'refused' : /rc=124/.test(r.stdout) ? 'dropped' : r.stdout;
-  };
 
   it('the range pinhole is in the table during the session (the range reaches the server) and gone after it', async () => {
     expect(await nftTable(lab)).not.toContain(rangeText());
-    expect(await probe(passRange[0] + 7)).toBe('dropped');
-    // Python, end to end TLS with vsftpd (it verifies vsftpd's own certificate, and must offer its
-    // control session on the data connection itself: vsftpd sees the client's TLS), held 4 s after login
-    const c = lab.spawn('cli', ['python3', PY_CLIENT, JSON.stringify({ host: PASS, cafile: pki.caCert, mode: 'pasv', prot: 'P', version: '1.3', reuse: 'session', files: ['test1M.bin'], hold: 4 })]);
-    held.push(c);
-    let out = '';
-    c.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-    const exited = new Promise<void>((r) => c.once('exit', () => r()));
-    for (let i = 0; i < 200 && !out.includes('"ready"'); i++) await new Promise((r) => setTimeout(r, 50));
-    expect(out, logTail(proxy)).toContain('"ready"');
-    const during = await nftTable(lab);
-    expect(during, during).toContain(rangeText());
-    expect(await probe(passRange[0] + 7)).toBe('refused');
-    await exited;
-    const last = JSON.parse(out.trim().split('\n').at(-1)!) as { ok: boolean; version?: string; transfers: { sha256: string }[] };
-    expect(last.ok, `${out}\n${logTail(proxy)}`).toBe(true);
-    expect(last.transfers[0]!.sha256).toBe(sums['test1M.bin']);
+    // a TCP connection from the client to PASS: "refused" (it reached vsftpd, refused there) or "dropped"
+    expect(await probe(lab, PASS, passRange[0] + 7)).toBe('dropped');
+    const last = await heldPassthrough(lab, proxy, { host: PASS, ca: pki.caCert, mode: 'pasv', version: '1.3', sum: sums['test1M.bin']! }, async () => {
+      const during = await nftTable(lab);
+      expect(during, during).toContain(rangeText());
+      expect(await probe(lab, PASS, passRange[0] + 7)).toBe('refused');
+    });
     expect(last.version).toBe('TLSv1.3');
     expect(await lab.waitNoPinholes()).toBe(0);
     expect(await nftTable(lab)).not.toContain(rangeText());
-    expect(await probe(passRange[0] + 7)).toBe('dropped');
+    expect(await probe(lab, PASS, passRange[0] + 7)).toBe('dropped');
   });
 
   it('curl (EPSV) and lftp (PASV) through the blind relay, verifying the server itself', async () => {

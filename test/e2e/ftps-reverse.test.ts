@@ -9,27 +9,27 @@
 //                                                    -> 10.0.0.21:21 the lab's plain proftpd (one-sided)
 //                                                    -> 10.0.0.23:21 vsftpd for passthrough (PASV names
 //                                                       the public address, as behind any NAT)
-import { type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { EXAMPLES, Lab, type ProxyProcess, requireLab, ROOT } from './lab.js';
-import { type FtpsServer, type LabPki, makeLabPki, requireTlsLab, startVsftpd } from '../helpers/tls-lab.js';
+import { EXAMPLES, type Lab, type ProxyProcess, ROOT } from './lab.js';
+import { type LabPki } from '../helpers/tls-lab.js';
 import {
-  addMiB,
-  conntrackReset,
   etcOverlay,
   fetchFile,
-  labRuleset,
+  type FtpsLab,
+  ftpsLabUp,
+  heldPassthrough,
   logSince,
   logTail,
   MATRIX,
   matrixRow,
   nftTable,
-  PY_CLIENT,
+  PASSTHROUGH_POLICY,
+  passthroughRange,
+  probe,
   rawFtps,
-  requireFtpsTools,
+  requireFtpsLab,
   type Row,
-  serverAddress,
   writePolicy,
 } from '../helpers/ftps-lab.js';
 
@@ -39,14 +39,13 @@ const PLAIN = '10.0.0.21';
 const VS = '10.0.0.22';
 const PASS = '10.0.0.23';
 const REVERSE_POLICY = `${ROOT}policy-examples/ftps-reverse.policy`;
-const PASSTHROUGH_POLICY = `${ROOT}policy-examples/ftps-passthrough.policy`;
 
+let f: FtpsLab;
 let lab: Lab;
 let pki: LabPki;
 let sums: Record<string, string>;
 let publicCert: { cert: string; key: string };
-let passRange: [number, number];
-const servers: FtpsServer[] = [];
+const passRange = passthroughRange();
 
 /** The daemon with the shipped reverse policy, its files where the policy names them. */
 async function shippedProxy(args: string[]): Promise<ProxyProcess> {
@@ -55,33 +54,20 @@ async function shippedProxy(args: string[]): Promise<ProxyProcess> {
 }
 
 beforeAll(async () => {
-  await requireLab();
-  await requireFtpsTools();
-  await requireTlsLab(['vsftpd', 'openssl', 'python3', 'curl']);
-  lab = await Lab.up('reverse');
-  sums = { 'test1M.bin': addMiB(lab), 'test20M.bin': lab.sha256('test20M.bin'), 'small.txt': lab.sha256('small.txt') };
-  await lab.sh('ftpd-restart', 'SocketBindTight on');
-  await serverAddress(lab, VS);
-  await serverAddress(lab, PASS);
-  await lab.loadRuleset(labRuleset(lab, `${EXAMPLES}reverse.nft`, { implicit: false, closed: true }));
-  await conntrackReset(lab);
-  pki = await makeLabPki(`${lab.runDir}/pki`);
+  await requireFtpsLab(['vsftpd', 'openssl', 'python3', 'curl']);
+  f = await ftpsLabUp('reverse', { ruleset: `${EXAMPLES}reverse.nft`, addresses: [VS, PASS] });
+  ({ lab, pki, sums } = f);
   publicCert = await pki.issue('public', ['ftp.example.com', PUBLIC]);
   const vs = await pki.issue('vsftpd', [VS]);
-  const common = { ns: lab.srv, root: `${lab.runDir}/data`, forceDataSsl: false, address: VS, ...vs };
-  servers.push(await startVsftpd({ ...common, dir: `${lab.runDir}/vs`, port: 21, pasv: [52000, 52099] }));
-  servers.push(await startVsftpd({ ...common, dir: `${lab.runDir}/vs-implicit`, port: 990, implicit: true, pasv: [52100, 52199] }));
-  const m = /^tls_passthrough_ports (\d+)-(\d+)$/m.exec(readFileSync(PASSTHROUGH_POLICY, 'utf8'));
-  if (!m) throw new Error(`${PASSTHROUGH_POLICY}: no tls_passthrough_ports LOW-HIGH line`);
-  passRange = [Number(m[1]), Number(m[2])];
+  await f.vsftpd({ ...vs, address: VS, dir: 'vs', pasv: [52000, 52099] });
+  await f.vsftpd({ ...vs, address: VS, dir: 'vs-implicit', port: 990, implicit: true, pasv: [52100, 52199] });
   // passthrough: the client verifies the server's own certificate, so it names the public address
   const pass = await pki.issue('pass', ['ftp.example.com', PUBLIC]);
-  servers.push(await startVsftpd({ ...common, ...pass, address: PASS, dir: `${lab.runDir}/vs-pass`, port: 21, pasv: passRange, pasvAddress: PUBLIC }));
+  await f.vsftpd({ ...pass, address: PASS, dir: 'vs-pass', pasv: passRange, pasvAddress: PUBLIC });
 });
 
 afterAll(async () => {
-  for (const s of servers) await s.stop().catch(() => undefined);
-  await lab?.down();
+  await f?.down();
 });
 
 describe('reverse mode, ftps-reverse.policy as shipped (tls_client require, tls_server forward): vsftpd', () => {
@@ -109,7 +95,7 @@ describe('reverse mode, ftps-reverse.policy as shipped (tls_client require, tls_
     const r = await rawFtps(lab, { host: PUBLIC, steps: [{ line: 'USER notsent-4712' }, { line: 'QUIT' }] });
     expect(r.replies[1]).toMatch(/^USER notsent-4712 -> 530 .*AUTH TLS/);
     // vsftpd logs every command it gets (log_ftp_protocol=YES): this one never left the proxy
-    expect(servers[0]!.log()).not.toContain('notsent-4712');
+    expect(f.servers[0]!.log()).not.toContain('notsent-4712');
     expect(await lab.waitNoPinholes()).toBe(0);
   });
 });
@@ -168,40 +154,24 @@ describe('reverse mode, one-sided: a TLS client, the internal server plain (tls_
 
 describe('reverse mode, passthrough (policy-examples/ftps-passthrough.policy as shipped)', () => {
   let proxy: ProxyProcess;
-  const held: ChildProcess[] = [];
   beforeAll(async () => {
     proxy = await lab.proxy(['-D', '7', '-R', PASS, '-P', '21', '-f', PASSTHROUGH_POLICY]);
   });
   afterAll(async () => {
-    for (const c of held) if (c.exitCode === null) c.kill('SIGKILL');
     await proxy?.stop();
   });
 
-  /** A TCP connection from the client to the public address: "refused" (DNATed to vsftpd, nothing listens) or "dropped". */
-  const probe = async (port: number): Promise<string> => {
-    const r = await lab.exec('cli', ['bash', '-c', `timeout 2 bash -c 'exec 3<>/dev/tcp/${PUBLIC}/${port}' 2>&1; echo rc=$?`], { reject: false });
-    return /Connection refused/.test(r.stdout) ? 'refused' : /rc=124/.test(r.stdout) ? 'dropped' : r.stdout;
-  };
-
   it("the public address's range reaches the internal server during the session only", async () => {
     const range = `${passRange[0]}-${passRange[1]}`;
-    expect(await probe(passRange[0] + 9)).toBe('dropped');
-    const c = lab.spawn('cli', ['python3', PY_CLIENT, JSON.stringify({ host: PUBLIC, cafile: pki.caCert, mode: 'epsv', prot: 'P', version: '1.2', reuse: 'session', files: ['test1M.bin'], hold: 4 })]);
-    held.push(c);
-    let out = '';
-    c.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-    const exited = new Promise<void>((r) => c.once('exit', () => r()));
-    for (let i = 0; i < 200 && !out.includes('"ready"'); i++) await new Promise((r) => setTimeout(r, 50));
-    expect(out, logTail(proxy)).toContain('"ready"');
-    expect(await nftTable(lab)).toContain(range);
-    expect(await probe(passRange[0] + 9)).toBe('refused');
-    await exited;
-    const last = JSON.parse(out.trim().split('\n').at(-1)!) as { ok: boolean; transfers: { sha256: string }[] };
-    expect(last.ok, `${out}\n${logTail(proxy)}`).toBe(true);
-    expect(last.transfers[0]!.sha256).toBe(sums['test1M.bin']);
+    // a TCP connection to the public address: "refused" (DNATed to vsftpd, nothing listens) or "dropped"
+    expect(await probe(lab, PUBLIC, passRange[0] + 9)).toBe('dropped');
+    await heldPassthrough(lab, proxy, { host: PUBLIC, ca: pki.caCert, mode: 'epsv', version: '1.2', sum: sums['test1M.bin']! }, async () => {
+      expect(await nftTable(lab)).toContain(range);
+      expect(await probe(lab, PUBLIC, passRange[0] + 9)).toBe('refused');
+    });
     expect(await lab.waitNoPinholes()).toBe(0);
     expect(await nftTable(lab)).not.toContain(range);
-    expect(await probe(passRange[0] + 9)).toBe('dropped');
+    expect(await probe(lab, PUBLIC, passRange[0] + 9)).toBe('dropped');
   });
 
   it('curl (EPSV, 20 MiB) and lftp (PASV) through the blind relay', async () => {

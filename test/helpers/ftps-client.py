@@ -1,7 +1,10 @@
-# Python's ftplib.FTP_TLS as a client of the FTPS end-to-end tests (through the proxy); one JSON line out.
+# Python's ftplib.FTP_TLS as a client of the FTPS end-to-end tests and the TLS lab; one JSON line out.
 # usage: ftps-client.py '<json options>'
 #   host, port, cafile, version ("1.2" | "1.3" | "any"), user, password,
-#   mode ("pasv" | "epsv" | "port" | "eprt"), prot ("P" | "C"), reuse ("stock" | "session"),
+#   mode ("pasv" | "epsv" | "port" | "eprt"), prot ("P" | "C"),
+#   reuse: "stock" (the default): as ftplib ships, its data connection does NOT offer the control session
+#          (FTP_TLS.ntransfercmd calls wrap_socket without session=), so vsftpd answers 522;
+#          "session": the usual subclass that passes session=self.sock.session, as clients of strict servers do,
 #   commands (sent after login and PROT, each reply kept in "commands"),
 #   files (downloaded in order), tls (false: plain FTP, no AUTH), hold (seconds to wait after login,
 #   with a {"ready": true} line first, for a test that looks at the firewall during the session)
@@ -45,11 +48,11 @@ class Client(ftplib.FTP_TLS):
         return sock
 
     def ntransfercmd(self, cmd, rest=None):
+        if o.get("reuse", "stock") == "stock":
+            return super().ntransfercmd(cmd, rest)
         conn, size = ftplib.FTP.ntransfercmd(self, cmd, rest)
         if self._prot_p:
-            # "session": offer the control session, as clients of strict servers do; "stock": as shipped
-            session = self.sock.session if o.get("reuse") == "session" else None
-            conn = self.context.wrap_socket(conn, server_hostname=self.host, session=session)
+            conn = self.context.wrap_socket(conn, server_hostname=self.host, session=self.sock.session)
         return conn, size
 
 

@@ -6,10 +6,12 @@ import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node
 import { dirname } from 'node:path';
 import { execa } from 'execa';
 import { expect } from 'vitest';
-import { type Backend, type Lab, type ProxyProcess, ROOT } from '../e2e/lab.js';
+import { type Backend, Lab, type Mode, type ProxyProcess, requireLab, ROOT } from '../e2e/lab.js';
+import { type FtpsServer, type LabPki, makeLabPki, requireTlsLab, startVsftpd, type VsftpdOptions } from './tls-lab.js';
 
 export const PY_CLIENT = `${ROOT}test/helpers/ftps-client.py`;
 export const RAW_FTPS = `${ROOT}test/helpers/ftps-raw.mjs`;
+export const PASSTHROUGH_POLICY = `${ROOT}policy-examples/ftps-passthrough.policy`;
 
 export type Client = 'curl' | 'lftp' | 'python';
 export type DataMode = 'pasv' | 'epsv' | 'port' | 'eprt';
@@ -67,6 +69,126 @@ export async function requireFtpsTools(): Promise<void> {
     if ((await execa('sh', ['-c', `command -v ${tool}`], { reject: false })).exitCode !== 0) missing.push(pkg!);
   }
   if (missing.length) throw new Error(`FTPS e2e tests cannot run: apt-get install ${missing.join(' ')} (scripts/deps.sh)`);
+}
+
+/** Fail (never skip) with what to install when the lab, a tool of these tests or a TLS lab piece is missing. */
+export async function requireFtpsLab(tls: Parameters<typeof requireTlsLab>[0]): Promise<void> {
+  await requireLab();
+  await requireFtpsTools();
+  await requireTlsLab(tls);
+}
+
+/** The lab of an FTPS e2e file, as ftpsLabUp() leaves it. */
+export interface FtpsLab {
+  lab: Lab;
+  /** The servers' CA (and the configured certificates'). */
+  pki: LabPki;
+  /** The CA the proxy mints from, which the clients trust: a client that accepts the proxy's certificate saw a minted one. */
+  mint: LabPki;
+  /** sha256 of the served files, by name. */
+  sums: Record<string, string>;
+  /** The servers down() stops. */
+  servers: FtpsServer[];
+  /** vsftpd on the lab's data directory (PROT C allowed), in `dir` under the run directory, port 21 by default. */
+  vsftpd(o: Omit<VsftpdOptions, 'ns' | 'root' | 'port'> & { port?: number }): Promise<FtpsServer>;
+  down(): Promise<void>;
+}
+
+/**
+ * The namespace lab for FTPS: the 1 MiB file as well, the lab's plain proftpd on its own address only
+ * (SocketBindTight, plus the directives `ftpd` gives), `addresses` added to the server, the shipped `ruleset`
+ * (lab-adapted by labRuleset, closed), conntrack counting, the lab CA and the minting CA.
+ */
+export async function ftpsLabUp(mode: Mode, o: { ruleset: string; implicit?: boolean; addresses: string[]; ftpd?: (lab: Lab) => string[]; iptables?: string }): Promise<FtpsLab> {
+  const lab = await Lab.up(mode);
+  const servers: FtpsServer[] = [];
+  const down = async (): Promise<void> => {
+    for (const s of servers) await s.stop().catch(() => undefined);
+    await lab.down();
+  };
+  try {
+    if (o.iptables) lab.iptables = o.iptables;
+    const sums = { 'test1M.bin': addMiB(lab), 'test20M.bin': lab.sha256('test20M.bin'), 'small.txt': lab.sha256('small.txt') };
+    await lab.sh('ftpd-restart', 'SocketBindTight on', ...(o.ftpd?.(lab) ?? []));
+    for (const a of o.addresses) await serverAddress(lab, a);
+    await lab.loadRuleset(labRuleset(lab, o.ruleset, { implicit: o.implicit ?? false, closed: true }));
+    await conntrackReset(lab);
+    const pki = await makeLabPki(`${lab.runDir}/pki`);
+    const mint = await makeLabPki(`${lab.runDir}/pki-mint`, 'ftp-proxy test proxy CA');
+    const vsftpd = async (v: Omit<VsftpdOptions, 'ns' | 'root' | 'port'> & { port?: number }): Promise<FtpsServer> => {
+      const s = await startVsftpd({ ns: lab.srv, root: `${lab.runDir}/data`, forceDataSsl: false, port: 21, ...v, dir: `${lab.runDir}/${v.dir}` });
+      servers.push(s);
+      return s;
+    };
+    return { lab, pki, mint, sums, servers, vsftpd, down };
+  } catch (e) {
+    await down();
+    throw e;
+  }
+}
+
+/** The forward policy of these tests: certificates minted from the proxy's CA, servers checked against the lab CA. */
+export const mintPolicy = (f: Pick<FtpsLab, 'mint' | 'pki'>, client: 'accept' | 'require' = 'accept'): string[] => [
+  `tls_client ${client}`,
+  'tls_server forward',
+  `tls_ca_certificate "${f.mint.caCert}"`,
+  `tls_ca_key "${f.mint.caKey}"`,
+  `tls_server_ca "${f.pki.caCert}"`,
+];
+
+/** The shipped passthrough policy's tls_passthrough_ports: the passive range its server must use. */
+export function passthroughRange(): [number, number] {
+  const m = /^tls_passthrough_ports (\d+)-(\d+)$/m.exec(readFileSync(PASSTHROUGH_POLICY, 'utf8'));
+  if (!m) throw new Error(`${PASSTHROUGH_POLICY}: no tls_passthrough_ports LOW-HIGH line`);
+  return [Number(m[1]), Number(m[2])];
+}
+
+/** A TCP connection from the client to host:port: "refused" (it reached the server, nothing listens) or "dropped". */
+export async function probe(lab: Lab, host: string, port: number): Promise<string> {
+  const r = await lab.exec('cli', ['bash', '-c', `timeout 2 bash -c 'exec 3<>/dev/tcp/${host}/${port}' 2>&1; echo rc=$?`], { reject: false });
+  return /Connection refused/.test(r.stdout) ? 'refused' : /rc=124/.test(r.stdout) ? 'dropped' : r.stdout;
+}
+
+/** What ftps-client.py prints last. */
+export interface PyOut {
+  ok: boolean;
+  error?: string;
+  version?: string;
+  commands?: string[];
+  transfers: { sha256: string; reply: string }[];
+}
+
+/** ftps-client.py with options `o` in the client namespace: its last JSON line (`{}` if none) and all it printed. */
+export async function pyClient(lab: Lab, o: Record<string, unknown>): Promise<{ out: PyOut; stdout: string }> {
+  const p = await lab.exec('cli', ['python3', PY_CLIENT, JSON.stringify(o)], { reject: false });
+  return { out: JSON.parse(p.stdout.trim().split('\n').at(-1) ?? '{}') as PyOut, stdout: p.stdout };
+}
+
+/**
+ * Python's ftplib end to end TLS with the server (it verifies the server's own certificate, and offers
+ * its control session on the data connection itself), 1 MiB by `mode` PROT P, the session held 4 s
+ * after login: `during` runs while it holds (the passthrough range is open then). The download must
+ * succeed with sha256 `sum`; the client's JSON is returned.
+ */
+export async function heldPassthrough(lab: Lab, proxy: ProxyProcess, o: { host: string; ca: string; mode: DataMode; version: TlsVersion; sum: string }, during: () => Promise<void>): Promise<PyOut> {
+  const opts = { host: o.host, cafile: o.ca, mode: o.mode, prot: 'P', version: o.version, reuse: 'session', files: ['test1M.bin'], hold: 4 };
+  const c = lab.spawn('cli', ['python3', PY_CLIENT, JSON.stringify(opts)]);
+  try {
+    let out = '';
+    c.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+    const exited = new Promise<void>((r) => c.once('exit', () => r()));
+    for (let i = 0; i < 200 && !out.includes('"ready"'); i++) await new Promise((r) => setTimeout(r, 50));
+    expect(out, logTail(proxy)).toContain('"ready"');
+    await during();
+    await exited;
+    const last = JSON.parse(out.trim().split('\n').at(-1)!) as PyOut;
+    expect(last.ok, `${out}\n${logTail(proxy)}`).toBe(true);
+    expect(last.transfers[0]!.sha256).toBe(o.sum);
+    return last;
+  } finally {
+    // a failed check leaves it holding: it is the test's, so end it here
+    if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+  }
 }
 
 /** Download `f.file` with a real client in the lab's client namespace. */

@@ -6,6 +6,7 @@
 //   steps: [{ line: "USER x" } (send, read one reply) | { bytes: "<hex>" } (send raw bytes, read nothing)
 //           | { close: ms } (wait up to ms for the other side to close the connection)]
 import net from 'node:net';
+import { replyReader } from './ftp-replies.mjs';
 
 const o = JSON.parse(process.argv[2] ?? '{}');
 const out = { replies: [], closed: false };
@@ -17,37 +18,17 @@ setTimeout(() => done({ error: 'timeout' }), o.timeoutMs ?? 30_000).unref();
 
 const sock = net.connect({ host: o.host, port: o.port ?? 21 });
 const t0 = Date.now();
-let buf = '';
-let waiter = null;
 let closeWaiter = null;
-const replies = [];
-sock.setEncoding('latin1');
-sock.on('data', (d) => {
-  buf += d;
-  let nl;
-  let cur = [];
-  while ((nl = buf.indexOf('\n')) >= 0) {
-    const line = buf.slice(0, nl).replace(/\r$/, '');
-    buf = buf.slice(nl + 1);
-    cur.push(line);
-    if (/^\d{3}( |$)/.test(line)) {
-      replies.push(cur.join('\n'));
-      cur = [];
-    }
-  }
-  if (cur.length) buf = `${cur.join('\n')}\n${buf}`;
-  if (replies.length && waiter) waiter(replies.shift());
-});
+const replies = replyReader(sock);
 sock.on('error', (e) => {
   out.socketError = e.code ?? e.message;
 });
 sock.on('close', () => {
   out.closed = true;
   out.closedAfterMs = Date.now() - t0;
-  waiter?.('');
   closeWaiter?.();
 });
-const reply = () => new Promise((r) => (replies.length ? r(replies.shift()) : out.closed ? r('') : (waiter = (x) => ((waiter = null), r(x)))));
+const reply = () => replies.next();
 
 sock.once('connect', async () => {
   if (o.greeting !== false) out.replies.push(await reply());
