@@ -658,6 +658,17 @@ describe('data_mode joins carry the legs\' PROT P', () => {
     expect(d.server('200 PORT command successful')).toEqual(['C: 227 Entering Passive Mode (198,51,100,21,195,82)\r\n']);
   });
 
+  it('data_mode passive, PROT P, client EPSV to a server without EPSV: the PASV fallback\'s 227 becomes a relay-passive join answered with 229', () => {
+    const d = new Drive(machine('accept', 'none', { policy: withDataMode('passive') })).greet();
+    d.client('AUTH TLS');
+    d.tlsOk();
+    d.client('PROT P');
+    expect(d.client('EPSV')).toEqual(['S: EPSV\r\n']);
+    expect(d.server('500 EPSV not understood')).toEqual(['S: PASV\r\n']);
+    expect(d.server(PASV_227)).toEqual([{ join: { kind: 'relay-passive', command: 'EPSV', serverPort: 50000, tls: { client: true, server: false } } }]);
+    expect(d.negotiated(55000)).toEqual(['C: 229 Entering Extended Passive Mode (|||55000|)\r\n']);
+  });
+
   it('data_mode passive, PROT C: the join-connect carries no TLS', () => {
     const d = new Drive(machine('accept', 'none', { policy: withDataMode('passive') })).greet();
     d.client('AUTH TLS');
