@@ -11,7 +11,7 @@ import { ROOT } from './lab.js';
 import { tinyFtpsServer, type TinyServer } from '../helpers/ftps-tiny.js';
 import { makeLabPki, requireTlsLab, type LabPki } from '../helpers/tls-lab.js';
 
-const PY = `${ROOT}test/helpers/ftps-python.py`;
+const PY = `${ROOT}test/helpers/ftps-client.py`;
 const FILE = randomBytes(20 * 1024 * 1024);
 const SHA = createHash('sha256').update(FILE).digest('hex');
 const SMALL = Buffer.from('hello over TLS\n');
@@ -54,11 +54,11 @@ interface PyOut {
 }
 
 async function python(port: number, version: string, reuse: 'stock' | 'session', files: string[]): Promise<PyOut> {
-  const r = await execa('python3', [PY, '127.0.0.1', String(port), pki.caCert, version, reuse, ...files], { reject: false, timeout: 120_000 });
+  const r = await execa('python3', [PY, JSON.stringify({ host: '127.0.0.1', port, cafile: pki.caCert, version, reuse, files })], { reject: false, timeout: 120_000 });
   try {
     return JSON.parse(r.stdout.trim().split('\n').at(-1) ?? '') as PyOut;
   } catch {
-    throw new Error(`ftps-python: ${r.stdout} ${r.stderr}`);
+    throw new Error(`ftps-client: ${r.stdout} ${r.stderr}`);
   }
 }
 

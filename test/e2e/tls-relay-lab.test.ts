@@ -9,7 +9,7 @@ import { Lab, ROOT, requireLab } from './lab.js';
 import { type FtpsServer, makeLabPki, requireTlsLab, startVsftpd, type LabPki } from '../helpers/tls-lab.js';
 
 const MINI = `${ROOT}test/helpers/ftps-mini-proxy.mjs`;
-const PY = `${ROOT}test/helpers/ftps-python.py`;
+const PY = `${ROOT}test/helpers/ftps-client.py`;
 const SRV = '198.51.100.21';
 const FW = '192.168.1.1';
 
@@ -102,7 +102,7 @@ describe('ClientLeg + ServerLeg + relay between real clients and vsftpd (require
       // with the file and its close_notify (ClientLeg's ticketSettleMs; without it a quarter fail).
       const runs = { stock: 6, session: 1 };
       for (const [how, n] of Object.entries(runs)) {
-        const p = await lab.exec('cli', ['python3', PY, FW, String(port), pki.caCert, v, how, ...Array<string>(n).fill('small.txt')], { reject: false, timeout: 60_000 });
+        const p = await lab.exec('cli', ['python3', PY, JSON.stringify({ host: FW, port, cafile: pki.caCert, version: v, reuse: how, files: Array<string>(n).fill('small.txt') })], { reject: false, timeout: 60_000 });
         const o = JSON.parse(p.stdout.trim().split('\n').at(-1) ?? '{}') as { error?: string; transfers: { sha256: string; reply: string }[] };
         expect(o.error, `${how}: ${p.stdout}`).toBeUndefined();
         expect(o.transfers.map((t) => [t.sha256, t.reply.slice(0, 3)]), how).toEqual(Array(n).fill([lab.sha256('small.txt'), '226']));

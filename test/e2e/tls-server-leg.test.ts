@@ -12,7 +12,7 @@ import { readFileSync } from 'node:fs';
 import { ANON_USER, type FtpsServer, makeLabPki, requireTlsLab, startProftpdTls, startPureFtpd, startVsftpd, type LabPki } from '../helpers/tls-lab.js';
 
 const DRIVER = `${ROOT}test/helpers/ftps-driver.mjs`;
-const PY = `${ROOT}test/helpers/ftps-python.py`;
+const PY = `${ROOT}test/helpers/ftps-client.py`;
 const SRV = '198.51.100.21';
 const SRV6 = '2001:db8:2::21';
 
@@ -175,7 +175,7 @@ describe('server leg: proftpd mod_tls (TLSRequired on) and pure-ftpd (-Y 2)', ()
 
 describe('reference: Python ftplib.FTP_TLS against vsftpd', () => {
   const py = async (reuse: 'stock' | 'session', version: string) => {
-    const r = await lab.exec('cli', ['python3', PY, SRV, '2121', pki.caCert, version, reuse, 'small.txt'], { reject: false, timeout: 60_000 });
+    const r = await lab.exec('cli', ['python3', PY, JSON.stringify({ host: SRV, port: 2121, cafile: pki.caCert, version, reuse, files: ['small.txt'] })], { reject: false, timeout: 60_000 });
     return JSON.parse(r.stdout.trim().split('\n').at(-1) ?? '{}') as { error?: string; transfers: { sha256: string; reply: string }[] };
   };
   it('stock FTP_TLS with prot_p() gets 522 (it never offers the control session); with session= it works', async () => {

@@ -13,6 +13,7 @@ import { readFileSync } from 'node:fs';
 import { once } from 'node:events';
 import { connect, createServer } from 'node:net';
 import { ServerLeg } from '../../dist/tls/server-leg.js';
+import { replyReader as replies } from './ftp-replies.mjs';
 
 const o = JSON.parse(process.argv[2] ?? '{}');
 const out = { ok: false, replies: [], transfers: [] };
@@ -22,40 +23,6 @@ const finish = (extra = {}) => {
   process.exit(0);
 };
 setTimeout(() => finish({ error: 'driver timeout' }), o.timeoutMs ?? 90_000).unref();
-
-/** Line reader over whatever socket carries the control channel now. */
-function replies(sock) {
-  let buf = '';
-  const queue = [];
-  const waiters = [];
-  const onData = (d) => {
-    buf += d.toString('latin1');
-    let nl;
-    let cur = [];
-    while ((nl = buf.indexOf('\n')) >= 0) {
-      const line = buf.slice(0, nl).replace(/\r$/, '');
-      buf = buf.slice(nl + 1);
-      cur.push(line);
-      // the last line of a reply: "ddd " (a multi-line reply goes on with "ddd-")
-      if (/^\d{3}( |$)/.test(line)) {
-        queue.push(cur.join('\n'));
-        cur = [];
-      }
-    }
-    if (cur.length) buf = `${cur.join('\n')}\n${buf}`;
-    while (queue.length && waiters.length) waiters.shift()(queue.shift());
-  };
-  sock.on('data', onData);
-  // the server hung up (vsftpd does after 522): every pending read gets an empty reply
-  sock.once('close', () => {
-    while (waiters.length) waiters.shift()('');
-  });
-  sock.on('error', () => undefined);
-  return {
-    next: () => new Promise((r) => (queue.length ? r(queue.shift()) : sock.destroyed ? r('') : waiters.push(r))),
-    detach: () => sock.removeListener('data', onData),
-  };
-}
 
 async function main() {
   const tcp = connect({ host: o.host, port: o.port });
