@@ -520,6 +520,14 @@ describe('(g) a TLS handshake that fails ends the session', () => {
     expect(d.last).toContainEqual(expect.objectContaining({ type: 'log', event: 'tls-failed', fields: { leg: 'client' } }));
   });
 
+  it('CCC whose TLS shutdown fails: close, logged as a shutdown', () => {
+    const d = acceptTls().login();
+    d.client('CCC');
+    expect(d.tlsFail('EPIPE')).toEqual(['close']);
+    expect(d.last).toContainEqual(expect.objectContaining({ type: 'log', message: '#7 TLS shutdown with the client failed: EPIPE', event: 'tls-failed' }));
+    expect(d.client('PASV')).toEqual([]);
+  });
+
   it('a tlsDone with an id that is not the one in flight does nothing', () => {
     const d = new Drive(machine('accept', 'none')).greet();
     d.client('AUTH TLS');
