@@ -2,7 +2,7 @@
 // (drop and insert features). Pure; FtpControl asks at the first line of each reply and, for FEAT, at
 // each further line.
 import { type Level, LOG_INFO, LOG_NOTICE, LOG_WARNING } from '../levels.js';
-import { featureOf, featuresToInsert, keepFeature } from '../policy/feat.js';
+import { droppedByName, featureOf, featuresToInsert, keepFeature } from '../policy/feat.js';
 import type { Policy } from '../policy/parse.js';
 import { decideReply } from '../policy/replies.js';
 import { vis } from './vis.js';
@@ -78,7 +78,8 @@ export class FeatRewriter {
   ) {}
 
   private inserts(): string[] {
-    const own = this.tls === 'proxy' ? PROXY_TLS_FEATURES : [];
+    // The proxy's own TLS features, but for those a rule names and drops (feat "AUTH TLS" drop).
+    const own = this.tls === 'proxy' ? PROXY_TLS_FEATURES.filter((f) => !droppedByName(this.policy, f)) : [];
     return [...featuresToInsert(this.policy, this.seen), ...own];
   }
 

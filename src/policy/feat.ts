@@ -25,8 +25,9 @@ function matches(rule: string, feature: string): boolean {
  */
 export function keepFeature(p: Policy, feature: string, serverTls = false): boolean {
   const upper = feature.toUpperCase();
-  // tls_client decides these, never a feat rule: the proxy's own (or none), or the server's (passthrough).
-  if ([...TLS_FEATURES, 'CCC'].some((t) => matches(t, upper))) return serverTls;
+  // tls_client decides these: none or the proxy's own (dropped here), or the server's (passthrough), which
+  // only a rule naming them may still drop ("*" does not reach them: pass-through would silently stop).
+  if ([...TLS_FEATURES, 'CCC'].some((t) => matches(t, upper))) return serverTls && !droppedByName(p, upper);
   // The most specific rule wins: "AUTH TLS" before "AUTH".
   let best: { len: number; action: string } | null = null;
   for (const [name, rule] of p.feat) {
@@ -34,6 +35,15 @@ export function keepFeature(p: Policy, feature: string, serverTls = false): bool
   }
   if (best) return best.action !== 'drop';
   return p.feat.get('*')?.action !== 'drop';
+}
+
+/** A rule that names this feature (not `*`) drops it. */
+export function droppedByName(p: Policy, upperFeature: string): boolean {
+  let best: { len: number; action: string } | null = null;
+  for (const [name, rule] of p.feat) {
+    if (name !== '*' && matches(name, upperFeature) && (!best || name.length > best.len)) best = { len: name.length, action: rule.action };
+  }
+  return best?.action === 'drop';
 }
 
 /** Features to add that the server did not list (`seen`: what it listed, upper case). */
