@@ -107,6 +107,20 @@ async function waitListening(ns: string, host: string, port: number, proc: Child
   throw new Error(`${what} did not listen on ${host} port ${port} (exit ${proc.exitCode}): ${log}`);
 }
 
+/**
+ * Start `cmd` in ns (its output kept in <logFile>.out) and wait until it listens on address:port; if it
+ * does not, it is killed and the error carries what it printed.
+ */
+async function launch(o: { ns: string; address: string; port: number }, cmd: string[], what: string, logFile: string): Promise<{ proc: ChildProcess; stop: () => Promise<void> }> {
+  const proc = runIn(o.ns, cmd, logFile);
+  await waitListening(o.ns, o.address, o.port, proc, what, logFile).catch((e: Error) => {
+    proc.kill('SIGKILL');
+    const out = existsSync(`${logFile}.out`) ? readFileSync(`${logFile}.out`, 'utf8') : '';
+    throw new Error(`${e.message} ${out}`);
+  });
+  return { proc, stop: stopper(proc) };
+}
+
 function stopper(proc: ChildProcess): () => Promise<void> {
   return async () => {
     if (proc.exitCode !== null || proc.signalCode !== null) return;
@@ -204,13 +218,8 @@ export async function startVsftpd(o: VsftpdOptions): Promise<FtpsServer & { conf
     ].join('\n'),
     { mode: 0o600 },
   );
-  const proc = runIn(o.ns, [VSFTPD, conf], logFile);
-  await waitListening(o.ns, o.address, o.port, proc, 'vsftpd', `${logFile}`).catch((e: Error) => {
-    proc.kill('SIGKILL');
-    const out = existsSync(`${logFile}.out`) ? readFileSync(`${logFile}.out`, 'utf8') : '';
-    throw new Error(`${e.message} ${out}`);
-  });
-  return { proc, conf, log: () => (existsSync(logFile) ? readFileSync(logFile, 'utf8') : ''), stop: stopper(proc) };
+  const s = await launch(o, [VSFTPD, conf], 'vsftpd', logFile);
+  return { ...s, conf, log: () => (existsSync(logFile) ? readFileSync(logFile, 'utf8') : '') };
 }
 
 export interface ProftpdTlsOptions {
@@ -272,9 +281,8 @@ export async function startProftpdTls(o: ProftpdTlsOptions): Promise<FtpsServer 
   );
   const check = await execa('ip', ['netns', 'exec', o.ns, 'proftpd', '-t', '-c', conf], { reject: false });
   if (check.exitCode !== 0) throw new Error(`proftpd (mod_tls) config ${conf}: ${check.stderr}`);
-  const proc = runIn(o.ns, ['proftpd', '-n', '-c', conf], logFile);
-  await waitListening(o.ns, o.address, o.port, proc, 'proftpd (mod_tls)', logFile);
-  return { proc, conf, log: () => (existsSync(`${o.dir}/${tag}.tls.log`) ? readFileSync(`${o.dir}/${tag}.tls.log`, 'utf8') : ''), stop: stopper(proc) };
+  const s = await launch(o, ['proftpd', '-n', '-c', conf], 'proftpd (mod_tls)', logFile);
+  return { ...s, conf, log: () => (existsSync(`${o.dir}/${tag}.tls.log`) ? readFileSync(`${o.dir}/${tag}.tls.log`, 'utf8') : '') };
 }
 
 export interface PureFtpdOptions {
@@ -301,11 +309,6 @@ export async function startPureFtpd(o: PureFtpdOptions): Promise<FtpsServer> {
     await execa(PURE_PW, ['mkdb', pdb, '-f', pw]);
   }
   const logFile = `${o.dir}/${tag}.log`;
-  const proc = runIn(
-    o.ns,
-    [PURE_FTPD, '-S', `${o.address},${o.port}`, '-l', `puredb:${pdb}`, '-E', '-A', '-H', '-Y', '2', '-2', pem, '-p', `${o.pasv[0]}:${o.pasv[1]}`, '-d'],
-    logFile,
-  );
-  await waitListening(o.ns, o.address, o.port, proc, 'pure-ftpd', `${logFile}.out`);
-  return { proc, log: () => '', stop: stopper(proc) };
+  const cmd = [PURE_FTPD, '-S', `${o.address},${o.port}`, '-l', `puredb:${pdb}`, '-E', '-A', '-H', '-Y', '2', '-2', pem, '-p', `${o.pasv[0]}:${o.pasv[1]}`, '-d'];
+  return { ...(await launch(o, cmd, 'pure-ftpd', logFile)), log: () => '' };
 }
