@@ -39,6 +39,11 @@ export function describePolicy(p: Policy): string {
   const masq = [...Object.values(p.masqueradeClient), ...Object.values(p.masqueradeServer)];
   if (masq.length) parts.push(`masquerade ${masq.join(', ')}`);
   const files = (['certificate', 'caCertificate', 'serverCa'] as const).filter((k) => p.tls[k]);
-  if (files.length) parts.push(`tls_client ${p.tls.client}, tls_server ${p.tls.server}, TLS files loaded: ${files.map((k) => ({ certificate: 'certificate and key', caCertificate: 'CA and key', serverCa: 'server CAs' })[k]).join(', ')}`);
+  const t = p.tls;
+  if (t.client !== 'none' || t.server !== 'none' || files.length) {
+    const range = t.client === 'passthrough' ? [...(t.passthroughPorts ? [`${t.passthroughPorts.low}-${t.passthroughPorts.high}`] : []), ...[...t.passthroughPortsByServer].map(([a, r]) => `${r.low}-${r.high} for ${a}`)] : [];
+    parts.push(`tls_client ${t.client}, tls_server ${t.server}${range.length ? `, passthrough ports ${range.join(', ')}` : ''}`);
+    if (files.length) parts.push(`TLS files loaded: ${files.map((k) => ({ certificate: 'certificate and key', caCertificate: 'CA and key', serverCa: 'server CAs' })[k]).join(', ')}`);
+  }
   return parts.join(', ');
 }
