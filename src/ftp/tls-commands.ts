@@ -49,7 +49,8 @@ const terminates = (m: TlsClientMode): boolean => m === 'accept' || m === 'requi
 export const serverFollows = (m: TlsServerMode): boolean => m === 'forward' || m === 'require';
 
 export function tlsCommand(verb: string, arg: string, s: TlsLegState): TlsVerdict {
-  if (verb === 'REIN' && (s.clientTls || s.serverTls)) {
+  if (verb === 'REIN' && (s.clientTls || s.clientSecured || s.serverTls)) {
+    // (After CCC too: the data protection the client set under TLS would outlive the reset.)
     // REIN would have to tear down TLS on both legs in step with the server; refused (RFC 4217 allows it).
     return { act: 'reply', text: '502 REIN not allowed under TLS through ftp-proxy\r\n' };
   }
