@@ -29,7 +29,7 @@ sweep
 status=0
 npx vitest run "$@" || status=$?
 sweep
-# The whole suite ends with the benchmark's smoke test (npm run bench -- --quick, under a minute): it
+# The whole suite ends with the benchmark's smoke test (npm run bench -- --quick, one to two minutes): it
 # fails the run if the bench breaks, not when a target is missed (--quick judges none).
 if [ $# -eq 0 ]; then
   echo "bench: npm run bench -- --quick"
