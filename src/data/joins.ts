@@ -82,6 +82,15 @@ export class SessionJoins {
     }
   }
 
+  /** This host's address toward the client: one routing lookup per session, not one per negotiation. */
+  private toward: Promise<string> | null = null;
+  private towardClient(): Promise<string> {
+    this.toward ??= localAddressToward(this.env.client, this.env.family);
+    // A failed lookup is not kept: the next negotiation asks again.
+    this.toward.catch(() => (this.toward = null));
+    return this.toward;
+  }
+
   /** -t bounds a joined connection's silence too, up to JOIN_IDLE_TIMEOUT. */
   private get idleMs(): number {
     const t = this.env.idleTimeout;
@@ -111,7 +120,7 @@ export class SessionJoins {
     const { family, client, server, rdomains } = this.env;
     const proxy = this.env.proxy();
     const passive = j.kind === 'relay-passive';
-    const listenAddress = passive ? await localAddressToward(client, family) : proxy;
+    const listenAddress = passive ? await this.towardClient() : proxy;
     const { join, port } = await DataJoin.listenThenDial(
       passive ? 'client' : 'server',
       { address: listenAddress, peer: passive ? client : server },
@@ -145,7 +154,7 @@ export class SessionJoins {
   private async listen(release: () => void, wrap?: JoinWrap): Promise<NegotiationResult> {
     const { family, client, server, rdomains } = this.env;
     const proxy = this.env.proxy();
-    const towardClient = await localAddressToward(client, family);
+    const towardClient = await this.towardClient();
     const { join, serverPort, clientPort } = await DataJoin.listen(
       { address: proxy, peer: server },
       { address: towardClient, peer: client },
