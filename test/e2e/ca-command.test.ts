@@ -45,7 +45,7 @@ describe('ftp-proxy ca create', () => {
     expect((await run(['ca'])).stderr).toContain('usage: ftp-proxy ca create DIR');
   });
 
-  it('--check-config takes its CA; a TLS mode is refused by --check-config and at start-up', async () => {
+  it('--check-config takes its CA, with and without a TLS mode, and refuses it where minting cannot work', async () => {
     const ca = join(dir, 'ca2');
     expect((await run(['ca', 'create', ca])).exitCode).toBe(0);
     const keys = `tls_ca_certificate "${join(ca, 'ca.crt')}"\ntls_ca_key "${join(ca, 'ca.key')}"\n`;
@@ -55,14 +55,19 @@ describe('ftp-proxy ca create', () => {
     expect(r.stdout).toContain(`${ok}: OK`);
     expect(r.exitCode).toBe(0);
 
+    // Minting mirrors the server's certificate: the CA serves forward mode with a TLS server leg.
     const tls = join(dir, 'tls.policy');
-    writeFileSync(tls, `tls_client accept\n${keys}`);
+    writeFileSync(tls, `tls_client accept\ntls_server forward\n${keys}`);
     const c = await run(['--check-config', '-f', tls]);
-    expect(c.exitCode).toBe(1);
-    expect(c.stderr).toContain(`${tls}:1: tls_client: accept: not implemented yet in this version`);
-    const d = await run(['-d', '-b', '127.0.0.1', '-p', '0', '-f', tls]);
-    expect(d.exitCode).toBe(1);
-    expect(d.stderr).toContain(`${tls}:1: tls_client: accept: not implemented yet in this version`);
+    expect(c.stdout, c.stderr).toContain(`${tls}: OK`);
+    expect(c.stdout).toContain('tls_client accept, tls_server forward');
+    expect(c.exitCode).toBe(0);
+    // ...and without a server leg it cannot: refused, naming the key and why.
+    const one = join(dir, 'one-sided.policy');
+    writeFileSync(one, `tls_client accept\n${keys}`);
+    const o = await run(['--check-config', '-f', one]);
+    expect(o.exitCode).toBe(1);
+    expect(o.stderr).toContain(`${one}:2: tls_ca_certificate: a minted certificate mirrors the server's, which tls_server none never sees`);
   });
 });
 
