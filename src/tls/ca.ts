@@ -111,7 +111,8 @@ export function describeCreatedCa(ca: CreatedCa): string {
 In the policy file (-f), for forward mode:
   tls_ca_certificate "${ca.certFile}"
   tls_ca_key "${ca.keyFile}"
-With --user, give the key to that user (chown USER ${ca.keyFile}); it stays mode 0600.
+The daemon reads the key as its own user (ftp-proxy, or --user): give it the directory and the key
+(chown ftp-proxy ${ca.dir} ${ca.keyFile}); both stay private (0700, 0600).
 
 Install the certificate (not the key) on every client as a trusted root CA, and compare the SHA-256
 fingerprint shown there with the one above:
