@@ -25,7 +25,7 @@ let proxy: ProxyProcess | null = null;
 
 /** The shipped forward ruleset, intercepting the lab server's FTPS port too. */
 function ruleset(): string {
-  const text = readFileSync(`${EXAMPLES}forward-redirect.nft`, 'utf8').replace('tcp dport 21 dnat', `tcp dport { 21, ${PORT}, ${PLAIN_PORT}, ${IMPLICIT_PORT}, ${NAMED_PORT} } dnat`);
+  const text = readFileSync(`${EXAMPLES}forward-redirect.nft`, 'utf8').replace('tcp dport { 21, 990 } dnat', `tcp dport { 21, ${PORT}, ${PLAIN_PORT}, ${IMPLICIT_PORT}, ${NAMED_PORT} } dnat`);
   const file = `${lab.runDir}/tls-forward.nft`;
   writeFileSync(file, text);
   return file;
