@@ -35,8 +35,7 @@ export class SessionTls {
   private clientLeg: ClientLeg | null = null;
   /** The server's certificate, kept from its handshake (the socket forgets it once it closes). */
   private serverCert: X509Certificate | undefined;
-  /** The name check of the server's certificate, made when the client's SNI is known. */
-  private nameRefusal: string | undefined;
+  /** The check for a plain client was made (checkForPlainClient). */
   private plainChecked = false;
 
   constructor(private readonly o: SessionTlsOptions) {}
@@ -59,14 +58,17 @@ export class SessionTls {
     return this.serverLeg.control;
   }
 
-  /** tls_server_verify: whether the server's certificate names `name` (the client's SNI, else the address). */
-  private checkName(name: string | undefined): void {
-    if (!this.serverLeg || !this.o.material.serverVerify) return;
+  /**
+   * tls_server_verify: the refusal when the server's certificate does not name `name` (the client's SNI,
+   * else the server's address); undefined when it does or nothing is checked.
+   */
+  private checkName(name: string | undefined): string | undefined {
+    if (!this.serverLeg || !this.o.material.serverVerify) return undefined;
     const cert = this.serverCert;
     const want = name ?? this.o.server.address;
     // RFC 6125 matching, as tls.checkServerIdentity does it (IP SANs for an address, wildcards for names).
     const ok = cert && (isIP(want) ? cert.checkIP(want) : cert.checkHost(want));
-    this.nameRefusal = ok ? undefined : `the server's certificate does not name ${vis(want, 80)}`;
+    return ok ? undefined : `the server's certificate does not name ${vis(want, 80)}`;
   }
 
   /**
@@ -76,14 +78,15 @@ export class SessionTls {
   checkForPlainClient(): string | undefined {
     if (this.plainChecked || !this.serverLeg || this.clientLeg) return undefined;
     this.plainChecked = true;
-    this.checkName(undefined);
-    return this.nameRefusal;
+    return this.checkName(undefined);
   }
 
   /** TLS with the client on the control connection, after the proxy's 234 (or at once on port 990). */
   async startClient(stream: Carried): Promise<ClientStart> {
     const m = this.o.material;
     const serverCert = this.serverCert?.raw;
+    // The name the client asked for (its SNI) is checked when it comes; without one, the address.
+    let refusal: string | undefined;
     let named = false;
     if (m.minter && serverCert) {
       const minter = m.minter;
@@ -94,7 +97,7 @@ export class SessionTls {
         context: this.o.context,
         sniCallback: (servername, cb) => {
           named = true;
-          this.checkName(servername);
+          refusal = this.checkName(servername);
           minter.mint({ serverCert, sni: servername, address }).then(
             (c) => cb(null, c.context),
             (e: Error) => cb(e),
@@ -107,9 +110,9 @@ export class SessionTls {
       throw new Error(m.minter ? 'no certificate to show the client: minting one needs TLS with the server first (tls_server forward or require)' : 'no certificate to show the client (tls_certificate)');
     }
     const socket = await this.clientLeg.startControl(stream);
-    if (!named) this.checkName(undefined);
+    if (!named) refusal = this.checkName(undefined);
     this.o.onInfo('client', tlsInfo(socket));
-    return { socket, ...(this.nameRefusal ? { refusal: this.nameRefusal } : {}) };
+    return { socket, ...(refusal ? { refusal } : {}) };
   }
 
   /** The handshakes of a PROT P data connection, for the join (each leg that has PROT P). */

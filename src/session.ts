@@ -14,6 +14,7 @@ import {
   type Owner,
   passivePinhole,
   passthroughPinhole,
+  type Pinhole,
   PinholeConflict,
   type SessionEnds,
 } from './firewall/backend.js';
@@ -563,39 +564,31 @@ export class Session {
       proxy: canonical(this.upstream?.localAddress ?? ''),
     };
     this.dataPath = n.kind === 'passthrough' ? 'passthrough' : 'kernel';
-    if (n.kind === 'passthrough') {
-      const install = async (): Promise<NegotiationResult> => {
-        try {
-          const pinhole = passthroughPinhole(ends, n.low, n.high);
-          if (this.rdomains) pinhole.rdomains = this.rdomains;
-          await this.o.firewall.replace(this.owner, [pinhole]);
-          this.pinholesInstalled(describePinhole(pinhole));
-          return { ok: true, proxyPort: 0 };
-        } catch (e) {
-          return { ok: false, error: e instanceof Error ? e.message : String(e) };
-        }
-      };
-      this.settle(id, this.fw.then(install), 'passive', done);
-      return;
-    }
+    const put = async (pinhole: Pinhole): Promise<void> => {
+      if (this.rdomains) pinhole.rdomains = this.rdomains;
+      await this.o.firewall.replace(this.owner, [pinhole]);
+      this.pinholesInstalled(describePinhole(pinhole));
+    };
     const attempt = async (): Promise<NegotiationResult> => {
       try {
+        if (n.kind === 'passthrough') {
+          await put(passthroughPinhole(ends, n.low, n.high));
+          return { ok: true, proxyPort: 0 };
+        }
         return await withFreeProxyPort(async (pp) => {
           const pinhole =
             n.kind === 'passive'
               ? passivePinhole(ends, n.serverPort, pp)
               : activePinhole(ends, n.clientPort, pp, this.o.port20 && n.command === 'PORT');
           if (isNoopRedirect(pinhole)) throw new PinholeConflict(`proxy port ${pp} is the server's own port`);
-          if (this.rdomains) pinhole.rdomains = this.rdomains;
-          await this.o.firewall.replace(this.owner, [pinhole]);
-          this.pinholesInstalled(describePinhole(pinhole));
+          await put(pinhole);
           return { ok: true, proxyPort: pp };
         }, this.o.random);
       } catch (e) {
         return { ok: false, error: e instanceof Error ? e.message : String(e) };
       }
     };
-    this.settle(id, this.fw.then(attempt), n.kind);
+    this.settle(id, this.fw.then(attempt), n.kind === 'passthrough' ? 'passive' : n.kind, done);
   }
 
   private pinholesInstalled(description: string): void {
