@@ -1,7 +1,7 @@
 // The joined data connections of one session (data_mode, src/data/join.ts): at most one at a time, each
 // holding a slot of -m, set up either by connecting to both peers or by listening behind two local
 // pinholes. The session asks for a join and gets a negotiation result; this file does the rest.
-import { describePinhole, type FirewallBackend, localPinhole, type Owner, randomProxyPort } from '../firewall/backend.js';
+import { describePinhole, type FirewallBackend, localPinhole, type Owner, type Pinhole, randomProxyPort } from '../firewall/backend.js';
 import type { DataTls, JoinRequest, NegotiationResult } from '../ftp/control.js';
 import type { Family } from '../net/address.js';
 import { DataJoin, type JoinStats, type JoinWrap, localAddressToward } from './join.js';
@@ -82,6 +82,14 @@ export class SessionJoins {
     }
   }
 
+  /** The local pinholes of a join, in one transaction, as the session's pinholes now. */
+  private async install(pins: Pinhole[]): Promise<void> {
+    const { rdomains } = this.env;
+    if (rdomains) for (const p of pins) p.rdomains = rdomains;
+    await this.env.firewall.replace(this.env.owner, pins);
+    this.env.installed(pins.map(describePinhole).join(', '));
+  }
+
   /** This host's address toward the client: one routing lookup per session, not one per negotiation. */
   private toward: Promise<string> | null = null;
   private towardClient(): Promise<string> {
@@ -117,7 +125,7 @@ export class SessionJoins {
    * proxy dials the other peer itself. proxyPort is the port that peer is told.
    */
   private async relay(j: Extract<JoinRequest, { kind: 'relay-passive' | 'relay-active' }>, release: () => void, wrap: JoinWrap): Promise<NegotiationResult> {
-    const { family, client, server, rdomains } = this.env;
+    const { family, client, server } = this.env;
     const proxy = this.env.proxy();
     const passive = j.kind === 'relay-passive';
     const listenAddress = passive ? await this.towardClient() : proxy;
@@ -134,9 +142,7 @@ export class SessionJoins {
         const pin = passive
           ? localPinhole('client', family, client, this.env.originalServer, pp, listenAddress, port)
           : localPinhole('server', family, server, proxy, pp, proxy, port);
-        if (rdomains) pin.rdomains = rdomains;
-        await this.env.firewall.replace(this.env.owner, [pin]);
-        this.env.installed(describePinhole(pin));
+        await this.install([pin]);
         this.adopt(join, release);
         return { ok: true, proxyPort: pp };
       }, this.env.random);
@@ -152,7 +158,7 @@ export class SessionJoins {
    * session removes.
    */
   private async listen(release: () => void, wrap?: JoinWrap): Promise<NegotiationResult> {
-    const { family, client, server, rdomains } = this.env;
+    const { family, client, server } = this.env;
     const proxy = this.env.proxy();
     const towardClient = await this.towardClient();
     const { join, serverPort, clientPort } = await DataJoin.listen(
@@ -170,9 +176,7 @@ export class SessionJoins {
           localPinhole('client', family, client, this.env.originalServer, pp, towardClient, clientPort),
           localPinhole('server', family, server, proxy, pp2, proxy, serverPort),
         ];
-        if (rdomains) for (const p of pins) p.rdomains = rdomains;
-        await this.env.firewall.replace(this.env.owner, pins);
-        this.env.installed(pins.map(describePinhole).join(', '));
+        await this.install(pins);
         this.adopt(join, release);
         return { ok: true, proxyPort: pp2, clientPort: pp };
       }, this.env.random);
