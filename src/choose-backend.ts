@@ -107,8 +107,10 @@ export async function createBackend(c: Config, log: Log, probe: HostProbe = host
     case 'iptables': {
       checkLinuxRuleOptions(c);
       const command = process.env.FTP_PROXY_IPTABLES ?? 'iptables';
-      log.log(LOG_INFO, `firewall: iptables (chains FTPPROXY-*, through ${command}-restore)`);
-      return new IptablesBackend({ rules: ruleOptions(c), command, warn });
+      // FTP_PROXY_IPTABLES_RESTORE=process: a new iptables-restore per change (the bench's baseline).
+      const keep = process.env.FTP_PROXY_IPTABLES_RESTORE !== 'process';
+      log.log(LOG_INFO, `firewall: iptables (chains FTPPROXY-*, through ${keep ? 'a kept ' : ''}${command}-restore${keep ? ' per family' : ''})`);
+      return new IptablesBackend({ rules: ruleOptions(c), command, warn, keep });
     }
     case 'pf':
       log.log(LOG_INFO, 'firewall: pf (anchors ftp-proxy/<instance>.<session>, through pfctl)');

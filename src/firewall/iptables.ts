@@ -47,6 +47,7 @@ import {
   type RuleOptions,
 } from './backend.js';
 import { aliveIds, Instance, type InstanceIdentity, instanceAlive, type Liveness } from './instance.js';
+import { type RestoreProcess, RestoreStream } from './restore-stream.js';
 
 type Fam = 4 | 6;
 type Set_ = 'A' | 'B';
@@ -236,6 +237,13 @@ export interface IptablesOptions {
   isAlive?: Liveness;
   warn?: (message: string) => void;
   now?: () => Date;
+  /**
+   * false: a new iptables-restore process for every change (FTP_PROXY_IPTABLES_RESTORE=process), as
+   * before the kept process; default true.
+   */
+  keep?: boolean;
+  /** How the kept processes start (tests). */
+  spawnRestore?: (command: string) => RestoreProcess;
 }
 
 interface SessionState {
@@ -292,8 +300,29 @@ export class IptablesBackend implements FirewallBackend {
     return String(r.stdout ?? '');
   }
 
-  private restore(f: Fam, script: string): Promise<string> {
-    return this.run(f, '-restore', ['--noflush', '--wait'], script);
+  /** The kept iptables-restore per family, once its self-test at start passed. */
+  private readonly streams = new Map<Fam, RestoreStream>();
+
+  /**
+   * `later`: a removal, which the kept process applies after the additions queued with it (the replies
+   * wait for additions only). Without a kept process, a process per script.
+   */
+  private async restore(f: Fam, script: string, later = false): Promise<void> {
+    const stream = this.streams.get(f);
+    if (stream) await stream.apply(script, !later);
+    else await this.run(f, '-restore', ['--noflush', '--wait'], script);
+  }
+
+  /** Start the kept process and see that it answers: stdbuf may be missing, or not work with this build. */
+  private async startStream(f: Fam): Promise<void> {
+    const stream = new RestoreStream({ command: this.cmd(f, '-restore'), ...(this.o.spawnRestore ? { spawn: this.o.spawnRestore } : {}) });
+    try {
+      await stream.apply('', true, 5_000);
+      this.streams.set(f, stream);
+    } catch (e) {
+      await stream.close().catch(() => undefined);
+      this.o.warn?.(`iptables: no kept ${this.cmd(f, '-restore')} process (${(e as Error).message}); a process per change instead`);
+    }
   }
 
   /** Families whose iptables answered at start (a host may lack ip6tables). */
@@ -305,6 +334,7 @@ export class IptablesBackend implements FirewallBackend {
       try {
         await this.ensureParents(f);
         await this.sweep(f);
+        if (this.o.keep !== false) await this.startStream(f);
         this.families.add(f);
       } catch (e) {
         if (f === 4) throw e;
@@ -393,7 +423,7 @@ export class IptablesBackend implements FirewallBackend {
         const oldInput = st.input.delete(old);
         st.sets.delete(old);
         // One restore; command by command (an iptables process each, 10-20 ms) only if it fails.
-        return this.removeAll(family, removeScript(owner, old, this.mangle, oldInput));
+        return this.removeAll(family, removeScript(owner, old, this.mangle, oldInput), true);
       },
       () => undefined,
     );
@@ -408,7 +438,7 @@ export class IptablesBackend implements FirewallBackend {
     this.sessions.delete(tag);
     await st.queue;
     const sets = this.takeSets(owner, st);
-    if (sets.length) await this.removeAll(st.family, removeSetsScript(sets, this.mangle));
+    if (sets.length) await this.removeAll(st.family, removeSetsScript(sets, this.mangle), true);
   }
 
   /** The chain sets of a session that exist, forgotten as they are handed out for removal. */
@@ -430,6 +460,8 @@ export class IptablesBackend implements FirewallBackend {
       }
       for (const f of this.families) await this.removeParents(f).catch(() => undefined);
     } finally {
+      await Promise.all([...this.streams.values()].map((s) => s.close().catch(() => undefined)));
+      this.streams.clear();
       this.identity.release();
     }
   }
@@ -466,12 +498,12 @@ export class IptablesBackend implements FirewallBackend {
    * Removal tolerant of what is already gone (an admin's reload): when the whole script fails, it is cut
    * down to what iptables-save shows and tried again as a whole; line by line only if that fails too.
    */
-  private async removeAll(f: Fam, script: string): Promise<void> {
+  private async removeAll(f: Fam, script: string, later = false): Promise<void> {
     try {
-      await this.restore(f, script);
+      await this.restore(f, script, later);
     } catch {
       try {
-        await this.restore(f, existingOnly(script, await this.run(f, '-save', [])));
+        await this.restore(f, existingOnly(script, await this.run(f, '-save', [])), later);
       } catch {
         await this.restoreQuiet(f, script);
       }

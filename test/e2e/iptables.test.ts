@@ -4,6 +4,7 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { execa } from 'execa';
 import { PARENTS } from '../../src/firewall/iptables.js';
+import { RestoreStream, spawnRestore } from '../../src/firewall/restore-stream.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Lab, type ProxyProcess, requireLab, ROOT } from './lab.js';
 
@@ -51,6 +52,25 @@ describe.each(VARIANTS)('golden scripts with %s', (variant) => {
     expect((await execa('ip', ['netns', 'exec', ns, `${cmd}-save`])).stdout).not.toMatch(new RegExp(`FTPP-4a3b2c1d-7-.${set}`));
   });
 
+  it('a kept iptables-restore: each script has committed when it resolves, a failing line is named within its script, and the next script still runs', async () => {
+    for (const cmd of [variant, ip6]) {
+      const stream = new RestoreStream({ command: `${cmd}-restore`, spawn: (c) => spawnRestore(c, ['ip', 'netns', 'exec', ns]) });
+      const save = async () => (await execa('ip', ['netns', 'exec', ns, `${cmd}-save`, '-t', 'nat'])).stdout;
+      try {
+        for (const i of [1, 2, 3]) {
+          await stream.apply(`*nat\n:KEPT${i} - [0:0]\n-A KEPT${i} -p tcp -j ACCEPT\n-A FTPPROXY-PRE -j KEPT${i}\nCOMMIT\n`);
+          expect(await save()).toContain(`-A FTPPROXY-PRE -j KEPT${i}`);
+        }
+        await expect(stream.apply('*nat\n:KEPT4 - [0:0]\n-A NOSUCHCHAIN -j ACCEPT\nCOMMIT\n')).rejects.toThrow(/line 3 failed/);
+        expect(await save()).not.toContain(':KEPT4 ');
+        await stream.apply(`*nat\n${[1, 2, 3].map((i) => `-D FTPPROXY-PRE -j KEPT${i}\n-F KEPT${i}\n-X KEPT${i}`).join('\n')}\nCOMMIT\n`, false);
+        expect(await save()).not.toContain('KEPT');
+      } finally {
+        await stream.close();
+      }
+    }
+  });
+
   it('a broken script is refused (the check can fail)', async () => {
     const r = await execa('ip', ['netns', 'exec', ns, `${variant}-restore`, '--noflush'], { input: '*nat\n-A NOSUCHCHAIN -j ACCEPT\nCOMMIT\n', reject: false });
     expect(r.exitCode).not.toBe(0);
@@ -84,6 +104,26 @@ describe.each(VARIANTS)('operations with %s', (variant) => {
     client.kill();
     expect((await lab.get('curl', 'pasv')).ok).toBe(true);
     await next.stop();
+  });
+
+  it('negotiations go through one kept iptables-restore per family, not a process each', async () => {
+    const p = await lab.proxy(['--backend', 'iptables', '-D', '7'], env);
+    const restores = async () =>
+      (await execa('ps', ['-o', 'pid=,args=', '--ppid', String(p.child.pid)], { reject: false })).stdout
+        .split('\n')
+        .filter((l) => /-restore --noflush --wait$/.test(l))
+        .map((l) => l.trim());
+    const before = await restores();
+    expect(before.length, p.log).toBeGreaterThanOrEqual(1);
+    expect(before.join('\n')).toMatch(new RegExp(`${variant}-restore`));
+    for (const [client, mode] of [['lftp', 'pasv'], ['curl', 'port'], ['curl', 'pasv']] as const) {
+      const r = await lab.get(client, mode);
+      expect(r.ok, `${r.output}\n${p.log}`).toBe(true);
+    }
+    expect(await restores()).toEqual(before);
+    expect(p.log).toMatch(new RegExp(`through a kept ${variant}-restore per family`));
+    expect(await p.signal('SIGTERM')).toBe(0);
+    expect(await lab.proxyObjects('iptables')).toBe(false);
   });
 
   it('-vv and -q act on both directions of the data connection', async () => {
