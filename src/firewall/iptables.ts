@@ -50,7 +50,9 @@ import { aliveIds, Instance, type InstanceIdentity, instanceAlive, type Liveness
 import { type RestoreProcess, RestoreStream } from './restore-stream.js';
 
 type Fam = 4 | 6;
-type Set_ = 'A' | 'B';
+/** A chain set's letter: a session's negotiations rotate through them (see replace()). */
+type Set_ = string;
+export const SET_LETTERS = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ';
 type Table = 'nat' | 'filter' | 'mangle';
 
 export const PARENTS: { table: Table; chain: string; builtin: string }[] = [
@@ -87,7 +89,7 @@ export function jumpArgs(p: { chain: string }, everyPacket: boolean): string {
 export const markerChain = (id: string): string => `FTPPI-${id}`;
 
 /** A session chain's owner, from an iptables-save line `:FTPP-<id>-<session>-<kind><set> ...`. */
-const SESSION_CHAIN = /^:FTPP-([0-9a-f]{8})-(\d+)-[DSFMI][AB] /gm;
+const SESSION_CHAIN = /^:FTPP-([0-9a-f]{8})-(\d+)-[DSFMI]([A-Z]) /gm;
 const MARKER_CHAIN = /^:FTPPI-([0-9a-f]{8}) /gm;
 
 /**
@@ -254,8 +256,31 @@ interface SessionState {
   input: Set<Set_>;
   /** Sets whose chains exist (written and not yet removed). */
   sets: Set<Set_>;
-  /** Operations of this session, in order (removals finish after replace() has returned). */
-  queue: Promise<unknown>;
+  /** The additions of this session, in order. */
+  adds: Promise<unknown>;
+  /** Removals under way (they finish after replace() has returned), by set. */
+  removing: Map<Set_, Promise<unknown>>;
+}
+
+/** Everything of a session still under way, its additions and the removals they start, is done. */
+async function settled(st: SessionState): Promise<void> {
+  do await Promise.all([st.adds, ...st.removing.values()]);
+  while (st.removing.size);
+}
+
+/**
+ * The set a session's next negotiation writes: the next letter after the current one that is neither
+ * linked nor still being removed, so an addition never waits for the removal of an earlier set (with
+ * 10,000 pinholes iptables-nft takes a few hundred ms to find a jump it deletes). Only when all 26 are
+ * busy does it reuse one, after its removal.
+ */
+export function nextSet(current: Set_ | null, busy: (set: Set_) => boolean): Set_ {
+  const start = current === null ? 0 : SET_LETTERS.indexOf(current) + 1;
+  for (let i = 0; i < SET_LETTERS.length; i++) {
+    const c = SET_LETTERS[(start + i) % SET_LETTERS.length]!;
+    if (c !== current && !busy(c)) return c;
+  }
+  return SET_LETTERS[start % SET_LETTERS.length]!;
 }
 
 export class IptablesBackend implements FirewallBackend {
@@ -390,13 +415,14 @@ export class IptablesBackend implements FirewallBackend {
     const family = (pinholes[0]?.family ?? 4) as Fam;
     if (!this.families.has(family)) throw new FirewallError(`no IPv${family} iptables on this host`);
     this.keys.claim(tag, pinholes);
-    const st = this.sessions.get(tag) ?? { family, set: null, input: new Set<Set_>(), sets: new Set<Set_>(), queue: Promise.resolve() };
+    const st: SessionState = this.sessions.get(tag) ?? { family, set: null, input: new Set<Set_>(), sets: new Set<Set_>(), adds: Promise.resolve(), removing: new Map() };
     this.sessions.set(tag, st);
-    const next: Set_ = st.set === 'A' ? 'B' : 'A';
+    const next = nextSet(st.set, (c) => st.sets.has(c) || st.removing.has(c));
     const rules = pinholeRules(pinholes, this.o.rules, owner, ++this.seq, this.o.now?.() ?? new Date());
     const withInput = rules.IN.length > 0;
-    const add = st.queue.then(async () => {
-      // Inside the queue: the removal of this set's previous use has run by now.
+    const old = st.set;
+    const add = Promise.all([st.adds, st.removing.get(next)]).then(async () => {
+      // The removal of this set's previous use (if all letters were busy) has run by now.
       if (withInput) st.input.add(next);
       else st.input.delete(next);
       try {
@@ -412,21 +438,22 @@ export class IptablesBackend implements FirewallBackend {
         await this.restore(family, addScript(owner, next, rules, this.mangle, true, this.everyPacket));
       }
       st.sets.add(next);
+      // The old set goes after the reply, which does not wait for it; nor does the next negotiation
+      // (another letter): only clear() and close() do.
+      if (!old || !st.sets.has(old)) return;
+      const oldInput = st.input.delete(old);
+      st.sets.delete(old);
+      // One restore; command by command (an iptables process each, 10-20 ms) only if it fails.
+      const removal: Promise<void> = this.removeAll(family, removeScript(owner, old, this.mangle, oldInput), true)
+        .catch(() => undefined)
+        .finally(() => {
+          if (st.removing.get(old) === removal) st.removing.delete(old);
+        });
+      st.removing.set(old, removal);
     });
-    const old = st.set;
     st.set = next;
     st.family = family;
-    // The old set goes after the reply: the caller does not wait for it, the next operation does.
-    st.queue = add.then(
-      () => {
-        if (!old || !st.sets.has(old)) return undefined;
-        const oldInput = st.input.delete(old);
-        st.sets.delete(old);
-        // One restore; command by command (an iptables process each, 10-20 ms) only if it fails.
-        return this.removeAll(family, removeScript(owner, old, this.mangle, oldInput), true);
-      },
-      () => undefined,
-    );
+    st.adds = add.catch(() => undefined);
     await add;
   }
 
@@ -436,7 +463,7 @@ export class IptablesBackend implements FirewallBackend {
     this.keys.release(tag);
     if (!st) return;
     this.sessions.delete(tag);
-    await st.queue;
+    await settled(st);
     const sets = this.takeSets(owner, st);
     if (sets.length) await this.removeAll(st.family, removeSetsScript(sets, this.mangle), true);
   }
@@ -453,7 +480,7 @@ export class IptablesBackend implements FirewallBackend {
     const all = [...this.sessions.entries()];
     this.sessions.clear();
     try {
-      await Promise.all(all.map(([, st]) => st.queue));
+      await Promise.all(all.map(([, st]) => settled(st)));
       for (const f of this.families) {
         const sets = all.filter(([, st]) => st.family === f).flatMap(([tag, st]) => this.takeSets(parseOwnerTag(tag)!, st));
         if (sets.length) await this.removeAll(f, removeSetsScript(sets, this.mangle)).catch(() => undefined);
@@ -525,13 +552,18 @@ export class IptablesBackend implements FirewallBackend {
   private async sweep(f: Fam): Promise<void> {
     const save = await this.run(f, '-save', []);
     const found = new Map<string, Owner>();
-    for (const m of save.matchAll(SESSION_CHAIN)) found.set(`${m[1]}.${m[2]}`, { instance: m[1]!, session: Number(m[2]) });
+    const letters = new Map<string, Set<Set_>>();
+    for (const m of save.matchAll(SESSION_CHAIN)) {
+      const key = `${m[1]}.${m[2]}`;
+      found.set(key, { instance: m[1]!, session: Number(m[2]) });
+      letters.set(key, (letters.get(key) ?? new Set()).add(m[3]!));
+    }
     const markers = [...save.matchAll(MARKER_CHAIN)].map((m) => m[1]!);
     const ids = [...markers, ...[...found.values()].map((o) => o.instance)].filter((id) => id !== this.instance);
     const alive = await aliveIds(ids, this.alive);
     const stale = [...found.values()].filter((o) => alive.get(o.instance) === false);
     for (const owner of stale) {
-      const script = removeScript(owner, 'A', true, true) + removeScript(owner, 'B', true, true);
+      const script = [...(letters.get(ownerTag(owner)) ?? [])].map((set) => removeScript(owner, set, true, true)).join('');
       // Only what exists: filter the script down to chains present in the saved ruleset.
       await this.restoreQuiet(f, keepExisting(script, save));
     }
@@ -601,13 +633,13 @@ export function iptablesStatus(saves: string[], used: (list: string) => boolean 
     for (const m of save.matchAll(SESSION_CHAIN)) ids.add(m[1]!);
     for (const m of save.matchAll(MARKER_CHAIN)) ids.add(m[1]!);
     const snat = new Map<string, { from: string; port?: number }>();
-    for (const m of save.matchAll(/^-A FTPP-([0-9a-f]{8}-\d+)-S[AB] (.*-j SNAT --to-source (\S+).*)$/gm)) {
+    for (const m of save.matchAll(/^-A FTPP-([0-9a-f]{8}-\d+)-S[A-Z] (.*-j SNAT --to-source (\S+).*)$/gm)) {
       const r = m[2]!;
       const key = `${m[1]} ${bare(field(r, /-s (\S+)/) ?? '')} ${bare(field(r, /-d (\S+)/) ?? '')} ${field(r, /--dport (\d+)/)} ${field(r, /--ctorigdstport (\d+)/) ?? ''}`;
       const hp = splitHostPort(m[3]!);
       snat.set(key, hp.port !== undefined ? { from: hp.address, port: hp.port } : { from: hp.address });
     }
-    for (const m of save.matchAll(/^-A FTPP-(([0-9a-f]{8})-(\d+))-D[AB] (.*-j DNAT --to-destination (\S+).*)$/gm)) {
+    for (const m of save.matchAll(/^-A FTPP-(([0-9a-f]{8})-(\d+))-D[A-Z] (.*-j DNAT --to-destination (\S+).*)$/gm)) {
       const r = m[4]!;
       const rdr = splitHostPort(m[5]!);
       const from = bare(field(r, /-s (\S+)/) ?? '?');

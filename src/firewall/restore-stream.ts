@@ -69,9 +69,36 @@ interface Job {
   timeoutMs: number;
   resolve: () => void;
   reject: (e: Error) => void;
+  /** Removals merged into this one transaction per table. */
+  merged?: Job[];
+  /** Failed when merged: applied on its own now. */
+  alone?: boolean;
   /** the process's line number of the script's first line */
   base?: number;
 }
+
+/**
+ * Scripts of several removals as one block per table, in the tables' first order: each COMMIT is a
+ * transaction, and with many live pinholes iptables-nft's cost is reading the ruleset at each one, so
+ * ten removals cost about what one does.
+ */
+export function mergeByTable(scripts: string[]): string {
+  const tables = new Map<string, string[]>();
+  for (const script of scripts) {
+    let into: string[] | null = null;
+    for (const line of script.split('\n')) {
+      if (line.startsWith('*')) {
+        into = tables.get(line) ?? [];
+        tables.set(line, into);
+      } else if (line === 'COMMIT') into = null;
+      else if (line && into) into.push(line);
+    }
+  }
+  return [...tables].map(([t, lines]) => [t, ...lines, 'COMMIT'].join('\n')).join('\n') + '\n';
+}
+
+/** The most removals merged into one transaction. */
+const MERGE_MAX = 200;
 
 /** "iptables-restore: line 12 failed: No chain/target/match by that name." -> 12 */
 export function failedLine(stderr: string): number | null {
@@ -155,7 +182,7 @@ export class RestoreStream {
 
   private next(): void {
     if (this.current) return;
-    const job = this.queue.shift() ?? this.later.shift();
+    const job = this.queue.shift() ?? this.removals();
     if (!job) {
       for (const r of this.idle.splice(0)) r();
       return;
@@ -175,13 +202,28 @@ export class RestoreStream {
     this.proc.write(text + ACK_BLOCK);
   }
 
+  /** The queued removals, merged into one job (each alone once a merged run of it failed). */
+  private removals(): Job | undefined {
+    const first = this.later[0];
+    if (!first || first.alone) return this.later.shift();
+    let n = 0;
+    while (n < this.later.length && n < MERGE_MAX && !this.later[n]!.alone) n++;
+    if (n === 1) return this.later.shift();
+    const merged = this.later.splice(0, n);
+    return { script: mergeByTable(merged.map((j) => j.script)), timeoutMs: Math.max(...merged.map((j) => j.timeoutMs)), resolve: () => undefined, reject: () => undefined, merged };
+  }
+
   private done(error: Error | null): void {
     const job = this.current;
     if (!job) return;
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
     this.current = null;
-    if (error) job.reject(error);
+    if (job.merged && error) {
+      // A transaction is all or nothing: apply each on its own, so one that fails fails alone.
+      this.later.unshift(...job.merged.map((j) => ({ ...j, alone: true })));
+    } else if (job.merged) for (const j of job.merged) j.resolve();
+    else if (error) job.reject(error);
     else job.resolve();
     this.next();
   }

@@ -176,6 +176,8 @@ describe('least privilege', () => {
         expect((await lab.get('curl', 'pasv')).ok).toBe(true);
         expect((await lab.get('lftp', 'port')).ok).toBe(true);
         expect(err).toMatch(/^<6>#\d+ passive: client to server port/m);
+        // as this user, with these capabilities, the kept iptables-restore (under stdbuf) answers
+        if (backend === 'iptables') expect(err).not.toMatch(/a process per change instead/);
         child.kill('SIGTERM');
         for (let i = 0; i < 50 && child.exitCode === null; i++) await sleep(100);
         expect(child.exitCode).toBe(0);

@@ -3,7 +3,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { activePinhole, passivePinhole, passthroughPinhole, type RuleOptions, type SessionEnds } from '../../src/firewall/backend.js';
-import { addScript, chainName, datestop, existingOnly, markerChain, parentRepairScript, pinholeRules, removeScript, removeSetsScript } from '../../src/firewall/iptables.js';
+import { addScript, chainName, datestop, existingOnly, markerChain, nextSet, parentRepairScript, pinholeRules, removeScript, removeSetsScript } from '../../src/firewall/iptables.js';
 
 const fwd: SessionEnds = { family: 4, client: '192.168.1.10', originalServer: '198.51.100.21', server: '198.51.100.21', proxy: '198.51.100.1' };
 const v6: SessionEnds = { family: 6, client: '2001:db8:1::10', originalServer: '2001:db8:2::21', server: '2001:db8:2::21', proxy: '2001:db8:2::1' };
@@ -222,3 +222,16 @@ describe('the reply path and the stop: one iptables-restore each', () => {
     );
   });
 });
+
+describe('the chain set a negotiation writes: never one still being removed', () => {
+  const busyOf = (letters: string) => (c: string) => letters.includes(c);
+  it.each([
+    [null, '', 'A'],
+    ['A', '', 'B'],
+    ['B', 'A', 'C'], // A still being removed (10,000 pinholes: hundreds of ms): not waited for
+    ['Z', '', 'A'],
+    ['Y', 'ZA', 'B'],
+    ['C', 'ABDEFGHIJKLMNOPQRSTUVWXYZ', 'D'], // all busy: the next one, after its removal
+  ])('current %s, busy %j -> %s', (current, busy, want) => expect(nextSet(current, busyOf(busy))).toBe(want));
+});
+

@@ -2,7 +2,7 @@
 // at COMMIT, `-S OUTPUT` lists `-P OUTPUT ACCEPT`, a failing line ends the process with "line N failed"
 // counted over everything it has read. (test/e2e/iptables.test.ts runs the same against the real tools.)
 import { describe, expect, it } from 'vitest';
-import { failedLine, renumber, type RestoreProcess, RestoreStream } from '../../src/firewall/restore-stream.js';
+import { failedLine, mergeByTable, renumber, type RestoreProcess, RestoreStream } from '../../src/firewall/restore-stream.js';
 
 interface Fake extends RestoreProcess {
   committed: string[][];
@@ -73,6 +73,14 @@ describe('failed line', () => {
   });
 });
 
+describe('removals merged into one block per table', () => {
+  it.each([
+    [['*nat\n-X A\nCOMMIT\n'], '*nat\n-X A\nCOMMIT\n'],
+    [['*nat\n-D P -j A\n-X A\nCOMMIT\n*filter\n-X F\nCOMMIT\n', '*nat\n-D P -j B\n-X B\nCOMMIT\n*filter\n-X G\nCOMMIT\n'], '*nat\n-D P -j A\n-X A\n-D P -j B\n-X B\nCOMMIT\n*filter\n-X F\n-X G\nCOMMIT\n'],
+    [['*filter\n-X F\nCOMMIT\n', '*nat\n-X A\nCOMMIT\n*mangle\n-X M\nCOMMIT\n'], '*filter\n-X F\nCOMMIT\n*nat\n-X A\nCOMMIT\n*mangle\n-X M\nCOMMIT\n'],
+  ])('%j', (scripts, want) => expect(mergeByTable(scripts)).toBe(want));
+});
+
 describe('RestoreStream', () => {
   it('applies many scripts through one process, each resolved after its own commit', async () => {
     const t = fakeTool();
@@ -141,5 +149,28 @@ describe('RestoreStream', () => {
     await Promise.all([a, b]);
     expect(t.procs[0]!.ended).toBe(true);
     await expect(s.apply(ADD(3))).rejects.toThrow(/stopped/);
+  });
+
+  it('removals queued behind a change go as one transaction per table', async () => {
+    const t = fakeTool();
+    const s = new RestoreStream({ command: 'iptables-restore', spawn: t.spawn });
+    const first = s.apply(ADD(1));
+    const removals = [1, 2, 3].map((i) => s.apply(`*nat\n-X R${i}\nCOMMIT\n*filter\n-X F${i}\nCOMMIT\n`, false));
+    await Promise.all([first, ...removals]);
+    expect(t.procs[0]!.committed.filter((b) => b[0] !== '-S OUTPUT')).toEqual([[':C1 - [0:0]', '-A C1 -j ACCEPT'], ['-X R1', '-X R2', '-X R3'], ['-X F1', '-X F2', '-X F3']]);
+  });
+
+  it('a merged removal that fails is applied script by script: only the bad one fails', async () => {
+    const t = fakeTool();
+    const s = new RestoreStream({ command: 'iptables-restore', spawn: t.spawn });
+    const first = s.apply(ADD(1));
+    const ok1 = s.apply('*nat\n-X R1\nCOMMIT\n', false);
+    const bad = s.apply('*nat\n-X FAIL\nCOMMIT\n', false);
+    const ok2 = s.apply('*nat\n-X R2\nCOMMIT\n', false);
+    await first;
+    await expect(bad).rejects.toThrow('line 2 failed');
+    await Promise.all([ok1, ok2]);
+    const all = t.procs.flatMap((p) => p.committed).filter((b) => b[0] !== '-S OUTPUT');
+    expect(all).toEqual([[':C1 - [0:0]', '-A C1 -j ACCEPT'], ['-X R1'], ['-X R2']]);
   });
 });
