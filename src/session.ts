@@ -94,10 +94,14 @@ export class Session {
   private idleTimer: NodeJS.Timeout | null = null;
   /** Firewall calls of this session, one at a time, in order. */
   private fw: Promise<unknown> = Promise.resolve();
+  /** Firewall and join jobs started and not yet settled: none, and the next one starts at once. */
+  private fwJobs = 0;
+  /** The session's addresses as its pinholes name them, fixed once the server connection is up. */
+  private sessionEnds: SessionEnds | null = null;
   private ending: Promise<void> | null = null;
   private hasPinholes = false;
-  /** The pinhole the last negotiation installed, for the JSON log. */
-  private lastPinhole = '';
+  /** The pinhole the last negotiation installed, for the JSON log (described only when a line is logged). */
+  private lastPinhole: Pinhole | string = '';
   /** OpenBSD routing domains for pf rules; null elsewhere. */
   private readonly rdomains: { client: number; proxy: number } | null;
   private readonly policy: Policy;
@@ -300,7 +304,7 @@ export class Session {
         ...(advertiseToClient ? { advertiseToClient } : {}),
         ...(advertiseToServer ? { advertiseToServer } : {}),
       },
-      { anonymousOnly: this.o.anonymousOnly, debug: this.o.log.enabled(LOG_DEBUG), firewallName: this.o.firewall.name, policy: this.policy, tls: this.tlsConfig },
+      { anonymousOnly: this.o.anonymousOnly, debug: this.o.log.enabled(LOG_DEBUG), info: this.o.log.enabled(LOG_INFO), firewallName: this.o.firewall.name, policy: this.policy, tls: this.tlsConfig },
     );
     this.armIdle();
     if (this.tlsConfig.client === 'passthrough' && this.o.original.port === IMPLICIT_FTPS_PORT) {
@@ -534,7 +538,9 @@ export class Session {
           this.o.log.log(a.level, a.message, {
             ...this.fields(a.event),
             ...a.fields,
-            ...((a.event === 'active' || a.event === 'passive') && this.lastPinhole ? { pinhole: this.lastPinhole } : {}),
+            ...((a.event === 'active' || a.event === 'passive') && this.lastPinhole
+              ? { pinhole: typeof this.lastPinhole === 'string' ? this.lastPinhole : describePinhole(this.lastPinhole) }
+              : {}),
           });
           break;
         case 'negotiate':
@@ -556,6 +562,15 @@ export class Session {
   /** `done`: who hears the result (the state machine when absent). */
   private negotiate(id: number, n: Negotiation, done?: (r: NegotiationResult) => void): void {
     this.joins.close('replaced by a new negotiation');
+    this.dataPath = n.kind === 'passthrough' ? 'passthrough' : 'kernel';
+    // With nothing in flight the firewall call starts now, not a few promise turns later (the hop).
+    const job = this.fwJobs === 0 ? this.install(n) : this.fw.then(() => this.install(n));
+    this.settle(id, job, n.kind === 'passthrough' ? 'passive' : n.kind, done);
+  }
+
+  /** What pinholes name: the addresses do not change in a session, so they are worked out once. */
+  private get ends(): SessionEnds {
+    if (this.sessionEnds) return this.sessionEnds;
     const ends: SessionEnds = {
       family: familyOf(this.o.original.address) ?? 4,
       client: this.clientAddress,
@@ -563,42 +578,47 @@ export class Session {
       server: canonical(this.o.server.address),
       proxy: canonical(this.upstream?.localAddress ?? ''),
     };
-    this.dataPath = n.kind === 'passthrough' ? 'passthrough' : 'kernel';
-    const put = async (pinhole: Pinhole): Promise<void> => {
-      if (this.rdomains) pinhole.rdomains = this.rdomains;
-      await this.o.firewall.replace(this.owner, [pinhole]);
-      this.pinholesInstalled(describePinhole(pinhole));
-    };
-    const attempt = async (): Promise<NegotiationResult> => {
-      try {
-        if (n.kind === 'passthrough') {
-          await put(passthroughPinhole(ends, n.low, n.high));
-          return { ok: true, proxyPort: 0 };
-        }
-        return await withFreeProxyPort(async (pp) => {
-          const pinhole =
-            n.kind === 'passive'
-              ? passivePinhole(ends, n.serverPort, pp)
-              : activePinhole(ends, n.clientPort, pp, this.o.port20 && n.command === 'PORT');
-          if (isNoopRedirect(pinhole)) throw new PinholeConflict(`proxy port ${pp} is the server's own port`);
-          await put(pinhole);
-          return { ok: true, proxyPort: pp };
-        }, this.o.random);
-      } catch (e) {
-        return { ok: false, error: e instanceof Error ? e.message : String(e) };
-      }
-    };
-    this.settle(id, this.fw.then(attempt), n.kind === 'passthrough' ? 'passive' : n.kind, done);
+    // Before the server connection is up the proxy's address is not known yet: not kept then.
+    if (ends.proxy) this.sessionEnds = ends;
+    return ends;
   }
 
-  private pinholesInstalled(description: string): void {
+  /** A negotiation's pinhole into the firewall; a proxy port another pinhole holds is retried. */
+  private async install(n: Negotiation): Promise<NegotiationResult> {
+    const ends = this.ends;
+    try {
+      if (n.kind === 'passthrough') {
+        await this.put(passthroughPinhole(ends, n.low, n.high));
+        return { ok: true, proxyPort: 0 };
+      }
+      return await withFreeProxyPort((pp) => {
+        const pinhole =
+          n.kind === 'passive' ? passivePinhole(ends, n.serverPort, pp) : activePinhole(ends, n.clientPort, pp, this.o.port20 && n.command === 'PORT');
+        if (isNoopRedirect(pinhole)) throw new PinholeConflict(`proxy port ${pp} is the server's own port`);
+        return this.put(pinhole).then((): NegotiationResult => ({ ok: true, proxyPort: pp }));
+      }, this.o.random);
+    } catch (e) {
+      return { ok: false, error: e instanceof Error ? e.message : String(e) };
+    }
+  }
+
+  private put(pinhole: Pinhole): Promise<void> {
+    if (this.rdomains) pinhole.rdomains = this.rdomains;
+    return this.o.firewall.replace(this.owner, [pinhole]).then(() => this.pinholesInstalled(pinhole));
+  }
+
+  private pinholesInstalled(pinhole: Pinhole | string): void {
     this.hasPinholes = true;
-    this.lastPinhole = description;
+    this.lastPinhole = pinhole;
   }
 
   /** Firewall and join jobs run one at a time, in order; their result goes back to the state machine. */
   private settle(id: number, job: Promise<NegotiationResult>, mode: NegotiationMode, done?: (r: NegotiationResult) => void): void {
-    this.fw = job.catch(() => undefined);
+    this.fwJobs++;
+    const finished = (): void => {
+      this.fwJobs--;
+    };
+    this.fw = job.then(finished, finished);
     void job.then((result) => {
       this.o.metrics?.negotiations.inc({ mode, result: result.ok ? 'ok' : 'failed' });
       if (done) return done(result);

@@ -60,6 +60,11 @@ export interface ControlOptions {
   anonymousOnly: boolean;
   /** Emit DEBUG log actions for every line (skipped when -D is below 7: they cost a string each). */
   debug: boolean;
+  /**
+   * Emit INFO log actions for each negotiation (skipped when -D is below 6: a message and its fields on
+   * the reply's path, for nothing). Absent: emitted.
+   */
+  info?: boolean;
   /** The firewall's name in error messages ("pf", "nftables", "iptables"). */
   firewallName: string;
   /** The session's policy (-f); OpenBSD's behaviour without one. */
@@ -365,6 +370,9 @@ export class FtpControl {
 
   /** The client's AUTH, PBSZ, PROT, CCC or REIN, as the TLS modes and legs make them; true if handled. */
   private tlsCommand(verb: string, arg: string, line: Buffer, out: Action[]): boolean {
+    // Plain FTP on both legs: tlsCommand() passes every verb (its refusals need a TLS leg or a TLS mode;
+    // AUTH under tls_client none is the gate's), so the state it reads is not built for each line.
+    if (this.tls.client === 'none' && !this.clientTls && !this.clientSecured && !this.serverTls) return false;
     const v = tlsCommand(verb, arg, {
       client: this.tls.client,
       server: this.tls.server,
@@ -617,13 +625,15 @@ export class FtpControl {
     }
     const named = this.addr.advertiseToServer ?? this.addr.proxy;
     const line = n.command === 'PORT' ? formatPort(named, result.proxyPort) : formatEprt(this.addr.serverFamily, named, result.proxyPort);
-    out.push(
-      this.log(LOG_INFO, `active: server to client port ${n.clientPort} via port ${result.proxyPort}${via ? ` (${via})` : ''}`, 'active', {
-        command: n.command,
-        clientPort: n.clientPort,
-        proxyPort: result.proxyPort,
-      }),
-    );
+    if (this.opts.info !== false) {
+      out.push(
+        this.log(LOG_INFO, `active: server to client port ${n.clientPort} via port ${result.proxyPort}${via ? ` (${via})` : ''}`, 'active', {
+          command: n.command,
+          clientPort: n.clientPort,
+          proxyPort: result.proxyPort,
+        }),
+      );
+    }
     if (this.opts.debug) out.push(this.log(LOG_DEBUG, `proxy: ${vis(line)}`, 'proxy-line'));
     this.toServer(Buffer.from(line), n.command, out);
   }
@@ -673,25 +683,26 @@ export class FtpControl {
 
   private processServerLine(line: Buffer, out: Action[]): void {
     if (this.opts.debug) out.push(this.log(LOG_DEBUG, `server: ${vis(line)}`, 'server-line'));
-    const text = line.toString('latin1');
     if (this.replyCode !== null) {
       const code = this.replyCode;
+      const text = line.toString('latin1');
       const end = isReplyEnd(text, code);
       this.replyLine(line, text, end, out);
       if (end) this.finishReply(code, out);
       return;
     }
-    const m = /^(\d{3})(-?)/.exec(text);
-    if (!m) {
+    // "ddd" or "ddd-" at the start, read from the bytes (no regex, no string of the whole line).
+    if (!(isDigit(line[0]) && isDigit(line[1]) && isDigit(line[2]))) {
       // Not a reply line (RFC 959 allows none here); pass it on untouched, like OpenBSD.
       out.push({ type: 'toClient', data: line });
       return;
     }
-    const code = m[1]!;
+    const code = line.toString('latin1', 0, 3);
+    const multi = line[3] === 0x2d;
     if (code === '230') this.login = true;
-    this.startReply(code, m[2] === '-', line, out);
+    this.startReply(code, multi, line, out);
     if (this.closed) return;
-    if (m[2] === '-') this.replyCode = code;
+    if (multi) this.replyCode = code;
     else this.finishReply(code, out);
   }
 
@@ -782,6 +793,8 @@ export class FtpControl {
   }
 
   private headServer(): ServerPending | undefined {
+    const first = this.fifo[0];
+    if (first?.kind === 'server') return first; // the usual case, without a search
     return this.fifo.find((p): p is ServerPending => p.kind === 'server');
   }
 
@@ -837,9 +850,10 @@ export class FtpControl {
 
   /** Remove the server command at the head; a forced one releases the client's lines. */
   private popServer(): ServerPending | undefined {
-    const i = this.fifo.findIndex((p) => p.kind === 'server');
+    const i = this.fifo[0]?.kind === 'server' ? 0 : this.fifo.findIndex((p) => p.kind === 'server');
     if (i < 0) return undefined;
-    const [p] = this.fifo.splice(i, 1) as [ServerPending];
+    // shift() for the head: no array made for the removed element, as splice() would.
+    const p = (i === 0 ? this.fifo.shift() : this.fifo.splice(i, 1)[0]) as ServerPending;
     if (p.forced) this.clientHold = false;
     return p;
   }
@@ -861,7 +875,7 @@ export class FtpControl {
       this.replaceReply(reply, out);
       return;
     }
-    const text = Buffer.concat(lines).toString('latin1');
+    const text = (lines.length === 1 ? lines[0]! : Buffer.concat(lines)).toString('latin1');
     const serverForm = code === '227' ? 'PASV' : 'EPSV';
     let port: number | null = null;
     if (!overflow) {
@@ -909,13 +923,15 @@ export class FtpControl {
       return;
     }
     const line = n.command === 'PASV' ? format227(this.advertiseToClient, result.proxyPort) : format229(result.proxyPort);
-    out.push(
-      this.log(LOG_INFO, `passive: client to server port ${n.serverPort} via port ${result.proxyPort}${via ? ` (${via})` : ''}`, 'passive', {
-        command: n.command,
-        serverPort: n.serverPort,
-        proxyPort: result.proxyPort,
-      }),
-    );
+    if (this.opts.info !== false) {
+      out.push(
+        this.log(LOG_INFO, `passive: client to server port ${n.serverPort} via port ${result.proxyPort}${via ? ` (${via})` : ''}`, 'passive', {
+          command: n.command,
+          serverPort: n.serverPort,
+          proxyPort: result.proxyPort,
+        }),
+      );
+    }
     this.replaceReply(line, out);
   }
 
@@ -944,6 +960,8 @@ export class FtpControl {
 
 /** An error's text on one line of a reply, bounded. */
 const oneLine = (s: string): string => s.replace(/[\r\n]+/g, ' ').replace(/[^\x20-\x7e]/g, '?').slice(0, 160);
+
+const isDigit = (b: number | undefined): boolean => b !== undefined && b >= 0x30 && b <= 0x39;
 
 /** The end line of a multi-line reply repeats the code followed by a space (or ends right there). */
 function isReplyEnd(text: string, code: string): boolean {

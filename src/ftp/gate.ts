@@ -109,10 +109,28 @@ export function gateCommand(line: Buffer, policy: Policy, anonymousOnly: boolean
  * ABOR) are skipped, as servers do; a line with any other Telnet byte never gets this far (telnet.ts).
  */
 export function splitCommand(line: Buffer): { verb: string; arg: string } {
-  const text = line.subarray(leadingTelnet(line)).toString('latin1').replace(/\r?\n$/, '');
+  // The line ending goes ("\r\n" or "\n"), read from the bytes: one string is made, of the rest.
+  let end = line.length;
+  if (end && line[end - 1] === 0x0a) {
+    end--;
+    if (end && line[end - 1] === 0x0d) end--;
+  }
+  const text = line.toString('latin1', leadingTelnet(line), end);
   // RFC 959 separates with a space; some servers take a tab too, so a tab must not hide a USER from -A.
-  const sp = text.search(/[ \t]/);
-  const verb = (sp === -1 ? text : text.slice(0, sp)).replace(/\r$/, '').toUpperCase();
-  const arg = sp === -1 ? '' : text.slice(sp + 1).replace(/\r$/, '');
+  const sp = firstBlank(text);
+  const verb = dropCr(sp === -1 ? text : text.slice(0, sp)).toUpperCase();
+  const arg = sp === -1 ? '' : dropCr(text.slice(sp + 1));
   return { verb, arg };
 }
+
+/** Index of the first space or tab, -1 if none. */
+function firstBlank(text: string): number {
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0x20 || c === 0x09) return i;
+  }
+  return -1;
+}
+
+/** One trailing CR off (a line that ended in CR CR LF, or had no LF). */
+const dropCr = (s: string): string => (s.endsWith('\r') ? s.slice(0, -1) : s);

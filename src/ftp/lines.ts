@@ -34,26 +34,37 @@ export class LineSplitter {
   push(chunk: Buffer): LineEvent[] {
     if (this.failed) return [];
     const out: LineEvent[] = [];
+    const length = chunk.length;
+    // The first NUL of the chunk, found once: a line that reaches it fails, so no later line needs
+    // another search (a chunk of many short lines stays one scan, not one per line).
+    const nul = chunk.indexOf(0);
     let start = 0;
-    while (start < chunk.length) {
+    while (start < length) {
       const nl = chunk.indexOf(0x0a, start);
-      const end = nl === -1 ? chunk.length : nl + 1;
-      const piece = chunk.subarray(start, end);
+      const end = nl === -1 ? length : nl + 1;
+      const size = end - start;
       // OpenBSD checks each byte as it is buffered, so a NUL ends the session before its line is complete.
-      if (piece.subarray(0, this.maxLine - this.pendingBytes).includes(0)) return this.fail(out, 'nul');
-      if (this.pendingBytes + piece.length > this.maxLine || (nl === -1 && this.pendingBytes + piece.length >= this.maxLine)) {
+      if (nul !== -1 && nul < end && nul - start < this.maxLine - this.pendingBytes) return this.fail(out, 'nul');
+      if (this.pendingBytes + size > this.maxLine || (nl === -1 && this.pendingBytes + size >= this.maxLine)) {
         // OpenBSD: a full 500-byte buffer without "\n" is "too long"; a line of exactly 500 bytes
         // including its "\n" is accepted.
         return this.fail(out, 'too-long');
       }
       if (nl === -1) {
-        this.pending.push(piece);
-        this.pendingBytes += piece.length;
+        this.pending.push(chunk.subarray(start, end));
+        this.pendingBytes += size;
         break;
       }
-      const line = this.pendingBytes === 0 ? Buffer.from(piece) : Buffer.concat([...this.pending, piece]);
-      this.pending = [];
-      this.pendingBytes = 0;
+      let line: Buffer;
+      if (this.pendingBytes === 0) {
+        // A copy, not a view: the line outlives the chunk. One buffer, no intermediate view (the hop).
+        line = Buffer.allocUnsafe(size);
+        chunk.copy(line, 0, start, end);
+      } else {
+        line = Buffer.concat([...this.pending, chunk.subarray(start, end)]);
+        this.pending = [];
+        this.pendingBytes = 0;
+      }
       out.push({ kind: 'line', line });
       start = end;
     }

@@ -33,6 +33,8 @@ function byte(text: string): number | null {
 
 /** Six comma-separated decimal bytes: the host-port form of RFC 959. */
 function parseHostPortNumbers(text: string): Parsed<HostPort> {
+  const plain = plainHostPort(text);
+  if (plain) return plain;
   const parts = text.split(',');
   if (parts.length !== 6) return fail('expected six comma-separated numbers');
   const bytes = parts.map((p) => byte(p.trim()));
@@ -41,9 +43,39 @@ function parseHostPortNumbers(text: string): Parsed<HostPort> {
   return { ok: true, value: { address: `${a}.${b}.${c}.${d}`, port: hi! * 256 + lo! } };
 }
 
+/** Scratch for plainHostPort's six numbers (no array per call). */
+const six = new Uint16Array(6);
+
+/**
+ * The usual spelling, "h1,h2,h3,h4,p1,p2" of 1-3 digits each, nothing else, read in one pass without a
+ * regex or an array per call (it is on every PORT's path). Null for anything else, valid or not (a
+ * space, a number over 255): parseHostPortNumbers then decides as it always did.
+ */
+function plainHostPort(text: string): Parsed<HostPort> | null {
+  let field = 0;
+  let digits = 0;
+  let value = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c >= 0x30 && c <= 0x39) {
+      if (++digits > 3) return null;
+      value = value * 10 + (c - 0x30);
+    } else if (c === 0x2c && digits > 0 && field < 5 && value <= 255) {
+      six[field++] = value;
+      digits = 0;
+      value = 0;
+    } else {
+      return null;
+    }
+  }
+  if (field !== 5 || digits === 0 || value > 255) return null;
+  return { ok: true, value: { address: `${six[0]}.${six[1]}.${six[2]}.${six[3]}`, port: six[4]! * 256 + value } };
+}
+
 /** The argument of a PORT command (the text after "PORT "). */
 export function parsePortArg(arg: string): Parsed<HostPort> {
-  return parseHostPortNumbers(stripEol(arg).trim());
+  // The usual argument has no line ending or blanks to strip: straight to the one-pass reader.
+  return plainHostPort(arg) ?? parseHostPortNumbers(stripEol(arg).trim());
 }
 
 /** The argument of an EPRT command: <d><af><d><address><d><port><d>, d any printable ASCII but digits. */
@@ -78,7 +110,15 @@ function parsePortNumber(text: string): number | null {
 export function parse227(text: string): Parsed<HostPort> {
   const m = /(?<!\d)(\d{1,3}),\s*(\d{1,3}),\s*(\d{1,3}),\s*(\d{1,3}),\s*(\d{1,3}),\s*(\d{1,3})(?!\d)/.exec(text);
   if (!m) return fail('no h1,h2,h3,h4,p1,p2 in 227 reply');
-  return parseHostPortNumbers(m.slice(1, 7).join(','));
+  // The regex took 1-3 digits each: only the range is left to check (no join and re-split).
+  const a = Number(m[1]);
+  const b = Number(m[2]);
+  const c = Number(m[3]);
+  const d = Number(m[4]);
+  const hi = Number(m[5]);
+  const lo = Number(m[6]);
+  if (a > 255 || b > 255 || c > 255 || d > 255 || hi > 255 || lo > 255) return fail('a number is not between 0 and 255');
+  return { ok: true, value: { address: `${a}.${b}.${c}.${d}`, port: hi * 256 + lo } };
 }
 
 /** The text of a 229 reply: "(<d><d><d>port<d>)" with one delimiter repeated (RFC 2428 section 3). */

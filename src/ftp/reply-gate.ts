@@ -23,8 +23,12 @@ export type ReplyVerdict =
   | { action: 'abort'; reply: string; close: string; log: ReplyLog };
 
 /** The reply rules for a reply `code` to `verb` (the client's, '' for the greeting). */
+/** The verdict of every reply no rule names: one object, not one per reply (the hop). */
+const RELAY: ReplyVerdict = Object.freeze({ action: 'relay' });
+
 export function gateReply(policy: Policy, verb: string, code: string): ReplyVerdict {
   const d = decideReply(policy, verb, code);
+  if (d.then.action !== 'abort' && d.then.action !== 'change') return RELAY;
   // The verb came from the client: escaped before it reaches a log line.
   const shown = verb ? vis(verb, 40) : 'the greeting';
   const command = vis(verb, 40);
@@ -55,7 +59,7 @@ export function gateReply(policy: Policy, verb: string, code: string): ReplyVerd
       },
     };
   }
-  return { action: 'relay' };
+  return RELAY;
 }
 
 export type TlsFeatures = 'none' | 'server' | 'proxy';

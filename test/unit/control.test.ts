@@ -3,6 +3,7 @@
 import { describe, expect, it } from 'vitest';
 import { type Action, type ControlOptions, FtpControl, type SessionAddresses, splitCommand } from '../../src/ftp/control.js';
 import { LOG_CRIT, LOG_DEBUG, LOG_ERR, LOG_INFO } from '../../src/levels.js';
+import { tlsCommand } from '../../src/ftp/tls-commands.js';
 import { logIn, V4, V6 } from '../helpers/control.js';
 
 
@@ -153,6 +154,22 @@ describe('passive mode (PASV/EPSV)', () => {
     const done = m.negotiationDone(n!.id, { ok: true, proxyPort: 61000 });
     expect(toClient(done)).toEqual(['227 Entering Passive Mode (198,51,100,21,238,72)\r\n']);
     expect(logs(done)).toContainEqual({ type: 'log', level: LOG_INFO, message: '#7 passive: client to server port 50000 via port 61000' });
+  });
+
+  it.each([
+    ['info on (the default)', {}, 1],
+    ['info off (-D below 6)', { info: false }, 0],
+  ])('each negotiation logs at INFO only when INFO is wanted: %s', (_name, opts: Partial<ControlOptions>, count) => {
+    const m = loggedIn(opts);
+    m.clientLine(b('PASV\r\n'));
+    const [n] = negotiations(m.serverLine(b('227 Entering Passive Mode (10,1,2,3,195,80)\r\n')));
+    const passive = m.negotiationDone(n!.id, { ok: true, proxyPort: 61000 });
+    expect(toClient(passive)).toEqual(['227 Entering Passive Mode (198,51,100,21,238,72)\r\n']);
+    expect(logActions(passive).filter((a) => a.event === 'passive')).toHaveLength(count);
+    const [a] = negotiations(m.clientLine(b('PORT 10,1,2,3,195,80\r\n')));
+    const active = m.negotiationDone(a!.id, { ok: true, proxyPort: 61000 });
+    expect(toServer(active)).toHaveLength(1);
+    expect(logActions(active).filter((x) => x.event === 'active')).toHaveLength(count);
   });
 
   it('rewrites a 229 to the proxy port (scenario 13)', () => {
@@ -326,6 +343,18 @@ describe('splitCommand', () => {
     ['\xff\xf4\xff\xf2ABOR\r\n', 'ABOR', ''],
     ['\xff\xfb\x01NOOP\r\n', 'NOOP', ''],
     ['PORT 1,2,3,4,5,6\r', 'PORT', '1,2,3,4,5,6'],
+    // The line ending's bytes: "\r\n" or "\n" go first, then one more CR off the verb or the argument.
+    ['NOOP\r\r\n', 'NOOP', ''],
+    ['CWD a\r\r\n', 'CWD', 'a'],
+    ['NOOP\r\r', 'NOOP\r', ''],
+    ['CWD a\r\r', 'CWD', 'a\r'],
+    ['CWD\ta b\r\n', 'CWD', 'a b'],
+    ['CWD  x\r\n', 'CWD', ' x'],
+    ['\r\n', '', ''],
+    ['\n', '', ''],
+    ['\xff\xf4\r\n', '', ''],
+    ['\xff\xfb\x01\n', '', ''],
+    ['stor \xe9t\xe9\r\n', 'STOR', '\xe9t\xe9'],
   ])('%j -> %s %j', (line, verb, arg) => {
     expect(splitCommand(b(line))).toEqual({ verb, arg });
   });
@@ -387,5 +416,25 @@ describe('log events for --log-format json', () => {
     const bad = logActions(m.clientLine(b('PORT 1,2,3,4,0,21\r\n')));
     expect(bad.find((a) => a.event === 'bad-port')?.fields).toEqual({ command: 'PORT', port: 21 });
     expect(logActions(m.clientLine(b('NOOP\r\n')))[0]?.event).toBe('client-line');
+  });
+});
+
+describe('plain FTP skips the TLS command rules', () => {
+  // FtpControl does not call tlsCommand() while tls_client is none and no leg is TLS: this is why.
+  it.each(['AUTH', 'PBSZ', 'PROT', 'CCC', 'REIN', 'USER', 'PASV', 'PORT', 'FEAT', 'XYZ', ''])('tlsCommand passes %j in that state', (verb) => {
+    for (const server of ['none', 'forward', 'require'] as const) {
+      for (const userSent of [false, true]) {
+        const v = tlsCommand(verb, 'TLS', {
+          client: 'none',
+          server,
+          clientTls: false,
+          clientSecured: false,
+          serverTls: false,
+          userSent,
+          passthroughRange: false,
+        });
+        expect(v).toEqual({ act: 'pass' });
+      }
+    }
   });
 });

@@ -119,6 +119,11 @@ describe('LineSplitter: NUL bytes', () => {
     ['after a complete line, unfinished', ['NOOP\r\n\0'], ['NOOP\r\n', { error: 'nul' }]],
     ['as the 500th byte', [x(499) + '\0'], [{ error: 'nul' }]],
     ['after 500 bytes without "\\n" (the buffer is full first)', [x(500) + '\0'], [{ error: 'too-long' }]],
+    // The chunk's first NUL is looked for once: it must still be found in whichever line holds it.
+    ['600 bytes into a chunk, after good lines', [(x(298) + '\r\n').repeat(2) + 'B\0\r\n'], [x(298) + '\r\n', x(298) + '\r\n', { error: 'nul' }]],
+    ['in a partial line after good lines', ['A\r\nB\r\nC\0'], ['A\r\n', 'B\r\n', { error: 'nul' }]],
+    ['in a line completed across chunks, after a good one', ['A\r\nB', 'C\0\r\n'], ['A\r\n', { error: 'nul' }]],
+    ['a second NUL later in the chunk changes nothing', ['A\0\r\nB\0\r\n'], [{ error: 'nul' }]],
   ])('%s', (_name, chunks, expected) => {
     expect(feed(chunks)).toEqual(expected);
   });

@@ -45,6 +45,11 @@ describe('parsePortArg', () => {
     ['10,0,0,1,4,0', '10.0.0.1', 1024],
     ['255,255,255,255,255,254', '255.255.255.255', 65534],
     ['255,255,255,255,255,255', '255.255.255.255', 65535],
+    // Beside the one-pass reader of the plain form: what only the general path takes.
+    ['1,2,3,4,5,6\t', '1.2.3.4', 1286],
+    ['\u00a01,2,3,4,5,6', '1.2.3.4', 1286],
+    ['1 ,2,3,4,5,6', '1.2.3.4', 1286],
+    ['12,34,56,78,90,12', '12.34.56.78', 23052],
   ])('%j -> %s port %d', (arg, address, port) => {
     expect(parsePortArg(arg)).toEqual({ ok: true, value: { address, port } });
   });
@@ -63,6 +68,9 @@ describe('parsePortArg', () => {
     ['port low byte 256', '1,2,3,4,5,256'],
     ['port 65536 as 256,0', '1,2,3,4,256,0'],
     ['four-digit number', '1,2,3,4,5,1000'],
+    ['four digits with leading zeros', '1,2,3,4,5,0255'],
+    ['four digits with leading zeros first', '0001,2,3,4,5,6'],
+    ['address byte 300 in the plain form', '300,2,3,4,5,6'],
     ['negative address byte', '-1,2,3,4,5,6'],
     ['negative port byte', '1,2,3,4,5,-6'],
     ['plus sign', '+1,2,3,4,5,6'],
@@ -201,6 +209,8 @@ describe('parse227', () => {
     ['a first number of four digits', '227 Entering Passive Mode (1010,0,0,1,4,1)\r\n'],
     ['address byte 256', '227 Entering Passive Mode (256,1,1,1,1,1)\r\n'],
     ['port byte 256', '227 Entering Passive Mode (10,0,0,1,256,1)\r\n'],
+    ['port low byte 999', '227 Entering Passive Mode (10,0,0,1,4,999)\r\n'],
+    ['last address byte 300', '227 Entering Passive Mode (10,0,0,300,4,1)\r\n'],
     ['negative number', '227 Entering Passive Mode (1,2,3,4,5,-6)\r\n'],
     ['letters', '227 Entering Passive Mode (a,b,c,d,e,f)\r\n'],
     ['semicolons', '227 Entering Passive Mode (1;2;3;4;5;6)\r\n'],
