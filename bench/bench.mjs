@@ -22,7 +22,7 @@ import { execa } from 'execa';
 import { passivePinhole } from '../dist/firewall/backend.js';
 import { addScript as iptAddScript, pinholeRules } from '../dist/firewall/iptables.js';
 import { addScript as nftAddScript } from '../dist/firewall/nftables.js';
-import { withHelperPathIpt, withHelperPathNft, withSecondProxyNft } from './rulesets/combine.mjs';
+import { withHelperPathIpt, withHelperPathNft, withSecondProxyIpt, withSecondProxyNft } from './rulesets/combine.mjs';
 import { MOD_PROXY_SO, MOD_TLS_SO, nsCpu, tlsPart } from './tls-part.mjs';
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
@@ -279,7 +279,7 @@ function combinedNft() {
 
 function combinedIpt() {
   const f = `${RUN}/combined.rules`;
-  writeFileSync(f, withHelperPathIpt(readFileSync(`${ROOT}iptables-examples/forward-redirect.rules`, 'utf8'), STUB_HELPER));
+  writeFileSync(f, withSecondProxyIpt(withHelperPathIpt(readFileSync(`${ROOT}iptables-examples/forward-redirect.rules`, 'utf8'), STUB_HELPER), STUB_LIB, LIB_PORT));
   return f;
 }
 
@@ -993,9 +993,9 @@ function table(r) {
       for (const st of sts) {
         const l = s.viaProcess[st]?.latency;
         if (!l) continue;
-        row([`  process per change, ${stLabel(st)}`, `${f3(l.pasv.proxy.p50)} / ${f3(l.pasv.proxy.p99)}`, `${f3(l.port.proxy.p50)} / ${f3(l.port.proxy.p99)}`, `${f3(l.pasv.added.p50)} / ${f3(l.pasv.added.p99)}`, `${f3(l.port.added.p50)} / ${f3(l.port.added.p99)}`], w);
+        row([`  process/change, ${st === 'empty' ? 'empty' : stLabel(st)}`, `${f3(l.pasv.proxy.p50)} / ${f3(l.pasv.proxy.p99)}`, `${f3(l.port.proxy.p50)} / ${f3(l.port.proxy.p99)}`, `${f3(l.pasv.added.p50)} / ${f3(l.pasv.added.p99)}`, `${f3(l.port.added.p50)} / ${f3(l.port.added.p99)}`], w);
       }
-      L.push(`   (first instance: ${s.firewall || 'n/a'}; second: ${s.viaProcess.firewall})`);
+      L.push(`   (first instance: ${s.firewall || 'n/a'}; process/change: a second instance, ${s.viaProcess.firewall})`);
     }
     if (s.withMetrics) {
       // The third instance, same rounds: the first one's rows with --metrics served.

@@ -54,6 +54,14 @@ export function withHelperPathIpt(text, helper) {
   ]);
 }
 
+/** iptables: the second proxy instance on 127.0.0.1:PORT for the sessions to ADDRESS:21 (as withSecondProxyNft). */
+export function withSecondProxyIpt(text, address, port) {
+  return edit(text, 'iptables-examples/forward-redirect.rules', [
+    [/^(-A PREROUTING -i lan .*DNAT --to-destination 127\.0\.0\.1:8021)$/m, (l) => `-A PREROUTING -i lan -d ${address}/32 -p tcp --dport 21 -m comment --comment "bench: the second proxy" -j DNAT --to-destination 127.0.0.1:${port}\n${l}`, 'the second proxy'],
+    [/^(-A INPUT -i lan .*--dport 8021 .*-j ACCEPT)$/m, (l) => `${l}\n-A INPUT -i lan -p tcp --dport ${port} -m conntrack --ctstate DNAT -m comment --comment "bench: the second proxy" -j ACCEPT`, 'the second proxy accept'],
+  ]);
+}
+
 if (import.meta.url === `file://${process.argv[1]}`) {
   const { readFileSync } = await import('node:fs');
   const [kind, file, helper] = process.argv.slice(2);
