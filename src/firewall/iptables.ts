@@ -9,12 +9,13 @@
 //                                        `local` pinholes of data_mode in a policy file)
 // and per session the chains FTPP-<instance id>-<session>-<kind><set>: kind D (DNAT, nat PREROUTING), S (SNAT, nat
 // POSTROUTING), F (filter FORWARD), M (mangle FORWARD), I (filter INPUT, only when a negotiation has a
-// local pinhole); set A or B. They are applied with
-// `iptables-restore --noflush` (one transaction per table set). Each running instance also holds an
+// local pinhole); set a letter A-Z. They are applied through one kept `iptables-restore --noflush`
+// per family (restore-stream.ts; one transaction per table block). Each running instance also holds an
 // empty chain FTPPI-<instance id> in filter: the parents go only when no instance holds one.
 //
-// Replacing a negotiation writes the *other* chain set (A/B) and only then removes the old one: the
-// reply waits for additions only, because deletions cost 20-50 ms with iptables-nft (netlink commit).
+// Replacing a negotiation writes the session's next free set and only then removes the old one: the
+// reply waits for additions only, and never for a removal (deleting a jump means finding it: with
+// 10,000 pinholes a few hundred ms with iptables-nft); queued removals go as one transaction.
 //
 // Like the nftables backend, a pinhole admits one connection: its DNAT rule records the client in a
 // per-negotiation `recent` list and does not match again (a retransmitted SYN keeps its conntrack NAT
