@@ -126,6 +126,16 @@ describe.each(VARIANTS)('operations with %s', (variant) => {
     expect(await lab.proxyObjects('iptables')).toBe(false);
   });
 
+  it('without stdbuf the kept process cannot answer: the proxy says so and starts a process per change', async () => {
+    // PATH without /usr/bin, where stdbuf lives (iptables and ip are in /usr/sbin)
+    const p = await lab.proxy(['--backend', 'iptables', '-D', '7'], { ...env, PATH: '/usr/sbin:/sbin' });
+    expect(p.log).toMatch(new RegExp(`iptables: no kept ${variant}-restore process \\(.*cannot start stdbuf ${variant}-restore: .*ENOENT.*\\); a process per change instead`));
+    const r = await lab.get('curl', 'pasv');
+    expect(r.ok, `${r.output}\n${p.log}`).toBe(true);
+    expect(await p.signal('SIGTERM')).toBe(0);
+    expect(await lab.proxyObjects('iptables')).toBe(false);
+  });
+
   it('-vv and -q act on both directions of the data connection', async () => {
     const p = await lab.proxy(['--backend', 'iptables', '-vv', '-q', '1:10'], env);
     const download = lab.get('lftp', 'pasv', 'test20M.bin', { RATE: '4M' });
