@@ -525,8 +525,8 @@ export class NftablesBackend implements FirewallBackend {
   /**
    * A session's removal, off any reply's path: it waits for the end of this event-loop turn
    * (setImmediate), and the removals of every session that ended within the turn go to the kernel
-   * together. nf_tables commits take about the same time for one element as for many (bench/README.md),
-   * so N sessions ending together cost one commit instead of N. setImmediate rather than a microtask:
+   * together: one commit instead of N, which halves what a removal costs the kernel (about 130 µs for one
+   * session alone, 65 µs each in a batch: bench/README.md). setImmediate rather than a microtask:
    * each socket's close is its own I/O callback, and Node runs the microtasks after every callback, so
    * only the check phase sees the sessions of one poll together; rather than a timer: no added delay.
    * Resolves when this session's own elements are gone; rejects with this session's own error.

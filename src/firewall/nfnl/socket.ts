@@ -59,8 +59,9 @@ export const errnoName = (errno: number): string => ERRNO_NAMES[errno] ?? `errno
 
 /**
  * The most element changes one batch carries here: every one is answered, and the answers must fit the
- * socket's receive buffer (4 MiB asked; about 1 KiB each). A negotiation needs at most a dozen; larger
- * work (a stop with many sessions) goes through libnftables.
+ * socket's receive buffer (4 MiB asked; about 1 KiB each). A negotiation needs at most a dozen; the
+ * removals of sessions ending together are split to fit (nftables.ts); a stop's sweep of every live
+ * session goes through libnftables.
  */
 export const FAST_MAX_OPS = 1000;
 
