@@ -15,6 +15,7 @@ import { FirewallError } from './backend.js';
 const ACK_BLOCK = '*filter\n-S OUTPUT\nCOMMIT\n';
 const ACK_LINES = 3;
 const ACK_LINE = /^-P OUTPUT /;
+const OUTPUT_RULE = /^-A OUTPUT /;
 
 /** The process, as the stream uses it (a fake in the unit tests). */
 export interface RestoreProcess {
@@ -67,7 +68,9 @@ export function spawnRestore(command: string, prefix: string[] = []): RestorePro
 interface Job {
   script: string;
   timeoutMs: number;
-  resolve: () => void;
+  /** What the script's own listings (-S) printed. */
+  out: string[];
+  resolve: (out: string[]) => void;
   reject: (e: Error) => void;
   /** Removals merged into this one transaction per table. */
   merged?: Job[];
@@ -138,11 +141,15 @@ export class RestoreStream {
 
   constructor(private readonly o: RestoreStreamOptions) {}
 
-  /** `urgent`: an addition a reply waits for, applied before queued removals. */
-  apply(script: string, urgent = true, timeoutMs = this.o.timeoutMs ?? 30_000): Promise<void> {
+  /**
+   * `urgent`: an addition a reply waits for, applied before queued removals. Resolves with what the
+   * script's own listings printed (`-S CHAIN`: the kept process can check the ruleset for the price of
+   * listing one chain, where `-C` made iptables-nft read every rule of the table).
+   */
+  apply(script: string, urgent = true, timeoutMs = this.o.timeoutMs ?? 30_000): Promise<string[]> {
     if (this.closed) return Promise.reject(new FirewallError(`${this.o.command}: stopped`, script));
-    return new Promise<void>((resolve, reject) => {
-      (urgent ? this.queue : this.later).push({ script, timeoutMs, resolve, reject });
+    return new Promise<string[]>((resolve, reject) => {
+      (urgent ? this.queue : this.later).push({ script, timeoutMs, out: [], resolve, reject });
       this.next();
     });
   }
@@ -160,7 +167,10 @@ export class RestoreStream {
     this.lines = 0;
     this.stderr = '';
     p.onLine((l) => {
-      if (this.proc === p && ACK_LINE.test(l)) this.done(null);
+      if (this.proc !== p) return;
+      if (ACK_LINE.test(l)) this.done(null);
+      // the acknowledgement's rules (after its ACK_LINE) and iptables-nft's notes are nobody's output
+      else if (this.current && !OUTPUT_RULE.test(l) && !l.startsWith('#')) this.current.out.push(l);
     });
     p.onStderr((t) => {
       if (this.proc === p) this.stderr += t;
@@ -210,7 +220,7 @@ export class RestoreStream {
     while (n < this.later.length && n < MERGE_MAX && !this.later[n]!.alone) n++;
     if (n === 1) return this.later.shift();
     const merged = this.later.splice(0, n);
-    return { script: mergeByTable(merged.map((j) => j.script)), timeoutMs: Math.max(...merged.map((j) => j.timeoutMs)), resolve: () => undefined, reject: () => undefined, merged };
+    return { script: mergeByTable(merged.map((j) => j.script)), timeoutMs: Math.max(...merged.map((j) => j.timeoutMs)), out: [], resolve: () => undefined, reject: () => undefined, merged };
   }
 
   private done(error: Error | null): void {
@@ -222,9 +232,9 @@ export class RestoreStream {
     if (job.merged && error) {
       // A transaction is all or nothing: apply each on its own, so one that fails fails alone.
       this.later.unshift(...job.merged.map((j) => ({ ...j, alone: true })));
-    } else if (job.merged) for (const j of job.merged) j.resolve();
+    } else if (job.merged) for (const j of job.merged) j.resolve([]);
     else if (error) job.reject(error);
-    else job.resolve();
+    else job.resolve(job.out);
     this.next();
   }
 }

@@ -374,6 +374,14 @@ describe('faults', () => {
       const p = await lab.proxy(['-D', '6', '--backend', 'iptables'], { FTP_PROXY_IPTABLES: join(ipt, 'iptables') });
       expect((await lab.get('curl', 'pasv')).ok).toBe(true);
       rmSync(ipt, { recursive: true, force: true });
+      // The kept iptables-restore processes were started before: end them (ours, by PID), so that the
+      // next change must start the tool again.
+      const kept = (await execa('ps', ['-o', 'pid=,args=', '--ppid', String(p.child.pid)])).stdout
+        .split('\n')
+        .filter((l) => /-restore --noflush --wait$/.test(l))
+        .map((l) => Number(l.trim().split(/\s+/)[0]));
+      expect(kept.length).toBeGreaterThanOrEqual(1);
+      for (const pid of kept) process.kill(pid, 'SIGKILL');
       const r = await lab.raw(['lines', lab.target, 'PASV', 'NOOP']);
       expect((r.replies as string[])[0]).toMatch(/^425 /);
       expect((r.replies as string[])[1]).toMatch(/^200 /);

@@ -199,6 +199,14 @@ describe('the reply path and the stop: one iptables-restore each', () => {
     expect(addScript(owner, 'A', rules, false)).not.toMatch(/^-C /m); // --print-rules shows the set alone
   });
 
+  it('through the kept process the builtin chains are listed instead (-S reads one chain, -C the whole table), each once per table', () => {
+    const text = addScript(owner, 'A', rules, true, 'list');
+    expect(text).not.toMatch(/^-C /m);
+    expect(text).toMatch(/^\*nat\n-S PREROUTING\n-S POSTROUTING\n:FTPP-/);
+    expect(text).toMatch(/^\*filter\n-S FORWARD\n:FTPP-/m);
+    expect(text).toMatch(/^\*mangle\n-S FORWARD\n:FTPP-/m);
+  });
+
   it('removes the chain sets of many sessions in one script, one block per table', () => {
     const two = removeSetsScript(
       [

@@ -38,7 +38,15 @@ function fakeTool(opts: { hang?: boolean; startError?: boolean } = {}) {
             const b = block;
             p.committed.push(b);
             block = [];
-            if (b.includes('-S OUTPUT')) setImmediate(() => lineCb('-P OUTPUT ACCEPT'));
+            // listings print at their line, before the commit; OUTPUT has one rule of the admin's
+            const lists = b.filter((l) => l.startsWith('-S ')).map((l) => l.slice(3));
+            setImmediate(() => {
+              for (const c of lists) {
+                if (c !== 'OUTPUT') lineCb('# Warning: iptables-legacy tables present, use iptables-legacy to see them');
+                lineCb(`-P ${c} ACCEPT`);
+                lineCb(c === 'OUTPUT' ? '-A OUTPUT -o lo -j ACCEPT' : `-A ${c} -j FTPPROXY-${c}`);
+              }
+            });
           } else if (line && !line.startsWith('*')) block.push(line);
         }
       },
@@ -112,7 +120,7 @@ describe('RestoreStream', () => {
     const proc = t.procs[0]!;
     const w = proc.write.bind(proc);
     proc.write = (text) => w(text.replace('-S OUTPUT', '-S FAIL'));
-    await expect(s.apply(ADD(2))).resolves.toBeUndefined();
+    await expect(s.apply(ADD(2))).resolves.toEqual([]);
     expect(proc.committed.at(-1)).toEqual([':C2 - [0:0]', '-A C2 -j ACCEPT']);
   });
 
@@ -172,5 +180,12 @@ describe('RestoreStream', () => {
     await Promise.all([ok1, ok2]);
     const all = t.procs.flatMap((p) => p.committed).filter((b) => b[0] !== '-S OUTPUT');
     expect(all).toEqual([[':C1 - [0:0]', '-A C1 -j ACCEPT'], ['-X R1'], ['-X R2']]);
+  });
+
+  it('resolves with what the script\'s own listings printed, not the acknowledgement\'s rules or iptables\' notes', async () => {
+    const t = fakeTool();
+    const s = new RestoreStream({ command: 'iptables-restore', spawn: t.spawn });
+    expect(await s.apply('*nat\n-S PREROUTING\n:C1 - [0:0]\nCOMMIT\n')).toEqual(['-P PREROUTING ACCEPT', '-A PREROUTING -j FTPPROXY-PREROUTING']);
+    expect(await s.apply(ADD(2))).toEqual([]);
   });
 });
