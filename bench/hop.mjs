@@ -105,7 +105,7 @@ const nodeFlags = ['--max-semi-space-size=1', ...(argv.includes('--perf') ? ['--
 const stub = start([here('./stub-ftpd.mjs'), '127.0.0.1', String(STUB_PORT)]);
 const daemon = start(
   [
-    ...(PROF ? ['--cpu-prof', `--cpu-prof-dir=${PROF}`] : []),
+    ...(PROF ? ['--cpu-prof', `--cpu-prof-dir=${PROF}`, '--cpu-prof-interval=50'] : []),
     ...(argv.includes('--trace-gc') ? ['--trace-gc'] : []),
     ...(process.env.HOP_IMPORT ? ['--import', process.env.HOP_IMPORT] : []),
     ...nodeFlags,

@@ -481,8 +481,8 @@ export class Session {
   private flow(): void {
     const c = this.control;
     if (!c || this.ended) return;
-    const readClient = !c.clientBlocked && c.pendingCommands < PIPELINE_PAUSE && !(this.legs.serverIo?.writableNeedDrain ?? false);
-    const readServer = !c.serverBlocked && !this.legs.clientIo.writableNeedDrain;
+    const readClient = !c.clientPaused && c.pendingCommands < PIPELINE_PAUSE && !(this.legs.serverIo?.writableNeedDrain ?? false);
+    const readServer = !c.serverPaused && !this.legs.clientIo.writableNeedDrain;
     this.legs.flow(readClient, readServer);
   }
 

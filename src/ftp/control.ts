@@ -217,6 +217,21 @@ export class FtpControl {
     return this.serverInflight !== null || this.tlsInflight?.leg === 'server';
   }
 
+  /**
+   * Whether the session should stop reading the client. A line waiting on the firewall stops it only
+   * once a later line has had to queue behind it: the usual negotiation (nothing sent meanwhile) then
+   * costs no pause and resume, and the queue still holds at most one more read's lines. The other holds
+   * (a forced command, TLS set-up) stop it at once: bytes read ahead of a TLS start must stay unread.
+   */
+  get clientPaused(): boolean {
+    return this.clientHold || this.tlsHold || (this.clientInflight !== null && this.clientQueue.length > 0);
+  }
+
+  /** Whether the session should stop reading the server (as clientPaused: a reply on the firewall). */
+  get serverPaused(): boolean {
+    return this.tlsInflight?.leg === 'server' || (this.serverInflight !== null && this.serverQueue.length > 0);
+  }
+
   /** Lines held back behind a pending negotiation, both directions. */
   get queuedLines(): number {
     return this.clientQueue.length + this.serverQueue.length;

@@ -130,8 +130,17 @@ export function parse229(text: string): Parsed<number> {
   return { ok: true, value: port };
 }
 
+/** "a,b,c,d" of the addresses lately formatted: a session names the same one or two in every reply. */
+const commaForms = new Map<string, string>();
+
 function commaHostPort(address: string, port: number): string {
-  return `${address.split('.').join(',')},${port >> 8},${port & 255}`;
+  let comma = commaForms.get(address);
+  if (comma === undefined) {
+    if (commaForms.size >= 64) commaForms.clear(); // bounded: a busy proxy has many servers
+    comma = address.split('.').join(',');
+    commaForms.set(address, comma);
+  }
+  return `${comma},${port >> 8},${port & 255}`;
 }
 
 export function formatPort(address: string, port: number): string {

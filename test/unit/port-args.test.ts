@@ -279,6 +279,16 @@ describe('formatters', () => {
   ])('%j', (actual, expected) => {
     expect(actual).toBe(expected);
   });
+
+  it('names each address right however many were formatted before (the remembered comma forms)', () => {
+    for (let round = 0; round < 3; round++) {
+      for (let i = 0; i < 200; i++) {
+        const address = `10.${round}.${i >> 8}.${i & 255}`;
+        expect(format227(address, 61000)).toBe(`227 Entering Passive Mode (10,${round},${i >> 8},${i & 255},238,72)\r\n`);
+        expect(formatPort('192.0.2.1', 49152 + i)).toBe(`PORT 192,0,2,1,${(49152 + i) >> 8},${(49152 + i) & 255}\r\n`);
+      }
+    }
+  });
 });
 
 describe('round trips: format, then parse', () => {
