@@ -93,8 +93,12 @@ describe.each(VARIANTS)('operations with %s', (variant) => {
 
   it('after a SIGKILL, the next start removes the dead instance\'s chains', async () => {
     const p: ProxyProcess = await lab.proxy(['--backend', 'iptables', '-D', '7'], env);
-    const client = lab.spawn('cli', ['bash', '-c', `exec 3<>/dev/tcp/${lab.target}/21; printf 'USER lab\\r\\nPASS lab\\r\\nPASV\\r\\n' >&3; sleep 20`]);
-    await p.waitFor(/passive: client to server port/);
+    // three negotiations: the session's live chain set is then its third letter (C), which the sweep
+    // must find too
+    const client = lab.spawn('cli', ['bash', '-c', `exec 3<>/dev/tcp/${lab.target}/21; printf 'USER lab\\r\\nPASS lab\\r\\nPASV\\r\\nPASV\\r\\nPASV\\r\\n' >&3; sleep 20`]);
+    for (let i = 0; i < 100 && p.lines.filter((l) => /passive: client to server port/.test(l)).length < 3; i++) await new Promise((r) => setTimeout(r, 100));
+    for (let i = 0; i < 50 && !/^:FTPP-[0-9a-f]{8}-\d+-DC /m.test((await lab.iptablesSaves())[0]!); i++) await new Promise((r) => setTimeout(r, 100));
+    expect((await lab.iptablesSaves())[0]).toMatch(/^:FTPP-[0-9a-f]{8}-\d+-DC /m);
     expect(await lab.pinholeObjects('iptables')).toBeGreaterThan(0);
     await p.signal('SIGKILL');
     expect(await lab.pinholeObjects('iptables')).toBeGreaterThan(0);
