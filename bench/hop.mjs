@@ -16,6 +16,7 @@
 //   --prof DIR    the daemon (and the floor, floor.cpuprofile) write V8 CPU profiles there
 //                 (bench/cpuprofile-top.mjs reads them)
 //   HOP_IMPORT=FILE  preloaded into the daemon (node --import), e.g. an allocation sampler
+//   HOP_DAEMON_FLAGS='--trace-deopt ...'  more node flags for the daemon
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
@@ -108,6 +109,7 @@ const daemon = start(
     ...(PROF ? ['--cpu-prof', `--cpu-prof-dir=${PROF}`, '--cpu-prof-interval=50'] : []),
     ...(argv.includes('--trace-gc') ? ['--trace-gc'] : []),
     ...(process.env.HOP_IMPORT ? ['--import', process.env.HOP_IMPORT] : []),
+    ...(process.env.HOP_DAEMON_FLAGS ? process.env.HOP_DAEMON_FLAGS.split(' ') : []),
     ...nodeFlags,
     here('./daemon-host.mjs'),
     '-d',
@@ -183,5 +185,9 @@ try {
     process.stdout.write(`daemon GCs: ${gcs.length} (${gcs.filter((l) => /Scavenge/.test(l)).length} scavenges)\n${gcs.slice(-3).join('\n')}\n`);
     const fg = floor.output.split('\n').filter((l) => /Scavenge/.test(l));
     process.stdout.write(`floor scavenges: ${fg.length}\n`);
+  }
+  if (process.env.HOP_DAEMON_OUT) {
+    const { writeFileSync } = await import('node:fs');
+    writeFileSync(process.env.HOP_DAEMON_OUT, daemon.output);
   }
 }
