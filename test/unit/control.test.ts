@@ -5,6 +5,7 @@ import { type Action, type ControlOptions, FtpControl, type SessionAddresses, sp
 import { LOG_CRIT, LOG_DEBUG, LOG_ERR, LOG_INFO } from '../../src/levels.js';
 import { tlsCommand } from '../../src/ftp/tls-commands.js';
 import { logIn, V4, V6 } from '../helpers/control.js';
+import { policy } from '../helpers/policy-text.js';
 
 
 function machine(opts: Partial<ControlOptions> = {}, addr: SessionAddresses = V4): FtpControl {
@@ -436,5 +437,35 @@ describe('plain FTP skips the TLS command rules', () => {
         expect(v).toEqual({ act: 'pass' });
       }
     }
+  });
+});
+
+describe('when the session stops reading (clientPaused, serverPaused)', () => {
+  it('a reply on the firewall blocks the server side, but pauses it only once another line queues', () => {
+    const m = loggedIn();
+    m.clientLine(b('PASV\r\n'));
+    const [n] = negotiations(m.serverLine(b('227 Entering Passive Mode (10,1,2,3,195,80)\r\n')));
+    expect([m.serverBlocked, m.serverPaused]).toEqual([true, false]);
+    expect(m.serverLine(b('200 unsolicited\r\n'))).toEqual([]);
+    expect([m.serverBlocked, m.serverPaused]).toEqual([true, true]);
+    const done = m.negotiationDone(n!.id, { ok: true, proxyPort: 61000 });
+    expect(toClient(done)).toEqual(['227 Entering Passive Mode (198,51,100,21,238,72)\r\n', '200 unsolicited\r\n']);
+    expect([m.serverBlocked, m.serverPaused]).toEqual([false, false]);
+  });
+
+  it('a PORT on the firewall blocks the client side, but pauses it only once another line queues', () => {
+    const m = loggedIn();
+    const [n] = negotiations(m.clientLine(b('PORT 10,1,2,3,195,80\r\n')));
+    expect([m.clientBlocked, m.clientPaused]).toEqual([true, false]);
+    expect(m.clientLine(b('NOOP\r\n'))).toEqual([]);
+    expect([m.clientBlocked, m.clientPaused]).toEqual([true, true]);
+    expect(toServer(m.negotiationDone(n!.id, { ok: true, proxyPort: 61000 }))).toEqual(['PORT 203,0,113,5,238,72\r\n', 'NOOP\r\n']);
+    expect([m.clientBlocked, m.clientPaused]).toEqual([false, false]);
+  });
+
+  it('a forced command pauses the client at once (data_mode passive)', () => {
+    const m = loggedIn({ policy: policy('data_mode passive') });
+    m.clientLine(b('PORT 10,1,2,3,195,80\r\n'));
+    expect([m.clientBlocked, m.clientPaused]).toEqual([true, true]);
   });
 });
