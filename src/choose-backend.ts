@@ -109,7 +109,7 @@ export async function createBackend(c: Config, log: Log, probe: HostProbe = host
       const command = process.env.FTP_PROXY_IPTABLES ?? 'iptables';
       // FTP_PROXY_IPTABLES_RESTORE=process: a new iptables-restore per change (the bench's baseline).
       const keep = process.env.FTP_PROXY_IPTABLES_RESTORE !== 'process';
-      log.log(LOG_INFO, `firewall: iptables (chains FTPPROXY-*, through ${keep ? 'a kept ' : ''}${command}-restore${keep ? ' per family' : ''})`);
+      log.log(LOG_INFO, `firewall: iptables (chains FTPPROXY-*, through ${keep ? 'a kept ' : ''}${command}-restore${keep ? ' per family for additions and one for removals' : ''})`);
       return new IptablesBackend({ rules: ruleOptions(c), command, warn, keep });
     }
     case 'pf':

@@ -9,8 +9,9 @@
 //                                        `local` pinholes of data_mode in a policy file)
 // and per session the chains FTPP-<instance id>-<session>-<kind><set>: kind D (DNAT, nat PREROUTING), S (SNAT, nat
 // POSTROUTING), F (filter FORWARD), M (mangle FORWARD), I (filter INPUT, only when a negotiation has a
-// local pinhole); set a letter A-Z. They are applied through one kept `iptables-restore --noflush`
-// per family (restore-stream.ts; one transaction per table block). Each running instance also holds an
+// local pinhole); set a letter A-Z. They are applied through kept `iptables-restore --noflush`
+// processes, per family one for additions and one for removals (restore-stream.ts; one transaction
+// per table block). Each running instance also holds an
 // empty chain FTPPI-<instance id> in filter: the parents go only when no instance holds one.
 //
 // Replacing a negotiation writes the session's next free set and only then removes the old one: the
@@ -331,16 +332,17 @@ export class IptablesBackend implements FirewallBackend {
     return String(r.stdout ?? '');
   }
 
-  /** The kept iptables-restore per family, once its self-test at start passed. */
-  private readonly streams = new Map<Fam, RestoreStream>();
-
   /**
-   * `later`: a removal, which the kept process applies after the additions queued with it (the replies
-   * wait for additions only). Without a kept process, a process per script.
+   * The kept iptables-restore processes per family, once their self-test at start passed: one for
+   * additions, one for removals, so that no reply waits behind a removal in flight (with 10,000
+   * pinholes a removal takes 120-390 ms to find its jumps; back-to-back negotiations waited for it).
    */
+  private readonly streams = new Map<Fam, { adds: RestoreStream; removals: RestoreStream }>();
+
+  /** `later`: a removal, which no reply waits for. Without kept processes, a process per script. */
   private async restore(f: Fam, script: string, later = false): Promise<string[]> {
-    const stream = this.streams.get(f);
-    if (stream) return stream.apply(script, !later);
+    const kept = this.streams.get(f);
+    if (kept) return later ? kept.removals.apply(script, false) : kept.adds.apply(script);
     await this.run(f, '-restore', ['--noflush', '--wait'], script);
     return [];
   }
@@ -361,14 +363,15 @@ export class IptablesBackend implements FirewallBackend {
     if (missing.length) throw new FirewallError(`the jump from ${missing.map((p) => `${p.builtin} to ${p.chain}`).join(', ')} is missing`);
   }
 
-  /** Start the kept process and see that it answers: stdbuf may be missing, or not work with this build. */
+  /** Start the kept processes and see that they answer: stdbuf may be missing, or not work with this build. */
   private async startStream(f: Fam): Promise<void> {
-    const stream = new RestoreStream({ command: this.cmd(f, '-restore'), ...(this.o.spawnRestore ? { spawn: this.o.spawnRestore } : {}) });
+    const make = (): RestoreStream => new RestoreStream({ command: this.cmd(f, '-restore'), ...(this.o.spawnRestore ? { spawn: this.o.spawnRestore } : {}) });
+    const kept = { adds: make(), removals: make() };
     try {
-      await stream.apply('', true, 5_000);
-      this.streams.set(f, stream);
+      await Promise.all([kept.adds.apply('', true, 5_000), kept.removals.apply('', true, 5_000)]);
+      this.streams.set(f, kept);
     } catch (e) {
-      await stream.close().catch(() => undefined);
+      await Promise.all([kept.adds.close(), kept.removals.close()]).catch(() => undefined);
       this.o.warn?.(`iptables: no kept ${this.cmd(f, '-restore')} process (${(e as Error).message}); a process per change instead`);
     }
   }
@@ -510,7 +513,7 @@ export class IptablesBackend implements FirewallBackend {
       }
       for (const f of this.families) await this.removeParents(f).catch(() => undefined);
     } finally {
-      await Promise.all([...this.streams.values()].map((s) => s.close().catch(() => undefined)));
+      await Promise.all([...this.streams.values()].flatMap((k) => [k.adds, k.removals]).map((s) => s.close().catch(() => undefined)));
       this.streams.clear();
       this.identity.release();
     }
