@@ -5,13 +5,13 @@
 // batch carries are split at session boundaries; close() waits for removals already asked for.
 import { describe, expect, it } from 'vitest';
 import { passivePinhole, type RuleOptions, type SessionEnds } from '../../src/firewall/backend.js';
-import type { NftRunner } from '../../src/firewall/nft-runner.js';
 import { parseAttrs, parseMessages } from '../../src/firewall/nfnl/netlink.js';
 import { encodeBatch } from '../../src/firewall/nfnl/setelem.js';
 import { FAST_MAX_OPS } from '../../src/firewall/nfnl/socket.js';
 import { NftablesBackend, removalGroups, removeOps, removeScript } from '../../src/firewall/nftables.js';
 import { fixedInstance, ID } from '../helpers/instance.js';
 import { fakeKernel } from '../helpers/nfnl-kernel.js';
+import { ProbeRunner } from '../helpers/probe-runner.js';
 
 const plain: RuleOptions = { log: 0, timeout: 30 };
 const EBUSY = 16;
@@ -45,31 +45,11 @@ const sameOps = (sent: Buffer, ops: Parameters<typeof encodeBatch>[0]) => {
   expect(strip(sent)).toEqual(strip(encodeBatch(ops, { table: 'ftp-proxy', seq: 0, ack: true })));
 };
 
-/** A runner that records scripts, and lists the self-test's probe as written (the probe always reads back right). */
-class Runner implements NftRunner {
-  readonly kind = 'libnftables' as const;
-  readonly scripts: string[] = [];
-  constructor(private readonly sent: Buffer[]) {}
-  async run(script: string): Promise<string> {
-    this.scripts.push(script);
-    return '';
-  }
-  async json(command: string): Promise<unknown> {
-    if (!command.startsWith('list map')) return { nftables: [] };
-    const m = parseMessages(this.sent.at(-1)!)[1]!;
-    const list = parseAttrs(m.payload.subarray(4)).find((a) => a.type === 3)!;
-    const key = parseAttrs(parseAttrs(list.payload)[0]!.payload).find((a) => a.type === 1)!;
-    const port = parseAttrs(key.payload)[0]!.payload.readUInt16BE(8);
-    const val = { concat: ['0.0.0.0', '0.0.0.0', port] };
-    return { nftables: [{ map: { name: 'dnat4', elem: [[{ elem: { val, timeout: 10, expires: 9, comment: 'ftp-proxy self-test' } }, { concat: ['0.0.0.0', port] }]] } }] };
-  }
-  close(): void {}
-}
 
 /** A backend on the fast path; `errorFor(batch, i)` is the errno for element message i of batch `batch`. */
 async function fast(errorFor?: (batch: Buffer, i: number) => number) {
   const k = fakeKernel({ errorFor: errorFor && ((i, b) => errorFor(k.sent[b]!, i)) });
-  const runner = new Runner(k.sent);
+  const runner = new ProbeRunner(k.sent);
   const warn: string[] = [];
   const b = new NftablesBackend({ rules: plain, runner, instance: fixedInstance(), isAlive: async () => true, warn: (m) => warn.push(m), netlink: k.sys });
   await b.init();
@@ -118,7 +98,7 @@ describe('NftablesBackend: removals of sessions ending in one turn', () => {
   });
 
   it('without the fast path: one script through the runner', async () => {
-    const runner = new Runner([]);
+    const runner = new ProbeRunner([]);
     const b = new NftablesBackend({ rules: plain, runner, instance: fixedInstance(), isAlive: async () => true });
     for (let s = 1; s <= 3; s++) await b.replace(owner(s), pin(s));
     const from = runner.scripts.length;

@@ -3,52 +3,23 @@
 // script path; without the self-test passing everything stays with the runner; errors keep their paths.
 import { describe, expect, it } from 'vitest';
 import { passivePinhole, PinholeConflict, type RuleOptions, type SessionEnds } from '../../src/firewall/backend.js';
-import type { NftRunner } from '../../src/firewall/nft-runner.js';
-import { parseAttrs, parseMessages } from '../../src/firewall/nfnl/netlink.js';
+import { parseMessages } from '../../src/firewall/nfnl/netlink.js';
 import { addOps, NftablesBackend, removeOps, tableScript } from '../../src/firewall/nftables.js';
 import { encodeBatch } from '../../src/firewall/nfnl/setelem.js';
 import { fixedInstance, ID } from '../helpers/instance.js';
 import { fakeKernel } from '../helpers/nfnl-kernel.js';
+import { ProbeRunner } from '../helpers/probe-runner.js';
 
 const plain: RuleOptions = { log: 0, timeout: 30 };
 const ends: SessionEnds = { family: 4, client: '192.168.1.10', originalServer: '198.51.100.21', server: '198.51.100.21', proxy: '198.51.100.1' };
 const owner = { instance: ID, session: 7 };
 
 /** The port in the key of the first element of a batch: the self-test's probe (0.0.0.0 . 0.0.0.0 . port). */
-function probePort(batch: Buffer): number {
-  const m = parseMessages(batch)[1]!;
-  const list = parseAttrs(m.payload.subarray(4)).find((a) => a.type === 3)!;
-  const elem = parseAttrs(list.payload)[0]!;
-  const key = parseAttrs(elem.payload).find((a) => a.type === 1)!;
-  return parseAttrs(key.payload)[0]!.payload.readUInt16BE(8);
-}
 
-/** A runner that records scripts, and lists the probe the fake kernel was sent (as libnftables would). */
-class Runner implements NftRunner {
-  readonly kind = 'libnftables' as const;
-  readonly scripts: string[] = [];
-  failNext: RegExp | null = null;
-  constructor(private readonly sent: Buffer[], private readonly probeOk = true) {}
-  async run(script: string): Promise<string> {
-    if (this.failNext?.test(script)) {
-      this.failNext = null;
-      throw new Error('Could not process rule: No such file or directory');
-    }
-    this.scripts.push(script);
-    return '';
-  }
-  async json(command: string): Promise<unknown> {
-    if (!command.startsWith('list map')) return { nftables: [] };
-    const port = probePort(this.sent.at(-1)!);
-    const val = { concat: ['0.0.0.0', '0.0.0.0', port] };
-    return { nftables: [{ map: { name: 'dnat4', elem: [[{ elem: { val, timeout: 10, expires: 9, comment: 'ftp-proxy self-test' } }, { concat: ['0.0.0.0', this.probeOk ? port : 1] }]] } }] };
-  }
-  close(): void {}
-}
 
 function setup(o: { probeOk?: boolean; errorFor?: (i: number, batch: number) => number } = {}) {
   const k = fakeKernel({ errorFor: o.errorFor });
-  const runner = new Runner(k.sent, o.probeOk ?? true);
+  const runner = new ProbeRunner(k.sent, o.probeOk ?? true);
   const warn: string[] = [];
   const info: string[] = [];
   const b = new NftablesBackend({ rules: plain, runner, instance: fixedInstance(), isAlive: async () => true, warn: (m) => warn.push(m), info: (m) => info.push(m), netlink: k.sys });

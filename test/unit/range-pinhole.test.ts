@@ -14,11 +14,10 @@ import {
   type SessionEnds,
 } from '../../src/firewall/backend.js';
 import { FakeFirewall } from '../../src/firewall/fake.js';
-import type { NftRunner } from '../../src/firewall/nft-runner.js';
 import { addOps, NftablesBackend, removeOps, touchesRanges } from '../../src/firewall/nftables.js';
 import { fixedInstance, ID } from '../helpers/instance.js';
 import { fakeKernel } from '../helpers/nfnl-kernel.js';
-import { parseAttrs, parseMessages } from '../../src/firewall/nfnl/netlink.js';
+import { ProbeRunner } from '../helpers/probe-runner.js';
 import { checkRequest, RequestRefused, type ValidationContext } from '../../src/privsep/validate.js';
 
 const fwd: SessionEnds = { family: 4, client: '192.0.2.10', originalServer: '198.51.100.20', server: '198.51.100.20', proxy: '203.0.113.1' };
@@ -87,30 +86,10 @@ describe('FakeFirewall', () => {
 describe('nftables fast path and range pinholes', () => {
   const plain: RuleOptions = { log: 0, timeout: 30 };
 
-  /** A runner recording scripts, which reads the fast path's probe back right (as in nftables-fast.test.ts). */
-  class Runner implements NftRunner {
-    readonly kind = 'libnftables' as const;
-    readonly scripts: string[] = [];
-    constructor(private readonly sent: Buffer[]) {}
-    async run(script: string): Promise<string> {
-      this.scripts.push(script);
-      return '';
-    }
-    async json(command: string): Promise<unknown> {
-      if (!command.startsWith('list map')) return { nftables: [] };
-      const m = parseMessages(this.sent.at(-1)!)[1]!;
-      const list = parseAttrs(m.payload.subarray(4)).find((a) => a.type === 3)!;
-      const key = parseAttrs(parseAttrs(list.payload)[0]!.payload).find((a) => a.type === 1)!;
-      const port = parseAttrs(key.payload)[0]!.payload.readUInt16BE(8);
-      const val = { concat: ['0.0.0.0', '0.0.0.0', port] };
-      return { nftables: [{ map: { name: 'dnat4', elem: [[{ elem: { val, timeout: 10, expires: 9, comment: 'ftp-proxy self-test' } }, { concat: ['0.0.0.0', port] }]] } }] };
-    }
-    close(): void {}
-  }
 
   it('sends range elements through the runner (once per session), and single-use pinholes still over netlink', async () => {
     const k = fakeKernel({});
-    const runner = new Runner(k.sent);
+    const runner = new ProbeRunner(k.sent);
     const b = new NftablesBackend({ rules: plain, runner, instance: fixedInstance(), isAlive: async () => true, netlink: k.sys });
     await b.init();
     expect(b.fastPath).toBe(true);
