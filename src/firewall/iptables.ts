@@ -183,11 +183,19 @@ export function pinholeRules(pins: Pinhole[], o: RuleOptions, owner: Owner, seq:
 /** The chain kinds a set has in a table: I only when it holds local pinholes. */
 const kindsOf = (table: Table, withInput: boolean) => KINDS.filter((k) => k.table === table && (k.kind !== 'I' || withInput));
 
+/** The parent chains a set links to in a table, each with the builtin chain that jumps to it. */
+const parentsOf = (table: Table, withInput: boolean) => kindsOf(table, withInput).map((k) => PARENTS.find((x) => x.chain === k.parent)!);
+
+/** The same over every table the instance uses (mangle only with -q). */
+const linkedParents = (withMangle: boolean, withInput: boolean) =>
+  (['nat', 'filter', 'mangle'] as const).filter((t) => t !== 'mangle' || withMangle).flatMap((t) => parentsOf(t, withInput));
+
 /**
  * iptables-restore input that creates (or empties) a chain set, fills it and links it to the parents.
  * With `check`, each table's block first checks (-C) that the builtin chains still jump to our parents:
  * a ruleset reload that removed a jump makes the transaction fail, and the caller repairs. So the reply
- * path runs one iptables-restore and never an iptables-save.
+ * path runs one iptables-restore and never an iptables-save. With 'list' the block lists the builtin
+ * chains (-S) instead, and the caller looks for the jumps in what the kept process printed.
  */
 export function addScript(owner: Owner, set: Set_, rules: IptablesRules, withMangle: boolean, check: boolean | 'list' = false, everyPacket = false): string {
   const out: string[] = [];
@@ -198,13 +206,9 @@ export function addScript(owner: Owner, set: Set_, rules: IptablesRules, withMan
     if (check) {
       // 'list': the builtin chains listed, checked by the caller (-S reads one chain; iptables-nft's -C
       // read every rule of the table: 30-70 ms with 10,000 pinholes)
-      const builtins = new Set<string>();
-      for (const k of kinds) {
-        const p = PARENTS.find((x) => x.chain === k.parent)!;
-        if (check === 'list') builtins.add(p.builtin);
-        else out.push(`-C ${p.builtin} ${jumpArgs(p, everyPacket)}`);
-      }
-      for (const b of builtins) out.push(`-S ${b}`);
+      const parents = parentsOf(table, rules.IN.length > 0);
+      if (check === 'list') for (const b of new Set(parents.map((p) => p.builtin))) out.push(`-S ${b}`);
+      else for (const p of parents) out.push(`-C ${p.builtin} ${jumpArgs(p, everyPacket)}`);
     }
     for (const k of kinds) out.push(`:${chainName(owner, k.kind, set)} - [0:0]`);
     for (const k of kinds) for (const rule of rules[k.rules]) out.push(`-A ${chainName(owner, k.kind, set)} ${rule}`);
@@ -342,7 +346,7 @@ export class IptablesBackend implements FirewallBackend {
   /** `later`: a removal, which no reply waits for. Without kept processes, a process per script. */
   private async restore(f: Fam, script: string, later = false): Promise<string[]> {
     const kept = this.streams.get(f);
-    if (kept) return later ? kept.removals.apply(script, false) : kept.adds.apply(script);
+    if (kept) return (later ? kept.removals : kept.adds).apply(script);
     await this.run(f, '-restore', ['--noflush', '--wait'], script);
     return [];
   }
@@ -357,18 +361,17 @@ export class IptablesBackend implements FirewallBackend {
     const out = await this.restore(f, addScript(owner, set, rules, this.mangle, listed ? 'list' : true, this.everyPacket));
     if (!listed) return;
     const have = new Set(out);
-    const missing = PARENTS.filter((p) => (p.table !== 'mangle' || this.mangle) && (p.chain !== 'FTPPROXY-IN' || rules.IN.length > 0)).filter(
-      (p) => !have.has(`-A ${p.builtin} ${jumpArgs(p, this.everyPacket)}`),
-    );
+    const missing = linkedParents(this.mangle, rules.IN.length > 0).filter((p) => !have.has(`-A ${p.builtin} ${jumpArgs(p, this.everyPacket)}`));
     if (missing.length) throw new FirewallError(`the jump from ${missing.map((p) => `${p.builtin} to ${p.chain}`).join(', ')} is missing`);
   }
 
   /** Start the kept processes and see that they answer: stdbuf may be missing, or not work with this build. */
   private async startStream(f: Fam): Promise<void> {
-    const make = (): RestoreStream => new RestoreStream({ command: this.cmd(f, '-restore'), ...(this.o.spawnRestore ? { spawn: this.o.spawnRestore } : {}) });
-    const kept = { adds: make(), removals: make() };
+    const make = (merge: boolean): RestoreStream =>
+      new RestoreStream({ command: this.cmd(f, '-restore'), merge, ...(this.o.spawnRestore ? { spawn: this.o.spawnRestore } : {}) });
+    const kept = { adds: make(false), removals: make(true) };
     try {
-      await Promise.all([kept.adds.apply('', true, 5_000), kept.removals.apply('', true, 5_000)]);
+      await Promise.all([kept.adds.apply('', 5_000), kept.removals.apply('', 5_000)]);
       this.streams.set(f, kept);
     } catch (e) {
       await Promise.all([kept.adds.close(), kept.removals.close()]).catch(() => undefined);
@@ -454,7 +457,7 @@ export class IptablesBackend implements FirewallBackend {
       try {
         await this.addSet(family, owner, next, rules);
       } catch (e) {
-        // An admin reload may have removed the parent chains or the jumps to them (the -C checks):
+        // An admin reload may have removed the parent chains or the jumps to them (addSet's check):
         // repair, then write the set again.
         this.o.warn?.(`iptables: adding pinhole chains failed (${(e as Error).message}); repairing and retrying`);
         if (await this.ensureParents(family)) this.o.warn?.('iptables: the ftp-proxy chains or the jumps to them were missing (a ruleset reload?), restored them');
@@ -577,19 +580,20 @@ export class IptablesBackend implements FirewallBackend {
   /** Chains FTPP-<id>-... of instances proven dead (never our own): unlink and delete them. */
   private async sweep(f: Fam): Promise<void> {
     const save = await this.run(f, '-save', []);
-    const found = new Map<string, Owner>();
-    const letters = new Map<string, Set<Set_>>();
+    // each session's owner and the letters of its chain sets
+    const found = new Map<string, { owner: Owner; sets: Set<Set_> }>();
     for (const m of save.matchAll(SESSION_CHAIN)) {
       const key = `${m[1]}.${m[2]}`;
-      found.set(key, { instance: m[1]!, session: Number(m[2]) });
-      letters.set(key, (letters.get(key) ?? new Set()).add(m[3]!));
+      const f = found.get(key) ?? { owner: { instance: m[1]!, session: Number(m[2]) }, sets: new Set<Set_>() };
+      f.sets.add(m[3]!);
+      found.set(key, f);
     }
     const markers = [...save.matchAll(MARKER_CHAIN)].map((m) => m[1]!);
-    const ids = [...markers, ...[...found.values()].map((o) => o.instance)].filter((id) => id !== this.instance);
+    const ids = [...markers, ...[...found.values()].map((f) => f.owner.instance)].filter((id) => id !== this.instance);
     const alive = await aliveIds(ids, this.alive);
-    const stale = [...found.values()].filter((o) => alive.get(o.instance) === false);
-    for (const owner of stale) {
-      const script = [...(letters.get(ownerTag(owner)) ?? [])].map((set) => removeScript(owner, set, true, true)).join('');
+    const stale = [...found.values()].filter((f) => alive.get(f.owner.instance) === false);
+    for (const { owner, sets } of stale) {
+      const script = [...sets].map((set) => removeScript(owner, set, true, true)).join('');
       // Only what exists: filter the script down to chains present in the saved ruleset.
       await this.restoreQuiet(f, keepExisting(script, save));
     }

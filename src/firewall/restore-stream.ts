@@ -1,7 +1,7 @@
-// One kept `iptables-restore --noflush` process per family, fed one script at a time. A process per
-// negotiation spent 45-55 ms starting and reading the ruleset before it did anything (bench/README.md);
-// a kept one commits each table block at its COMMIT line (iptables-nft and iptables-legacy alike) and
-// only the commit is left.
+// A kept `iptables-restore --noflush` process, fed one script at a time (the iptables backend keeps two
+// per family: additions, removals). A process per negotiation spent 45-55 ms starting and reading the
+// ruleset before it did anything (bench/README.md); a kept one commits each table block at its COMMIT
+// line (iptables-nft and iptables-legacy alike) and only the commit is left.
 //
 // iptables-restore says nothing when a block commits, so each script is followed by an acknowledgement
 // block, `*filter -S OUTPUT COMMIT`, whose listing starts with `-P OUTPUT <policy>`: when that line
@@ -76,8 +76,9 @@ interface Job {
   merged?: Job[];
   /** Failed when merged: applied on its own now. */
   alone?: boolean;
-  /** the process's line number of the script's first line */
+  /** The process's line numbers of the script's first and last lines (the acknowledgement follows). */
   base?: number;
+  last?: number;
 }
 
 /**
@@ -120,6 +121,8 @@ export interface RestoreStreamOptions {
   spawn?: (command: string) => RestoreProcess;
   /** No acknowledgement after this long: the process is killed and the script fails (default 30 s). */
   timeoutMs?: number;
+  /** Scripts queued behind the one in flight go as one block per table (removals: mergeByTable). */
+  merge?: boolean;
 }
 
 /**
@@ -132,8 +135,6 @@ export class RestoreStream {
   private lines = 0;
   private stderr = '';
   private readonly queue: Job[] = [];
-  /** Removals wait behind every queued addition: the reply waits for the additions only. */
-  private readonly later: Job[] = [];
   private current: Job | null = null;
   private timer: NodeJS.Timeout | null = null;
   private closed = false;
@@ -142,21 +143,20 @@ export class RestoreStream {
   constructor(private readonly o: RestoreStreamOptions) {}
 
   /**
-   * `urgent`: an addition a reply waits for, applied before queued removals. Resolves with what the
-   * script's own listings printed (`-S CHAIN`: the kept process can check the ruleset for the price of
-   * listing one chain, where `-C` made iptables-nft read every rule of the table).
+   * Resolves with what the script's own listings printed (`-S CHAIN`: the kept process can check the
+   * ruleset for the price of listing one chain, where `-C` made iptables-nft read every rule of the table).
    */
-  apply(script: string, urgent = true, timeoutMs = this.o.timeoutMs ?? 30_000): Promise<string[]> {
+  apply(script: string, timeoutMs = this.o.timeoutMs ?? 30_000): Promise<string[]> {
     if (this.closed) return Promise.reject(new FirewallError(`${this.o.command}: stopped`, script));
     return new Promise<string[]>((resolve, reject) => {
-      (urgent ? this.queue : this.later).push({ script, timeoutMs, out: [], resolve, reject });
+      this.queue.push({ script, timeoutMs, out: [], resolve, reject });
       this.next();
     });
   }
 
   /** End the process once the queued scripts are done; later scripts are refused. */
   async close(): Promise<void> {
-    if (this.current || this.queue.length || this.later.length) await new Promise<void>((r) => this.idle.push(r));
+    if (this.current || this.queue.length) await new Promise<void>((r) => this.idle.push(r));
     this.closed = true;
     this.proc?.end();
     this.proc = null;
@@ -182,9 +182,8 @@ export class RestoreStream {
       if (!job) return;
       const msg = error ? `cannot start stdbuf ${this.o.command}: ${error.message}` : this.stderr.trim() || `${this.o.command} exited (${code ?? 'killed'})`;
       const line = failedLine(this.stderr);
-      const scriptLines = lineCount(job.script);
       // The failing line was the acknowledgement's own: the script itself committed.
-      if (line !== null && job.base !== undefined && line >= job.base + scriptLines) this.done(null);
+      if (line !== null && job.last !== undefined && line > job.last) this.done(null);
       else this.done(new FirewallError(`${this.o.command} --noflush --wait: ${job.base !== undefined ? renumber(msg, job.base) : msg}`.split('\n').slice(0, 2).join('; '), job.script));
     });
     return p;
@@ -192,16 +191,17 @@ export class RestoreStream {
 
   private next(): void {
     if (this.current) return;
-    const job = this.queue.shift() ?? this.removals();
+    const job = this.o.merge ? this.merged() : this.queue.shift();
     if (!job) {
       for (const r of this.idle.splice(0)) r();
       return;
     }
     this.current = job;
     this.proc ??= this.start();
-    job.base = this.lines + 1;
     const text = job.script.endsWith('\n') ? job.script : `${job.script}\n`;
-    this.lines += lineCount(text) + ACK_LINES;
+    job.base = this.lines + 1;
+    job.last = this.lines + lineCount(text);
+    this.lines = job.last + ACK_LINES;
     this.timer = setTimeout(() => {
       const p = this.proc;
       this.proc = null;
@@ -212,14 +212,14 @@ export class RestoreStream {
     this.proc.write(text + ACK_BLOCK);
   }
 
-  /** The queued removals, merged into one job (each alone once a merged run of it failed). */
-  private removals(): Job | undefined {
-    const first = this.later[0];
-    if (!first || first.alone) return this.later.shift();
+  /** The queued scripts, merged into one job (each alone once a merged run of it failed). */
+  private merged(): Job | undefined {
+    const first = this.queue[0];
+    if (!first || first.alone) return this.queue.shift();
     let n = 0;
-    while (n < this.later.length && n < MERGE_MAX && !this.later[n]!.alone) n++;
-    if (n === 1) return this.later.shift();
-    const merged = this.later.splice(0, n);
+    while (n < this.queue.length && n < MERGE_MAX && !this.queue[n]!.alone) n++;
+    if (n === 1) return this.queue.shift();
+    const merged = this.queue.splice(0, n);
     return { script: mergeByTable(merged.map((j) => j.script)), timeoutMs: Math.max(...merged.map((j) => j.timeoutMs)), out: [], resolve: () => undefined, reject: () => undefined, merged };
   }
 
@@ -231,7 +231,7 @@ export class RestoreStream {
     this.current = null;
     if (job.merged && error) {
       // A transaction is all or nothing: apply each on its own, so one that fails fails alone.
-      this.later.unshift(...job.merged.map((j) => ({ ...j, alone: true })));
+      this.queue.unshift(...job.merged.map((j) => ({ ...j, alone: true })));
     } else if (job.merged) for (const j of job.merged) j.resolve([]);
     else if (error) job.reject(error);
     else job.resolve(job.out);

@@ -63,7 +63,7 @@ describe.each(VARIANTS)('golden scripts with %s', (variant) => {
         }
         await expect(stream.apply('*nat\n:KEPT4 - [0:0]\n-A NOSUCHCHAIN -j ACCEPT\nCOMMIT\n')).rejects.toThrow(/line 3 failed/);
         expect(await save()).not.toContain(':KEPT4 ');
-        await stream.apply(`*nat\n${[1, 2, 3].map((i) => `-D FTPPROXY-PRE -j KEPT${i}\n-F KEPT${i}\n-X KEPT${i}`).join('\n')}\nCOMMIT\n`, false);
+        await stream.apply(`*nat\n${[1, 2, 3].map((i) => `-D FTPPROXY-PRE -j KEPT${i}\n-F KEPT${i}\n-X KEPT${i}`).join('\n')}\nCOMMIT\n`);
         expect(await save()).not.toContain('KEPT');
       } finally {
         await stream.close();

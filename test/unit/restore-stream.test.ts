@@ -124,14 +124,14 @@ describe('RestoreStream', () => {
     expect(proc.committed.at(-1)).toEqual([':C2 - [0:0]', '-A C2 -j ACCEPT']);
   });
 
-  it('additions go before queued removals', async () => {
+  it('without merge (the additions\' process), queued scripts go one by one, in order', async () => {
     const t = fakeTool();
     const s = new RestoreStream({ command: 'iptables-restore', spawn: t.spawn });
     const first = s.apply(ADD(1));
-    const removal = s.apply('*nat\n-X R1\nCOMMIT\n', false);
+    const removal = s.apply('*nat\n-X R1\nCOMMIT\n');
     const add = s.apply(ADD(2));
     await Promise.all([first, removal, add]);
-    expect(t.procs[0]!.committed.filter((b) => b[0] !== '-S OUTPUT').map((b) => b[0])).toEqual([':C1 - [0:0]', ':C2 - [0:0]', '-X R1']);
+    expect(t.procs[0]!.committed.filter((b) => b[0] !== '-S OUTPUT').map((b) => b[0])).toEqual([':C1 - [0:0]', '-X R1', ':C2 - [0:0]']);
   });
 
   it('no answer: the process is killed, the script fails naming the wait, the next one gets a new process', async () => {
@@ -152,7 +152,7 @@ describe('RestoreStream', () => {
     const t = fakeTool();
     const s = new RestoreStream({ command: 'iptables-restore', spawn: t.spawn });
     const a = s.apply(ADD(1));
-    const b = s.apply('*nat\n-X C1\nCOMMIT\n', false);
+    const b = s.apply('*nat\n-X C1\nCOMMIT\n');
     await s.close();
     await Promise.all([a, b]);
     expect(t.procs[0]!.ended).toBe(true);
@@ -161,20 +161,20 @@ describe('RestoreStream', () => {
 
   it('removals queued behind a change go as one transaction per table', async () => {
     const t = fakeTool();
-    const s = new RestoreStream({ command: 'iptables-restore', spawn: t.spawn });
+    const s = new RestoreStream({ command: 'iptables-restore', spawn: t.spawn, merge: true });
     const first = s.apply(ADD(1));
-    const removals = [1, 2, 3].map((i) => s.apply(`*nat\n-X R${i}\nCOMMIT\n*filter\n-X F${i}\nCOMMIT\n`, false));
+    const removals = [1, 2, 3].map((i) => s.apply(`*nat\n-X R${i}\nCOMMIT\n*filter\n-X F${i}\nCOMMIT\n`));
     await Promise.all([first, ...removals]);
     expect(t.procs[0]!.committed.filter((b) => b[0] !== '-S OUTPUT')).toEqual([[':C1 - [0:0]', '-A C1 -j ACCEPT'], ['-X R1', '-X R2', '-X R3'], ['-X F1', '-X F2', '-X F3']]);
   });
 
   it('a merged removal that fails is applied script by script: only the bad one fails', async () => {
     const t = fakeTool();
-    const s = new RestoreStream({ command: 'iptables-restore', spawn: t.spawn });
+    const s = new RestoreStream({ command: 'iptables-restore', spawn: t.spawn, merge: true });
     const first = s.apply(ADD(1));
-    const ok1 = s.apply('*nat\n-X R1\nCOMMIT\n', false);
-    const bad = s.apply('*nat\n-X FAIL\nCOMMIT\n', false);
-    const ok2 = s.apply('*nat\n-X R2\nCOMMIT\n', false);
+    const ok1 = s.apply('*nat\n-X R1\nCOMMIT\n');
+    const bad = s.apply('*nat\n-X FAIL\nCOMMIT\n');
+    const ok2 = s.apply('*nat\n-X R2\nCOMMIT\n');
     await first;
     await expect(bad).rejects.toThrow('line 2 failed');
     await Promise.all([ok1, ok2]);
