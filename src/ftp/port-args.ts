@@ -33,8 +33,6 @@ function byte(text: string): number | null {
 
 /** Six comma-separated decimal bytes: the host-port form of RFC 959. */
 function parseHostPortNumbers(text: string): Parsed<HostPort> {
-  const plain = plainHostPort(text);
-  if (plain) return plain;
   const parts = text.split(',');
   if (parts.length !== 6) return fail('expected six comma-separated numbers');
   const bytes = parts.map((p) => byte(p.trim()));

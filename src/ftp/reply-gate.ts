@@ -22,10 +22,10 @@ export type ReplyVerdict =
   /** Send `reply` and end the session. */
   | { action: 'abort'; reply: string; close: string; log: ReplyLog };
 
-/** The reply rules for a reply `code` to `verb` (the client's, '' for the greeting). */
 /** The verdict of every reply no rule names: one object, not one per reply (the hop). */
 const RELAY: ReplyVerdict = Object.freeze({ action: 'relay' });
 
+/** The reply rules for a reply `code` to `verb` (the client's, '' for the greeting). */
 export function gateReply(policy: Policy, verb: string, code: string): ReplyVerdict {
   const d = decideReply(policy, verb, code);
   if (d.then.action !== 'abort' && d.then.action !== 'change') return RELAY;
